@@ -1,1 +1,34 @@
-//! herd-model
+//! Llama 3.x models: configuration, memory-mapped weights and a forward pass
+//! that is numerically the same as Hugging Face `transformers`.
+//!
+//! Design decisions:
+//! - **Weights are immutable, state is separate.** [`Llama::forward`] takes
+//!   `&self` and a batch of [`SeqInput`]s, each owning a [`KvCache`], so one
+//!   loaded model serves many sequences (and threads) at once.
+//! - **All positions.** The forward pass can return logits for every new
+//!   position ([`Logits::All`]): training and distillation need them;
+//!   generation asks for [`Logits::Last`] and skips the vocabulary projection
+//!   of the rest.
+//! - **Own matrix kernels, candle for the rest.** Linear layers read their
+//!   bf16/f16/f32 weights straight from the memory-mapped file through
+//!   `herd-kernels` (candle's bf16 matrix-vector product is ~10x slower than
+//!   its f32 one on CPU, and candle would copy the weights); normalisation,
+//!   rotary embeddings and attention use candle's fused CPU ops.
+//! - **Two-stage configuration.** [`RawConfig`] mirrors `config.json`;
+//!   [`Config`] is resolved and validated, accepting both the legacy
+//!   `rope_theta`/`rope_scaling` keys and the newer `rope_parameters`.
+#![deny(missing_docs)]
+
+mod config;
+mod error;
+mod kv;
+mod model;
+mod rope;
+mod weights;
+
+pub use config::{Config, GenerationConfig, RawConfig, RawRope, RopeScaling, TokenIds, WeightDtype};
+pub use error::{ModelError, Result};
+pub use kv::KvCache;
+pub use model::{logits_row, Llama, Logits, SeqInput};
+pub use rope::Rope;
+pub use weights::{Weight, WeightFiles};

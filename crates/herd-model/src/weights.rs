@@ -1,0 +1,301 @@
+//! Weight files: single or sharded safetensors, memory-mapped and never
+//! copied. A [`Weight`] borrows its bytes straight from the page cache, so a
+//! 16 GB bf16 checkpoint costs 16 GB of (shared, evictable) memory rather than
+//! 16 GB of heap plus the file cache, and loads in the time it takes to read
+//! the headers. Only a tensor whose offset is not aligned to its element size
+//! (legal in safetensors, never produced by `transformers`) is copied.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use half::{bf16, f16};
+use herd_kernels::WeightSlice;
+use memmap2::Mmap;
+use serde::Deserialize;
+
+use crate::config::WeightDtype;
+use crate::error::{ModelError, Result};
+
+/// Where a weight's bytes live.
+#[derive(Clone)]
+enum Bytes {
+    /// A range of a memory-mapped file.
+    Mapped { map: Arc<Mmap>, start: usize, len: usize },
+    /// A copy, held in `u64`s so any element type is aligned.
+    Owned { words: Arc<Vec<u64>>, len: usize },
+}
+
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped { map, start, len } => &map[*start..*start + *len],
+            Bytes::Owned { words, len } => {
+                // SAFETY: a Vec<u64> of ceil(len / 8) words holds at least `len`
+                // initialised bytes, and u8 has no alignment requirement.
+                unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), *len) }
+            }
+        }
+    }
+
+    fn copy_of(bytes: &[u8]) -> Bytes {
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        // SAFETY: `words` spans at least `bytes.len()` bytes and does not overlap `bytes`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast::<u8>(), bytes.len())
+        };
+        Bytes::Owned { words: Arc::new(words), len: bytes.len() }
+    }
+}
+
+/// One tensor of a checkpoint: dtype, shape and its (mapped) bytes. Cheap to
+/// clone; immutable.
+#[derive(Clone)]
+pub struct Weight {
+    bytes: Bytes,
+    dtype: WeightDtype,
+    shape: Vec<usize>,
+}
+
+impl std::fmt::Debug for Weight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Weight({}, {:?})", self.dtype, self.shape)
+    }
+}
+
+impl Weight {
+    /// The stored element type.
+    pub fn dtype(&self) -> WeightDtype {
+        self.dtype
+    }
+
+    /// The stored shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The elements, typed, for the matrix kernels.
+    pub fn as_slice(&self) -> WeightSlice<'_> {
+        let bytes = self.bytes.as_slice();
+        let n = self.len();
+        // SAFETY: alignment to the element size was checked (or forced by
+        // copying) when the weight was created, the byte length is exactly
+        // n * size, and every bit pattern is a valid f32/f16/bf16.
+        unsafe {
+            match self.dtype {
+                WeightDtype::F32 => WeightSlice::F32(std::slice::from_raw_parts(bytes.as_ptr().cast(), n)),
+                WeightDtype::F16 => WeightSlice::F16(std::slice::from_raw_parts(bytes.as_ptr().cast(), n)),
+                WeightDtype::Bf16 => WeightSlice::Bf16(std::slice::from_raw_parts(bytes.as_ptr().cast(), n)),
+            }
+        }
+    }
+
+    /// Converts elements `[start, start + out.len())` to f32 into `out`.
+    pub fn read_f32(&self, start: usize, out: &mut [f32]) {
+        let end = start + out.len();
+        match self.as_slice() {
+            WeightSlice::F32(s) => out.copy_from_slice(&s[start..end]),
+            WeightSlice::F16(s) => out.iter_mut().zip(&s[start..end]).for_each(|(o, v)| *o = f16::to_f32(*v)),
+            WeightSlice::Bf16(s) => out.iter_mut().zip(&s[start..end]).for_each(|(o, v)| *o = bf16::to_f32(*v)),
+        }
+    }
+
+    /// All elements as f32 (for small tensors such as norm weights).
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.len()];
+        self.read_f32(0, &mut out);
+        out
+    }
+
+    /// A weight built from f32 values held in memory (tests, tools).
+    pub fn from_f32(values: &[f32], shape: Vec<usize>) -> Weight {
+        // SAFETY: reinterpreting initialised f32s as bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), values.len() * 4) };
+        Weight { bytes: Bytes::copy_of(bytes), dtype: WeightDtype::F32, shape }
+    }
+}
+
+/// Metadata of one tensor inside one mapped file.
+#[derive(Debug, Clone)]
+struct Entry {
+    file: usize,
+    dtype: WeightDtype,
+    shape: Vec<usize>,
+    start: usize,
+    len: usize,
+}
+
+struct MappedFile {
+    path: PathBuf,
+    map: Arc<Mmap>,
+}
+
+/// The safetensors files of a model directory, indexed by tensor name.
+pub struct WeightFiles {
+    files: Vec<MappedFile>,
+    entries: HashMap<String, Entry>,
+    location: String,
+}
+
+#[derive(Deserialize)]
+struct ShardIndex {
+    weight_map: HashMap<String, String>,
+}
+
+impl WeightFiles {
+    /// Opens `model.safetensors.index.json` and its shards if present, else
+    /// `model.safetensors`, else every `*.safetensors` in `dir`.
+    pub fn open_dir(dir: &Path) -> Result<WeightFiles> {
+        let index_path = dir.join("model.safetensors.index.json");
+        let (names, location) = if index_path.exists() {
+            let text = std::fs::read_to_string(&index_path)
+                .map_err(|source| ModelError::Io { path: index_path.clone(), source })?;
+            let index: ShardIndex = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+                path: index_path.clone(),
+                what: "safetensors shard index",
+                source,
+            })?;
+            let shards: BTreeSet<String> = index.weight_map.values().cloned().collect();
+            (shards.into_iter().collect::<Vec<_>>(), index_path.display().to_string())
+        } else if dir.join("model.safetensors").exists() {
+            (vec!["model.safetensors".to_string()], dir.join("model.safetensors").display().to_string())
+        } else {
+            let mut found: Vec<String> = std::fs::read_dir(dir)
+                .map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".safetensors"))
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                return Err(ModelError::MissingFile {
+                    path: dir.join("model.safetensors"),
+                    hint: "; no *.safetensors weights in the model directory".into(),
+                });
+            }
+            (found, dir.display().to_string())
+        };
+        let paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
+        WeightFiles::open_files(&paths, location)
+    }
+
+    /// Opens and indexes the given safetensors files.
+    pub fn open_files(paths: &[PathBuf], location: String) -> Result<WeightFiles> {
+        let mut files = Vec::with_capacity(paths.len());
+        let mut entries = HashMap::new();
+        for (file, path) in paths.iter().enumerate() {
+            let map = map_file(path)?;
+            for (name, entry) in parse_header(&map, path, file)? {
+                entries.insert(name, entry);
+            }
+            files.push(MappedFile { path: path.clone(), map: Arc::new(map) });
+        }
+        Ok(WeightFiles { files, entries, location })
+    }
+
+    /// Names of all tensors.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    /// Whether a tensor exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    /// Total bytes of tensor data.
+    pub fn total_bytes(&self) -> u64 {
+        self.entries.values().map(|e| e.len as u64).sum()
+    }
+
+    /// The tensor `name`, checked against the `expected` shape.
+    pub fn get(&self, name: &str, expected: &[usize]) -> Result<Weight> {
+        let entry = self.entries.get(name).ok_or_else(|| ModelError::MissingTensor {
+            name: name.to_string(),
+            location: self.location.clone(),
+        })?;
+        let file = &self.files[entry.file];
+        if entry.shape != expected {
+            return Err(ModelError::WrongShape {
+                name: name.to_string(),
+                path: file.path.clone(),
+                expected: expected.to_vec(),
+                actual: entry.shape.clone(),
+            });
+        }
+        let bytes = if (file.map.as_ptr() as usize + entry.start) % entry.dtype.size() == 0 {
+            Bytes::Mapped { map: file.map.clone(), start: entry.start, len: entry.len }
+        } else {
+            Bytes::copy_of(&file.map[entry.start..entry.start + entry.len])
+        };
+        Ok(Weight { bytes, dtype: entry.dtype, shape: entry.shape.clone() })
+    }
+
+    /// The dtype most bytes are stored in (for `herd info`).
+    pub fn dominant_dtype(&self) -> Option<WeightDtype> {
+        let mut by_dtype: HashMap<String, (u64, WeightDtype)> = HashMap::new();
+        for e in self.entries.values() {
+            by_dtype.entry(e.dtype.to_string()).or_insert((0, e.dtype)).0 += e.len as u64;
+        }
+        by_dtype.into_values().max_by_key(|(n, _)| *n).map(|(_, d)| d)
+    }
+}
+
+fn map_file(path: &Path) -> Result<Mmap> {
+    let file = std::fs::File::open(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ModelError::MissingFile { path: path.to_path_buf(), hint: String::new() }
+        } else {
+            ModelError::Io { path: path.to_path_buf(), source }
+        }
+    })?;
+    // SAFETY: the map is read-only; as with every mmap-based loader, a file
+    // truncated by another process while mapped is outside our control.
+    unsafe { Mmap::map(&file) }.map_err(|source| ModelError::Io { path: path.to_path_buf(), source })
+}
+
+fn parse_header(map: &[u8], path: &Path, file: usize) -> Result<Vec<(String, Entry)>> {
+    let bad = |reason: String| ModelError::Safetensors { path: path.to_path_buf(), reason };
+    let (header_len, metadata) =
+        safetensors::SafeTensors::read_metadata(map).map_err(|e| bad(e.to_string()))?;
+    let data_start = 8 + header_len;
+    let data_len = map.len().saturating_sub(data_start);
+    let mut out = Vec::new();
+    for (name, info) in metadata.tensors() {
+        let dtype = match info.dtype {
+            safetensors::Dtype::F32 => WeightDtype::F32,
+            safetensors::Dtype::F16 => WeightDtype::F16,
+            safetensors::Dtype::BF16 => WeightDtype::Bf16,
+            other => {
+                return Err(ModelError::UnsupportedDtype {
+                    name,
+                    path: path.to_path_buf(),
+                    dtype: format!("{other:?}"),
+                })
+            }
+        };
+        let (begin, end) = info.data_offsets;
+        let elements: usize = info.shape.iter().product();
+        if end < begin || end > data_len || end - begin != elements * dtype.size() {
+            return Err(bad(format!(
+                "tensor {name}: byte range {begin}..{end} does not match shape {:?} of {dtype} within {data_len} data bytes",
+                info.shape
+            )));
+        }
+        out.push((
+            name,
+            Entry { file, dtype, shape: info.shape.clone(), start: data_start + begin, len: end - begin },
+        ));
+    }
+    Ok(out)
+}
