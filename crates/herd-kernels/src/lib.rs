@@ -1,1 +1,61 @@
-//! herd-kernels
+//! CPU matrix products for LLM linear layers: `Y = X · Wᵀ`, with f32 activations
+//! and bf16, f16 or f32 weights borrowed straight from a memory-mapped checkpoint.
+//!
+//! # Why this crate exists
+//!
+//! candle's bf16 matrix-vector product is about ten times slower than its f32 one on
+//! x86, so a bf16 checkpoint either decodes slowly or has to be upcast to f32 at load
+//! time (twice the memory, twice the bytes streamed per token). These kernels read the
+//! stored weights as they are and convert them to f32 in registers, so bf16 decode runs
+//! at memory bandwidth on half the bytes.
+//!
+//! The API is plain slices, with no candle types, so the model crate can hand over
+//! `&[bf16]` views of the mmap and its own activation buffers.
+//!
+//! # Two regimes, two strategies
+//!
+//! ```text
+//!             X (m × k, f32)      W (n × k, bf16/f16/f32, nn.Linear layout)
+//! decode      m ≤ 4               streamed once: memory-bound
+//! prefill     m large             reused m times: compute-bound
+//! ```
+//!
+//! * **Streaming** (decode): the n rows of W are split into contiguous chunks over the
+//!   global rayon pool so every core streams its own part of the matrix. Each chunk is
+//!   walked a few W rows at a time against all rows of X, so one pass over the weights
+//!   serves the whole (tiny) batch and several independent accumulators hide FMA latency.
+//! * **Blocked** (prefill): a block of W rows is converted to f32 once and repacked into
+//!   k-major panels, then a register-blocked micro-kernel (8 rows of X × 32 rows of W on
+//!   AVX-512) runs every row of X over it, so each weight is loaded from memory once
+//!   and converted once per k-block, not once per row of X.
+//!
+//! # Numerics
+//!
+//! [`Precision::Exact`] (the default) converts every weight to f32 exactly and
+//! accumulates in f32, so results match a reference that upcasts the weights to f32
+//! up to f32 summation-order differences (~1e-6 relative for well-conditioned sums).
+//! [`Precision::Bf16Dot`] is an explicit opt-in that also rounds X to bf16 so the
+//! AVX512_BF16 `vdpbf16ps` instruction can do two multiply-adds per lane; see its docs.
+//!
+//! # Instruction sets
+//!
+//! The best available [`Isa`] is detected once per process (AVX-512, AVX2+FMA+F16C, or
+//! portable Rust). [`Matmul::with_isa`] forces a specific one, which is how the tests
+//! run every path on one machine and how the benchmark compares them.
+
+#![deny(missing_docs)]
+
+mod arch;
+mod blocked;
+mod error;
+mod isa;
+mod matmul;
+mod problem;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+pub use error::{KernelError, Operand};
+pub use isa::{cpu_features, Isa};
+pub use matmul::{matmul_wt, Matmul, Precision};
+pub use problem::WeightSlice;
