@@ -206,7 +206,12 @@ impl Config {
                 ModelError::Io { path: path.to_path_buf(), source }
             }
         })?;
-        let raw: RawConfig = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+        Config::from_json(&text, path)
+    }
+
+    /// Parses and validates config.json text; `path` is only used in errors.
+    pub fn from_json(text: &str, path: &Path) -> Result<Config> {
+        let raw: RawConfig = serde_json::from_str(text).map_err(|source| ModelError::Json {
             path: path.to_path_buf(),
             what: "Llama config.json",
             source,
@@ -389,13 +394,18 @@ impl GenerationConfig {
     /// Reads `generation_config.json`; a missing file means "no defaults".
     pub fn from_file(path: &Path) -> Result<GenerationConfig> {
         match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|source| ModelError::Json {
-                path: path.to_path_buf(),
-                what: "generation_config.json",
-                source,
-            }),
+            Ok(text) => GenerationConfig::from_json(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(GenerationConfig::default()),
             Err(source) => Err(ModelError::Io { path: PathBuf::from(path), source }),
         }
+    }
+
+    /// Parses generation_config.json text; `path` is only used in errors.
+    pub fn from_json(text: &str, path: &Path) -> Result<GenerationConfig> {
+        serde_json::from_str(text).map_err(|source| ModelError::Json {
+            path: path.to_path_buf(),
+            what: "generation_config.json",
+            source,
+        })
     }
 }

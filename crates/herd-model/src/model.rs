@@ -272,6 +272,19 @@ impl Llama {
         Llama::from_weights(config, generation, &files)
     }
 
+    /// Builds a model whose files are held in memory (the checkpoint embedded
+    /// in the `herd` binary); `name` stands in for the directory in errors.
+    pub fn from_memory(config_json: &str, generation_json: Option<&str>, safetensors: &[u8], name: &str) -> Result<Llama> {
+        let dir = Path::new(name);
+        let config = Config::from_json(config_json, &dir.join("config.json"))?;
+        let generation = match generation_json {
+            Some(text) => GenerationConfig::from_json(text, &dir.join("generation_config.json"))?,
+            None => GenerationConfig::default(),
+        };
+        let files = WeightFiles::from_bytes(safetensors, &dir.join("model.safetensors").display().to_string())?;
+        Llama::from_weights(config, generation, &files)
+    }
+
     /// Builds the model from already-opened weight files.
     pub fn from_weights(config: Config, generation: GenerationConfig, files: &WeightFiles) -> Result<Llama> {
         let device = Device::Cpu;

@@ -17,34 +17,49 @@ use serde::Deserialize;
 use crate::config::WeightDtype;
 use crate::error::{ModelError, Result};
 
-/// Where a weight's bytes live.
-#[derive(Clone)]
-enum Bytes {
-    /// A range of a memory-mapped file.
-    Mapped { map: Arc<Mmap>, start: usize, len: usize },
-    /// A copy, held in `u64`s so any element type is aligned.
-    Owned { words: Arc<Vec<u64>>, len: usize },
+/// The backing store of a weight file: a memory map, or bytes held in `u64`
+/// words (so that any element type is aligned) for checkpoints that live in
+/// memory, such as the model embedded in the `herd` binary.
+enum Source {
+    Mapped(Mmap),
+    Words { words: Vec<u64>, len: usize },
 }
 
-impl Bytes {
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Bytes::Mapped { map, start, len } => &map[*start..*start + *len],
-            Bytes::Owned { words, len } => {
-                // SAFETY: a Vec<u64> of ceil(len / 8) words holds at least `len`
-                // initialised bytes, and u8 has no alignment requirement.
-                unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), *len) }
-            }
-        }
-    }
-
-    fn copy_of(bytes: &[u8]) -> Bytes {
+impl Source {
+    fn copy_of(bytes: &[u8]) -> Source {
         let mut words = vec![0u64; bytes.len().div_ceil(8)];
         // SAFETY: `words` spans at least `bytes.len()` bytes and does not overlap `bytes`.
         unsafe {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast::<u8>(), bytes.len())
         };
-        Bytes::Owned { words: Arc::new(words), len: bytes.len() }
+        Source::Words { words, len: bytes.len() }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Source::Mapped(map) => map,
+            // SAFETY: a Vec<u64> of ceil(len / 8) words holds at least `len`
+            // initialised bytes, and u8 has no alignment requirement.
+            Source::Words { words, len } => unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), *len) },
+        }
+    }
+}
+
+/// Where a weight's bytes live: a range of a shared source.
+#[derive(Clone)]
+struct Bytes {
+    source: Arc<Source>,
+    start: usize,
+    len: usize,
+}
+
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        &self.source.as_slice()[self.start..self.start + self.len]
+    }
+
+    fn copy_of(bytes: &[u8]) -> Bytes {
+        Bytes { source: Arc::new(Source::copy_of(bytes)), start: 0, len: bytes.len() }
     }
 }
 
@@ -137,7 +152,7 @@ struct Entry {
 
 struct MappedFile {
     path: PathBuf,
-    map: Arc<Mmap>,
+    source: Arc<Source>,
 }
 
 /// The safetensors files of a model directory, indexed by tensor name.
@@ -198,9 +213,17 @@ impl WeightFiles {
             for (name, entry) in parse_header(&map, path, file)? {
                 entries.insert(name, entry);
             }
-            files.push(MappedFile { path: path.clone(), map: Arc::new(map) });
+            files.push(MappedFile { path: path.clone(), source: Arc::new(Source::Mapped(map)) });
         }
         Ok(WeightFiles { files, entries, location })
+    }
+
+    /// Indexes one safetensors file held in memory; `name` is used in errors.
+    pub fn from_bytes(bytes: &[u8], name: &str) -> Result<WeightFiles> {
+        let path = PathBuf::from(name);
+        let entries = parse_header(bytes, &path, 0)?.into_iter().collect();
+        let source = Arc::new(Source::copy_of(bytes));
+        Ok(WeightFiles { files: vec![MappedFile { path, source }], entries, location: name.to_string() })
     }
 
     /// Names of all tensors.
@@ -233,10 +256,11 @@ impl WeightFiles {
                 actual: entry.shape.clone(),
             });
         }
-        let bytes = if (file.map.as_ptr() as usize + entry.start) % entry.dtype.size() == 0 {
-            Bytes::Mapped { map: file.map.clone(), start: entry.start, len: entry.len }
+        let data = file.source.as_slice();
+        let bytes = if (data.as_ptr() as usize + entry.start) % entry.dtype.size() == 0 {
+            Bytes { source: file.source.clone(), start: entry.start, len: entry.len }
         } else {
-            Bytes::copy_of(&file.map[entry.start..entry.start + entry.len])
+            Bytes::copy_of(&data[entry.start..entry.start + entry.len])
         };
         Ok(Weight { bytes, dtype: entry.dtype, shape: entry.shape.clone() })
     }

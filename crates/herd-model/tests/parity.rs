@@ -46,6 +46,7 @@ fn logits_match_transformers() {
             let mut cache = model.new_cache();
             let logits = model.forward_one(prompt, &mut cache, Logits::All).unwrap();
             let diff = max_abs_diff(&flat(&logits), &reference.logits("logits", i));
+            eprintln!("{name} prompt {i} ({} tokens): max |Δlogit| = {diff:.2e}", prompt.len());
             assert!(diff < F32_TOL, "{name} prompt {i} ({} tokens): max |Δlogit| = {diff}", prompt.len());
         }
     }

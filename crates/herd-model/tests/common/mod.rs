@@ -1,4 +1,5 @@
 //! Shared helpers: fixture paths and the committed transformers references.
+#![allow(dead_code)] // each test binary uses a different subset
 
 use std::path::PathBuf;
 
@@ -55,7 +56,6 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-#[allow(dead_code)]
 pub fn flat(t: &candle_core::Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1().unwrap()
 }

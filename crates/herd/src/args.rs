@@ -1,0 +1,106 @@
+//! Command-line flags: the raw, clap-parsed layer. Validation into library
+//! types (sampling parameters, model sources) happens in `load`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// herd: run, fine-tune and serve Llama-family models.
+#[derive(Debug, Parser)]
+#[command(name = "herd", version, about)]
+pub struct Cli {
+    /// Worker threads for matrix kernels and tensor ops (default: all cores).
+    #[arg(long, global = true, env = "HERD_THREADS")]
+    pub threads: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Continue a prompt, streaming tokens to stdout and speed to stderr.
+    Generate(GenerateArgs),
+    /// Interactive multi-turn chat in the Llama 3 chat format.
+    Chat(ChatArgs),
+    /// Describe a model: architecture, parameters, dtype, memory, context.
+    Info(InfoArgs),
+}
+
+/// Where the model comes from.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// A Hugging Face Llama directory (config.json, *.safetensors,
+    /// tokenizer.json). Default: the small model embedded in this binary.
+    #[arg(long, short = 'm', env = "HERD_MODEL")]
+    pub model: Option<PathBuf>,
+}
+
+/// Sampling flags; unset ones fall back to the model's generation_config.json.
+#[derive(Debug, Args)]
+pub struct SamplingArgs {
+    /// Always pick the most likely token (overrides the model's defaults).
+    #[arg(long)]
+    pub greedy: bool,
+    /// Softmax temperature; 0 means greedy.
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Sample only among the k most likely tokens.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Nucleus sampling: the smallest set of tokens with probability ≥ p.
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// Drop tokens less likely than min-p × the most likely one.
+    #[arg(long)]
+    pub min_p: Option<f32>,
+    /// Penalise tokens already in the context (1 = off).
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
+    /// Random seed: the same seed gives the same tokens.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Maximum number of tokens to generate.
+    #[arg(long, short = 'n', default_value_t = 256)]
+    pub max_tokens: usize,
+}
+
+/// `herd generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The text to continue.
+    #[arg(long, short = 'p')]
+    pub prompt: String,
+    /// Wrap the prompt as a user turn in the chat format (for instruct models).
+    #[arg(long)]
+    pub chat: bool,
+    /// System prompt (implies --chat).
+    #[arg(long)]
+    pub system: Option<String>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+/// `herd chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// System prompt for the conversation.
+    #[arg(long)]
+    pub system: Option<String>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+/// `herd info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Context length to size the KV cache for (default: the model's maximum).
+    #[arg(long)]
+    pub context: Option<usize>,
+}

@@ -1,0 +1,101 @@
+//! `herd generate`: one prompt, streamed to stdout; timing to stderr.
+
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use herd_engine::{generate, FinishReason, GenerateRequest, Generation};
+use herd_tokenizer::{ChatFormat, Message, Role};
+
+use crate::args::GenerateArgs;
+use crate::load::{load, sampling_params, stop_ids};
+
+pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    let loaded = load(&args.model)?;
+    let sampling = sampling_params(&args.sampling, &loaded.model)?;
+    let prompt = if args.chat || args.system.is_some() {
+        let mut dialog = Vec::new();
+        if let Some(system) = &args.system {
+            dialog.push(Message::new(Role::System, system));
+        }
+        dialog.push(Message::new(Role::User, &args.prompt));
+        ChatFormat::new(&loaded.tokenizer)?.encode_dialog_prompt(&dialog)?
+    } else {
+        let mut ids: Vec<u32> = loaded.tokenizer.bos_id().into_iter().collect();
+        ids.extend(loaded.tokenizer.encode(&args.prompt)?);
+        ids
+    };
+    let limit = loaded.model.config().max_position_embeddings;
+    if prompt.len() >= limit {
+        anyhow::bail!(
+            "the prompt is {} tokens but the model's context length is {limit} tokens ({})",
+            prompt.len(),
+            loaded.name
+        );
+    }
+    let request = GenerateRequest {
+        prompt,
+        max_new_tokens: args.sampling.max_tokens,
+        sampling,
+        stop_ids: stop_ids(&loaded),
+    };
+
+    // Ctrl-C stops generation at the next token; the statistics still print.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+
+    let mut decoder = loaded.tokenizer.stream_decoder();
+    let mut stdout = std::io::stdout().lock();
+    let mut cache = loaded.model.new_cache();
+    let mut write_error = None;
+    let generation = generate(&loaded.model, &mut cache, &request, |token| {
+        let text = match decoder.step(token) {
+            Ok(text) => text,
+            Err(e) => {
+                write_error = Some(anyhow::Error::from(e));
+                return ControlFlow::Break(());
+            }
+        };
+        if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+            // A closed pipe (`herd generate | head`) ends generation quietly.
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                write_error = Some(e.into());
+            }
+            return ControlFlow::Break(());
+        }
+        if interrupted.load(Ordering::SeqCst) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })?;
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    let _ = writeln!(stdout, "{}", decoder.flush());
+    report(&generation, request.prompt.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Time to first token and decode speed, on stderr so stdout stays pipeable.
+pub fn report(generation: &Generation, prompt_tokens: usize) {
+    let ttft = generation.time_to_first_token.as_secs_f64();
+    let finish = match generation.finish {
+        FinishReason::Stop(_) => "stop token",
+        FinishReason::Length => "max tokens",
+        FinishReason::ContextFull => "context full",
+        FinishReason::Cancelled => "interrupted",
+    };
+    eprintln!(
+        "[prompt {prompt_tokens} tokens ({} computed), time to first token {:.1} ms ({:.1} tok/s prefill); \
+         generated {} tokens at {:.2} tok/s; ended by {finish}]",
+        generation.prefill_tokens,
+        ttft * 1e3,
+        if ttft > 0.0 { generation.prefill_tokens as f64 / ttft } else { 0.0 },
+        generation.tokens.len(),
+        generation.decode_tokens_per_second(),
+    );
+}
