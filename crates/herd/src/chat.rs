@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use herd_engine::{generate, GenerateRequest};
-use herd_tokenizer::{ChatFormat, Message, Role};
+use herd_tokenizer::{ChatFormat, Message, Role, StreamDecoder};
 
 use crate::args::ChatArgs;
 use crate::generate::report;
@@ -81,10 +81,10 @@ pub fn run(args: ChatArgs) -> anyhow::Result<ExitCode> {
         params.seed = params.seed.wrapping_add(turn);
         let request = GenerateRequest { prompt, max_new_tokens: args.sampling.max_tokens, sampling: params, stop_ids: stops.clone() };
 
-        let mut decoder = loaded.tokenizer.stream_decoder();
+        let mut decoder = StreamDecoder::new(true);
         generating.store(true, Ordering::SeqCst);
         let generation = generate(&loaded.model, &mut cache, &request, |token| {
-            if let Ok(text) = decoder.step(token) {
+            if let Ok(Some(text)) = decoder.step(&loaded.tokenizer, token) {
                 let _ = stdout.write_all(text.as_bytes());
                 let _ = stdout.flush();
             }
@@ -96,7 +96,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<ExitCode> {
         });
         generating.store(false, Ordering::SeqCst);
         let generation = generation?;
-        writeln!(stdout, "{}", decoder.flush())?;
+        writeln!(stdout, "{}", decoder.finish(&loaded.tokenizer)?)?;
         report(&generation, request.prompt.len());
         let answer = loaded.tokenizer.decode(&generation.tokens, true)?;
         cached = request.prompt;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use herd_engine::{generate, FinishReason, GenerateRequest, Generation};
-use herd_tokenizer::{ChatFormat, Message, Role};
+use herd_tokenizer::{ChatFormat, Message, Role, StreamDecoder};
 
 use crate::args::GenerateArgs;
 use crate::load::{load, sampling_params, stop_ids};
@@ -47,13 +47,13 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let flag = interrupted.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
 
-    let mut decoder = loaded.tokenizer.stream_decoder();
+    let mut decoder = StreamDecoder::new(true);
     let mut stdout = std::io::stdout().lock();
     let mut cache = loaded.model.new_cache();
     let mut write_error = None;
     let generation = generate(&loaded.model, &mut cache, &request, |token| {
-        let text = match decoder.step(token) {
-            Ok(text) => text,
+        let text = match decoder.step(&loaded.tokenizer, token) {
+            Ok(text) => text.unwrap_or_default(),
             Err(e) => {
                 write_error = Some(anyhow::Error::from(e));
                 return ControlFlow::Break(());
@@ -75,7 +75,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = write_error {
         return Err(e);
     }
-    let _ = writeln!(stdout, "{}", decoder.flush());
+    let _ = writeln!(stdout, "{}", decoder.finish(&loaded.tokenizer)?);
     report(&generation, request.prompt.len());
     Ok(ExitCode::SUCCESS)
 }

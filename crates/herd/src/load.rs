@@ -1,7 +1,7 @@
 //! Turning flags into library objects: the model and tokenizer (from a
 //! directory or the embedded default) and validated sampling parameters.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use herd_engine::{Sampling, SamplingParams};
@@ -28,7 +28,6 @@ pub struct Loaded {
     pub model: Llama,
     pub tokenizer: Tokenizer,
     pub name: String,
-    pub dir: Option<PathBuf>,
 }
 
 /// Loads `--model DIR`, or the embedded default.
@@ -40,7 +39,6 @@ pub fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
             tokenizer: Tokenizer::from_json_bytes(embedded::TOKENIZER)
                 .with_context(|| format!("{}: tokenizer.json", embedded::NAME))?,
             name: embedded::NAME.to_string(),
-            dir: None,
         }),
     }
 }
@@ -56,7 +54,7 @@ fn load_dir(dir: &Path) -> anyhow::Result<Loaded> {
             model.config().vocab_size
         );
     }
-    Ok(Loaded { model, tokenizer, name: dir.display().to_string(), dir: Some(dir.to_path_buf()) })
+    Ok(Loaded { model, tokenizer, name: dir.display().to_string() })
 }
 
 /// Flags first, then the checkpoint's generation_config.json, then greedy.
