@@ -1,1 +1,56 @@
-//! herd-tokenizer
+//! Tokenizers for herd: Hugging Face `tokenizer.json` and Meta's tiktoken
+//! `tokenizer.model`, behind one [`Tokenizer`], plus the Llama 3 chat format
+//! ([`ChatFormat`]) and a streaming decoder ([`StreamDecoder`]).
+//!
+//! # Design decisions
+//!
+//! **One engine for both formats.** A tiktoken file is converted at load time
+//! into a `tokenizers` byte-level BPE pipeline (see `tiktoken.rs` for how the
+//! merge list is derived from ranks, following HF's `TikTokenConverter`).
+//! Both formats then share every code path — encode, decode, streaming, chat
+//! — so a test that passes through one path exercises the other, and the ids
+//! are proven equal to Meta's `tiktoken` ids by the committed fixtures.
+//!
+//! **User text never becomes special tokens.** The `tokenizers` crate normally
+//! cuts added tokens such as `<|eot_id|>` out of the input before BPE, so a
+//! user who types `<|eot_id|>` would end their own turn and could forge
+//! headers. Meta's reference encodes with `disallowed_special=()`, i.e. as
+//! ordinary bytes. Rather than keeping a second copy of a 128k-token
+//! tokenizer without added tokens, herd sets the library's
+//! `encode_special_tokens` flag on the one tokenizer it loads: tokens flagged
+//! *special* are then never matched in input text, while decoding still knows
+//! them. Special ids enter a sequence only where herd inserts them by id (the
+//! chat format). [`Tokenizer::special_id`] offers only tokens flagged
+//! special, so a vocabulary that lists `<|eot_id|>` as an ordinary (hence
+//! user-producible) token fails loudly instead of being trusted.
+//!
+//! **Ids are looked up by name.** herd's own small models keep Llama 3's
+//! special-token names at other ids; only the tiktoken loader knows that
+//! Meta puts them at 128000..128255.
+//!
+//! **Meta's quirks are mirrored, not fixed.** Meta's encoder cuts runs longer
+//! than 25,000 (non-)whitespace characters before BPE, which changes ids;
+//! herd does the same so long inputs match. Meta's chat formatter does not
+//! strip content and encodes each part separately; so does [`ChatFormat`].
+//! Where herd is stricter (a malformed tiktoken line, a field a role cannot
+//! carry) it returns an error where Meta would log and continue or silently
+//! ignore.
+//!
+//! **Immutable tokenizer, separate state.** [`Tokenizer`] is `Send + Sync`
+//! and shared by all requests; [`StreamDecoder`] is per-sequence state that
+//! borrows the tokenizer only for the duration of a call.
+
+#![deny(missing_docs)]
+
+mod chat;
+mod error;
+mod pyfmt;
+mod stream;
+mod tiktoken;
+mod tokenizer;
+
+pub use chat::{ChatFormat, Message, MessageEnd, Role, ToolCall, ToolPromptFormat, ToolValue};
+pub use error::{BackendOp, MessageProblem, TiktokenLineProblem, TiktokenVocabProblem, TokenizerError};
+pub use stream::StreamDecoder;
+pub use tiktoken::{llama3_special_token_names, LLAMA3_SPLIT_PATTERN};
+pub use tokenizer::{SpecialToken, Tokenizer, TokenizerFormat};
