@@ -129,11 +129,11 @@ impl Matmul {
         // SAFETY (all arms): `Matmul` is only built for an `isa`/`precision` the CPU
         // supports, which is what the `arch` kernels' target features require.
         unsafe { match (strategy, self.isa) {
-            (Strategy::Stream, Isa::Scalar) => stream::run(p, out, arch::scalar::stream_rows),
+            (Strategy::Stream, Isa::Scalar) => stream::run::<arch::scalar::Stream>(p, out),
             #[cfg(target_arch = "x86_64")]
-            (Strategy::Stream, Isa::Avx2) => stream::run(p, out, arch::avx2::stream_rows),
+            (Strategy::Stream, Isa::Avx2) => stream::run::<arch::avx2::Stream>(p, out),
             #[cfg(target_arch = "x86_64")]
-            (Strategy::Stream, Isa::Avx512) => stream::run(p, out, arch::avx512::stream_rows),
+            (Strategy::Stream, Isa::Avx512) => stream::run::<arch::avx512::Stream>(p, out),
             (Strategy::Blocked, Isa::Scalar) => blocked::run::<arch::scalar::Exact>(p, out),
             #[cfg(target_arch = "x86_64")]
             (Strategy::Blocked, Isa::Avx2) => blocked::run::<arch::avx2::Exact>(p, out),

@@ -12,9 +12,25 @@ use rayon::prelude::*;
 
 use crate::problem::{OutPtr, Problem};
 
-/// An instruction set's streaming kernel: computes `Y[i][j]` for every row `i` of `X`
-/// and every `j` in the row range, writing through the `OutPtr`.
-pub(crate) type RowsFn = unsafe fn(&Problem<'_>, Range<usize>, OutPtr);
+/// An instruction set's streaming kernel.
+pub(crate) trait RowKernel {
+    /// Per-call data every chunk reads, e.g. `X` rearranged for the kernel, built once
+    /// so chunks do not each redo it.
+    type Shared: Sync;
+
+    /// Builds the shared data.
+    ///
+    /// # Safety
+    /// The CPU must support the kernel's instruction set.
+    unsafe fn prepare(p: &Problem<'_>) -> Self::Shared;
+
+    /// `Y[i][j]` for every row `i` of `X` and every `j` in `rows`.
+    ///
+    /// # Safety
+    /// The CPU must support the kernel's instruction set; `rows` must lie in `0..n`,
+    /// and the caller must own those columns of `Y`.
+    unsafe fn rows(p: &Problem<'_>, shared: &Self::Shared, rows: Range<usize>, out: OutPtr);
+}
 
 /// Chunks per rayon thread: enough for work stealing to even out a core slowed by a
 /// neighbour, few enough that each chunk is a long sequential stream.
@@ -27,15 +43,16 @@ const PARALLEL_MIN_BYTES: usize = 256 << 10;
 /// Chunks are multiples of this many rows, so only the last chunk has a row tail.
 const ROW_ALIGN: usize = 16;
 
-/// Runs `rows` over all of `W`, split across the global rayon pool.
+/// Runs kernel `K` over all of `W`, split across the global rayon pool.
 ///
 /// # Safety
-/// The CPU must support the instruction set `rows` is compiled for.
-pub(crate) unsafe fn run(p: &Problem<'_>, out: OutPtr, rows: RowsFn) {
+/// The CPU must support `K`'s instruction set.
+pub(crate) unsafe fn run<K: RowKernel>(p: &Problem<'_>, out: OutPtr) {
+    let shared = K::prepare(p);
     let bytes = p.n * p.k * p.w.element_size();
     let threads = rayon::current_num_threads();
     if bytes < PARALLEL_MIN_BYTES || threads == 1 {
-        rows(p, 0..p.n, out);
+        K::rows(p, &shared, 0..p.n, out);
         return;
     }
     let chunks = threads * CHUNKS_PER_THREAD;
@@ -44,6 +61,6 @@ pub(crate) unsafe fn run(p: &Problem<'_>, out: OutPtr, rows: RowsFn) {
         let range = c * chunk..((c + 1) * chunk).min(p.n);
         // SAFETY: the caller guarantees CPU support; the chunks are disjoint, so each
         // task writes its own columns of `Y`.
-        unsafe { rows(p, range, out) }
+        unsafe { K::rows(p, &shared, range, out) }
     });
 }

@@ -11,6 +11,7 @@ use half::{bf16, f16};
 
 use crate::blocked::{pack_f32, AOperand, Microkernel, Tile};
 use crate::problem::{OutPtr, Problem};
+use crate::stream::RowKernel;
 use crate::WeightSlice;
 
 /// f32 lanes per vector.
@@ -65,14 +66,25 @@ unsafe fn hsum(v: __m256) -> f32 {
 const STREAM_MR: usize = 2;
 /// Rows of `W` per streaming block.
 const STREAM_NR: usize = 4;
+/// How far ahead of the current line each W row is prefetched (see the AVX-512
+/// kernel for why).
+const PREFETCH_BYTES: usize = 1024;
 
-/// Streaming kernel: `Y[i][j]` for all `i` and every `j` in `rows`.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C; `rows` must lie in `0..n`, and the caller
-/// must own those columns of `Y`.
+/// The AVX2 streaming (decode) kernel.
+pub(crate) struct Stream;
+
+impl RowKernel for Stream {
+    type Shared = ();
+
+    unsafe fn prepare(_: &Problem<'_>) {}
+
+    unsafe fn rows(p: &Problem<'_>, _: &(), rows: Range<usize>, out: OutPtr) {
+        stream_rows(p, rows, out);
+    }
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn stream_rows(p: &Problem<'_>, rows: Range<usize>, out: OutPtr) {
+unsafe fn stream_rows(p: &Problem<'_>, rows: Range<usize>, out: OutPtr) {
     match p.w {
         WeightSlice::F32(w) => rows_of(p, w.as_ptr(), rows, out),
         WeightSlice::Bf16(w) => rows_of(p, w.as_ptr(), rows, out),
@@ -113,18 +125,22 @@ unsafe fn block<T: Lanes, const M: usize, const R: usize>(
     let x = p.x.as_ptr().add(i0 * k);
     let w = w.add(j0 * k);
     let mut acc = [[_mm256_setzero_ps(); R]; M];
+    // Main loop: one cache line of each W row per iteration, prefetched ahead as in
+    // the AVX-512 kernel (prefetches past the end of W never fault).
+    let line = 64 / size_of::<T>();
+    let lines = k / line * line;
     let mut kk = 0;
+    while kk < lines {
+        for r in 0..R {
+            _mm_prefetch::<_MM_HINT_T0>(w.add(r * k + kk).wrapping_byte_add(PREFETCH_BYTES).cast());
+        }
+        for sub in (0..line).step_by(LANES) {
+            step::<T, M, R>(&mut acc, x.add(kk + sub), w.add(kk + sub), k);
+        }
+        kk += line;
+    }
     while kk + LANES <= k {
-        let mut wv = [_mm256_setzero_ps(); R];
-        for (r, v) in wv.iter_mut().enumerate() {
-            *v = T::load(w.add(r * k + kk));
-        }
-        for (i, acc_row) in acc.iter_mut().enumerate() {
-            let xv = _mm256_loadu_ps(x.add(i * k + kk));
-            for (a, &wr) in acc_row.iter_mut().zip(&wv) {
-                *a = _mm256_fmadd_ps(xv, wr, *a);
-            }
-        }
+        step::<T, M, R>(&mut acc, x.add(kk), w.add(kk), k);
         kk += LANES;
     }
     if kk < k {
@@ -143,6 +159,26 @@ unsafe fn block<T: Lanes, const M: usize, const R: usize>(
     for (i, acc_row) in acc.iter().enumerate() {
         for (r, &a) in acc_row.iter().enumerate() {
             *out.at(i0 + i, j0 + r) = hsum(a);
+        }
+    }
+}
+
+/// One 8-lane step: `acc[i][r] += x_i[0..8] · w_r[0..8]`; X and W have row stride `k`.
+#[inline(always)]
+unsafe fn step<T: Lanes, const M: usize, const R: usize>(
+    acc: &mut [[__m256; R]; M],
+    x: *const f32,
+    w: *const T,
+    k: usize,
+) {
+    let mut wv = [_mm256_setzero_ps(); R];
+    for (r, v) in wv.iter_mut().enumerate() {
+        *v = T::load(w.add(r * k));
+    }
+    for (i, acc_row) in acc.iter_mut().enumerate() {
+        let xv = _mm256_loadu_ps(x.add(i * k));
+        for (a, &wr) in acc_row.iter_mut().zip(&wv) {
+            *a = _mm256_fmadd_ps(xv, wr, *a);
         }
     }
 }

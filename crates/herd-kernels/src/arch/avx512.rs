@@ -12,6 +12,7 @@ use half::{bf16, f16};
 
 use crate::blocked::{bf16_rows, pack_bf16_pairs, pack_f32, AOperand, Microkernel, Tile};
 use crate::problem::{OutPtr, Problem};
+use crate::stream::RowKernel;
 use crate::WeightSlice;
 
 /// f32 lanes per vector.
@@ -26,14 +27,36 @@ fn mask(len: usize) -> __mmask16 {
 
 /// A stored weight type loaded as 16 f32 lanes.
 trait Lanes: Copy {
+    /// Weights per 64-byte cache line: the unit of the streaming kernel's main loop.
+    const LINE: usize;
+
     /// Loads 16 consecutive weights (unaligned).
     unsafe fn load(p: *const Self) -> __m512;
+
     /// Loads the first `len < 16` weights at `p`, zeroing the other lanes; masked-off
     /// lanes are not read, so this never touches memory past the slice.
     unsafe fn load_partial(p: *const Self, len: usize) -> __m512;
+
+    /// `acc[i][r] += x_i · w_r` over one line (`LINE` weights) of R rows of W (row
+    /// stride `k`) and M rows of X (row stride `ldx`), with X in the layout
+    /// [`Stream::prepare`] made for this dtype.
+    #[inline(always)]
+    unsafe fn line<const M: usize, const R: usize>(
+        acc: &mut [[__m512; R]; M],
+        x: *const f32,
+        ldx: usize,
+        w: *const Self,
+        k: usize,
+    ) {
+        for sub in (0..Self::LINE).step_by(LANES) {
+            step::<Self, M, R>(acc, x.add(sub), ldx, w.add(sub), k);
+        }
+    }
 }
 
 impl Lanes for f32 {
+    const LINE: usize = 16;
+
     #[inline(always)]
     unsafe fn load(p: *const Self) -> __m512 {
         _mm512_loadu_ps(p)
@@ -51,6 +74,8 @@ unsafe fn widen_bf16(h: __m256i) -> __m512 {
 }
 
 impl Lanes for bf16 {
+    const LINE: usize = 32;
+
     #[inline(always)]
     unsafe fn load(p: *const Self) -> __m512 {
         widen_bf16(_mm256_loadu_si256(p.cast()))
@@ -60,9 +85,42 @@ impl Lanes for bf16 {
     unsafe fn load_partial(p: *const Self, len: usize) -> __m512 {
         widen_bf16(_mm256_maskz_loadu_epi16(mask(len), p.cast()))
     }
+
+    /// A line of 32 bf16 read as 16 `u32` lanes holds an even weight in the low half
+    /// and an odd one in the high half of each lane, so `<< 16` gives the even weights
+    /// and `& 0xFFFF0000` the odd ones as exact f32: two cheap ALU ops per 32 weights
+    /// instead of a zero-extend shuffle and a shift per 16. X was de-interleaved to
+    /// match (16 even columns, then 16 odd ones, per 32).
+    #[inline(always)]
+    unsafe fn line<const M: usize, const R: usize>(
+        acc: &mut [[__m512; R]; M],
+        x: *const f32,
+        ldx: usize,
+        w: *const Self,
+        k: usize,
+    ) {
+        let high = _mm512_set1_epi32(0xFFFF_0000_u32 as i32);
+        let mut even = [_mm512_setzero_ps(); R];
+        let mut odd = [_mm512_setzero_ps(); R];
+        for r in 0..R {
+            let v = _mm512_loadu_si512(w.add(r * k).cast());
+            even[r] = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v));
+            odd[r] = _mm512_castsi512_ps(_mm512_and_si512(v, high));
+        }
+        for (i, acc_row) in acc.iter_mut().enumerate() {
+            let xe = _mm512_loadu_ps(x.add(i * ldx));
+            let xo = _mm512_loadu_ps(x.add(i * ldx + LANES));
+            for r in 0..R {
+                acc_row[r] = _mm512_fmadd_ps(xe, even[r], acc_row[r]);
+                acc_row[r] = _mm512_fmadd_ps(xo, odd[r], acc_row[r]);
+            }
+        }
+    }
 }
 
 impl Lanes for f16 {
+    const LINE: usize = 32;
+
     #[inline(always)]
     unsafe fn load(p: *const Self) -> __m512 {
         _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()))
@@ -74,28 +132,73 @@ impl Lanes for f16 {
     }
 }
 
-/// Rows of `X` per streaming block: 4 × 4 accumulators, 4 weight vectors and one
-/// activation vector use 21 of the 32 registers.
+/// Rows of `X` per streaming block: 4 × 4 accumulators, 8 weight vectors and two
+/// activation vectors use 26 of the 32 registers.
 const STREAM_MR: usize = 4;
 /// Rows of `W` per streaming block.
 const STREAM_NR: usize = 4;
 
-/// Streaming kernel: `Y[i][j]` for all `i` and every `j` in `rows`.
-///
-/// # Safety
-/// The CPU must support AVX-512 F/BW/VL; `rows` must lie in `0..n`, and the caller
-/// must own those columns of `Y`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-pub(crate) unsafe fn stream_rows(p: &Problem<'_>, rows: Range<usize>, out: OutPtr) {
-    match p.w {
-        WeightSlice::F32(w) => rows_of(p, w.as_ptr(), rows, out),
-        WeightSlice::Bf16(w) => rows_of(p, w.as_ptr(), rows, out),
-        WeightSlice::F16(w) => rows_of(p, w.as_ptr(), rows, out),
+/// The AVX-512 streaming (decode) kernel.
+pub(crate) struct Stream;
+
+impl RowKernel for Stream {
+    /// For bf16 weights, X with each 32 columns de-interleaved (even, then odd), as
+    /// [`Lanes::line`] for bf16 wants it, row stride `k / 32 * 32`; empty otherwise.
+    type Shared = Vec<f32>;
+
+    unsafe fn prepare(p: &Problem<'_>) -> Vec<f32> {
+        match p.w {
+            WeightSlice::Bf16(_) => deinterleave(p.x, p.m, p.k),
+            _ => Vec::new(),
+        }
+    }
+
+    unsafe fn rows(p: &Problem<'_>, shared: &Vec<f32>, rows: Range<usize>, out: OutPtr) {
+        stream_rows(p, shared, rows, out);
     }
 }
 
+/// X's full 32-column groups with even columns first, then odd ones.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn deinterleave(x: &[f32], m: usize, k: usize) -> Vec<f32> {
+    let k32 = k / 32 * 32;
+    if k32 == 0 {
+        return Vec::new();
+    }
+    let mut out = vec![0.0f32; m * k32];
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    for (src, dst) in x.chunks_exact(k).zip(out.chunks_exact_mut(k32)) {
+        for (s, d) in src.chunks_exact(32).zip(dst.chunks_exact_mut(32)) {
+            let (lo, hi) = (_mm512_loadu_ps(s.as_ptr()), _mm512_loadu_ps(s[16..].as_ptr()));
+            _mm512_storeu_ps(d.as_mut_ptr(), _mm512_permutex2var_ps(lo, even, hi));
+            _mm512_storeu_ps(d[16..].as_mut_ptr(), _mm512_permutex2var_ps(lo, odd, hi));
+        }
+    }
+    out
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn stream_rows(p: &Problem<'_>, xl: &[f32], rows: Range<usize>, out: OutPtr) {
+    // Line-loop X: the de-interleaved copy for bf16, X itself otherwise.
+    let (xl, ldx) = if xl.is_empty() { (p.x, p.k) } else { (xl, p.k / 32 * 32) };
+    let xl = Lines { x: xl.as_ptr(), ldx };
+    match p.w {
+        WeightSlice::F32(w) => rows_of(p, xl, w.as_ptr(), rows, out),
+        WeightSlice::Bf16(w) => rows_of(p, xl, w.as_ptr(), rows, out),
+        WeightSlice::F16(w) => rows_of(p, xl, w.as_ptr(), rows, out),
+    }
+}
+
+/// X as the line loop reads it: base pointer and row stride.
+#[derive(Clone, Copy)]
+struct Lines {
+    x: *const f32,
+    ldx: usize,
+}
+
 #[inline(always)]
-unsafe fn rows_of<T: Lanes>(p: &Problem<'_>, w: *const T, rows: Range<usize>, out: OutPtr) {
+unsafe fn rows_of<T: Lanes>(p: &Problem<'_>, xl: Lines, w: *const T, rows: Range<usize>, out: OutPtr) {
     let mut j = rows.start;
     while j < rows.end {
         let full = rows.end - j >= STREAM_NR;
@@ -103,14 +206,14 @@ unsafe fn rows_of<T: Lanes>(p: &Problem<'_>, w: *const T, rows: Range<usize>, ou
         while i < p.m {
             let mr = (p.m - i).min(STREAM_MR);
             match (mr, full) {
-                (4, true) => block::<T, 4, STREAM_NR>(p, w, i, j, out),
-                (3, true) => block::<T, 3, STREAM_NR>(p, w, i, j, out),
-                (2, true) => block::<T, 2, STREAM_NR>(p, w, i, j, out),
-                (_, true) => block::<T, 1, STREAM_NR>(p, w, i, j, out),
-                (4, false) => block::<T, 4, 1>(p, w, i, j, out),
-                (3, false) => block::<T, 3, 1>(p, w, i, j, out),
-                (2, false) => block::<T, 2, 1>(p, w, i, j, out),
-                (_, false) => block::<T, 1, 1>(p, w, i, j, out),
+                (4, true) => block::<T, 4, STREAM_NR>(p, xl, w, i, j, out),
+                (3, true) => block::<T, 3, STREAM_NR>(p, xl, w, i, j, out),
+                (2, true) => block::<T, 2, STREAM_NR>(p, xl, w, i, j, out),
+                (_, true) => block::<T, 1, STREAM_NR>(p, xl, w, i, j, out),
+                (4, false) => block::<T, 4, 1>(p, xl, w, i, j, out),
+                (3, false) => block::<T, 3, 1>(p, xl, w, i, j, out),
+                (2, false) => block::<T, 2, 1>(p, xl, w, i, j, out),
+                (_, false) => block::<T, 1, 1>(p, xl, w, i, j, out),
             }
             i += mr;
         }
@@ -118,10 +221,17 @@ unsafe fn rows_of<T: Lanes>(p: &Problem<'_>, w: *const T, rows: Range<usize>, ou
     }
 }
 
+/// How far ahead of the current line each W row is prefetched. A core keeps too few
+/// demand misses in flight to saturate DRAM on its own (the out-of-order window fills
+/// with the conversion and FMA uops first), so the streaming loop asks for 16 lines
+/// per row ahead; shorter distances measured slower, longer ones no faster.
+const PREFETCH_BYTES: usize = 1024;
+
 /// `Y[i0..i0+M][j0..j0+R]`: M rows of `X` against R rows of `W`, M·R accumulators.
 #[inline(always)]
 unsafe fn block<T: Lanes, const M: usize, const R: usize>(
     p: &Problem<'_>,
+    xl: Lines,
     w: *const T,
     i0: usize,
     j0: usize,
@@ -129,20 +239,22 @@ unsafe fn block<T: Lanes, const M: usize, const R: usize>(
 ) {
     let k = p.k;
     let x = p.x.as_ptr().add(i0 * k);
+    let (xl, ldx) = (xl.x.add(i0 * xl.ldx), xl.ldx);
     let w = w.add(j0 * k);
     let mut acc = [[_mm512_setzero_ps(); R]; M];
+    // Main loop: one cache line of each W row per iteration, prefetching ahead. The
+    // prefetch address may run past the end of W; prefetches never fault.
+    let lines = k / T::LINE * T::LINE;
     let mut kk = 0;
+    while kk < lines {
+        for r in 0..R {
+            _mm_prefetch::<_MM_HINT_T0>(w.add(r * k + kk).wrapping_byte_add(PREFETCH_BYTES).cast());
+        }
+        T::line::<M, R>(&mut acc, xl.add(kk), ldx, w.add(kk), k);
+        kk += T::LINE;
+    }
     while kk + LANES <= k {
-        let mut wv = [_mm512_setzero_ps(); R];
-        for (r, v) in wv.iter_mut().enumerate() {
-            *v = T::load(w.add(r * k + kk));
-        }
-        for (i, acc_row) in acc.iter_mut().enumerate() {
-            let xv = _mm512_loadu_ps(x.add(i * k + kk));
-            for (a, &wr) in acc_row.iter_mut().zip(&wv) {
-                *a = _mm512_fmadd_ps(xv, wr, *a);
-            }
-        }
+        step::<T, M, R>(&mut acc, x.add(kk), k, w.add(kk), k);
         kk += LANES;
     }
     if kk < k {
@@ -161,6 +273,28 @@ unsafe fn block<T: Lanes, const M: usize, const R: usize>(
     for (i, acc_row) in acc.iter().enumerate() {
         for (r, &a) in acc_row.iter().enumerate() {
             *out.at(i0 + i, j0 + r) = _mm512_reduce_add_ps(a);
+        }
+    }
+}
+
+/// One 16-lane step: `acc[i][r] += x_i[0..16] · w_r[0..16]`, X row stride `ldx`, W
+/// row stride `k`.
+#[inline(always)]
+unsafe fn step<T: Lanes, const M: usize, const R: usize>(
+    acc: &mut [[__m512; R]; M],
+    x: *const f32,
+    ldx: usize,
+    w: *const T,
+    k: usize,
+) {
+    let mut wv = [_mm512_setzero_ps(); R];
+    for (r, v) in wv.iter_mut().enumerate() {
+        *v = T::load(w.add(r * k));
+    }
+    for (i, acc_row) in acc.iter_mut().enumerate() {
+        let xv = _mm512_loadu_ps(x.add(i * ldx));
+        for (a, &wr) in acc_row.iter_mut().zip(&wv) {
+            *a = _mm512_fmadd_ps(xv, wr, *a);
         }
     }
 }

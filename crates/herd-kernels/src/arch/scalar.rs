@@ -9,6 +9,7 @@ use half::{bf16, f16};
 
 use crate::blocked::{pack_f32, AOperand, Microkernel, Tile};
 use crate::problem::{OutPtr, Problem};
+use crate::stream::RowKernel;
 use crate::WeightSlice;
 
 /// Independent partial sums per dot product.
@@ -41,15 +42,20 @@ impl Widen for f16 {
     }
 }
 
-/// Streaming kernel: `Y[i][j]` for all `i` and every `j` in `rows`.
-///
-/// # Safety
-/// `rows` must lie in `0..n`, and the caller must own those columns of `Y`.
-pub(crate) unsafe fn stream_rows(p: &Problem<'_>, rows: Range<usize>, out: OutPtr) {
-    match p.w {
-        WeightSlice::F32(w) => rows_of(p, w, rows, out),
-        WeightSlice::Bf16(w) => rows_of(p, w, rows, out),
-        WeightSlice::F16(w) => rows_of(p, w, rows, out),
+/// The portable streaming (decode) kernel.
+pub(crate) struct Stream;
+
+impl RowKernel for Stream {
+    type Shared = ();
+
+    unsafe fn prepare(_: &Problem<'_>) {}
+
+    unsafe fn rows(p: &Problem<'_>, _: &(), rows: Range<usize>, out: OutPtr) {
+        match p.w {
+            WeightSlice::F32(w) => rows_of(p, w, rows, out),
+            WeightSlice::Bf16(w) => rows_of(p, w, rows, out),
+            WeightSlice::F16(w) => rows_of(p, w, rows, out),
+        }
     }
 }
 

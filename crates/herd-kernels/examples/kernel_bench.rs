@@ -1,0 +1,298 @@
+//! Throughput of `matmul_wt` against the machine's own streaming-read bandwidth.
+//!
+//! ```text
+//! cargo run --release -p herd-kernels --example kernel_bench \
+//!     [-- --threads N --cold-mib MIB --only baseline,decode,isa,batch,prefill]
+//! ```
+//!
+//! Decode (m = 1) is memory-bound, so it is reported as GB/s of weights read and as a
+//! fraction of the streaming-read baseline: the fastest of several parallel SIMD sums
+//! over a buffer far larger than the caches. The weights rotate through copies
+//! totalling `--cold-mib` so they come from DRAM, not from the (large) L3, as they
+//! would for a real model; "hot" repeats one matrix. Prefill (m = 512) is
+//! compute-bound and reported in GFLOP/s. Shapes are the Llama 3.2 1B linear layers.
+//! Each number is the median of several timed repetitions, with the best in brackets,
+//! because the machine may be shared.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use half::{bf16, f16};
+use herd_kernels::{cpu_features, Isa, Matmul, Precision, WeightSlice};
+use rayon::prelude::*;
+
+/// Llama 3.2 1B linear layers as (k, n): attention q/o, MLP gate/up, MLP down.
+const SHAPES: [(usize, usize); 3] = [(2048, 2048), (2048, 8192), (8192, 2048)];
+/// Timed repetitions per measurement.
+const REPS: usize = 7;
+/// Every section, in run order.
+const SECTIONS: [&str; 5] = ["baseline", "decode", "isa", "batch", "prefill"];
+
+struct Args {
+    threads: Option<usize>,
+    cold_bytes: usize,
+    only: Vec<String>,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args { threads: None, cold_bytes: 1 << 30, only: Vec::new() };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().expect("flag needs a value");
+        match flag.as_str() {
+            "--threads" => args.threads = Some(value().parse().expect("--threads takes a number")),
+            "--cold-mib" => args.cold_bytes = value().parse::<usize>().expect("--cold-mib takes a number") << 20,
+            "--only" => args.only = value().split(',').map(str::to_string).collect(),
+            other => panic!("unknown flag {other}; use --threads N, --cold-mib MIB, --only {}", SECTIONS.join(",")),
+        }
+    }
+    args
+}
+
+/// Median and best of `REPS` runs of `f`, in seconds per call (`f` does `calls` calls).
+fn time(calls: usize, mut f: impl FnMut()) -> (f64, f64) {
+    f(); // warm up: page faults, pool start, caches
+    let mut t: Vec<f64> = (0..REPS)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64() / calls as f64
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    (t[REPS / 2], t[0])
+}
+
+/// Streaming-read bandwidth in GB/s (median, best) of the fastest access pattern:
+/// every thread sums its own contiguous part of a buffer far larger than the caches,
+/// either as one sequential stream or as blocks of 4 interleaved 8 KiB "rows" (the
+/// pattern of a kernel reading several weight rows at once).
+fn read_bandwidth(bytes: usize) -> (f64, f64) {
+    let buf: Vec<f32> = vec![1.0; bytes / 4];
+    let threads = rayon::current_num_threads();
+    let chunk = buf.len().div_ceil(threads);
+    let mut fastest = (0.0, 0.0);
+    for (name, rows) in [("1 sequential stream", 1), ("4 interleaved 8 KiB rows", 4)] {
+        let (med, best) = time(1, || {
+            let s: f32 = buf.par_chunks(chunk).map(|part| simd_sum(part, rows)).sum();
+            black_box(s);
+        });
+        let (med, best) = (bytes as f64 / med / 1e9, bytes as f64 / best / 1e9);
+        println!("  {name} per thread: {med:.1} GB/s [best {best:.1}]");
+        if med > fastest.0 {
+            fastest = (med, best);
+        }
+    }
+    fastest
+}
+
+/// Sums `v` with the widest SIMD available, so the loop is bound by memory, not by
+/// instructions (a baseline-x86-64 build of a plain sum is not).
+fn simd_sum(v: &[f32], rows: usize) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        // SAFETY: AVX-512F was just detected.
+        return unsafe { avx512_sum(v, rows) };
+    }
+    let _ = rows;
+    let (chunks, tail) = v.as_chunks::<16>();
+    let mut acc = [0.0f32; 16];
+    for c in chunks {
+        for l in 0..16 {
+            acc[l] += c[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail.iter().sum::<f32>()
+}
+
+/// Reads `v` in blocks of `rows` 8 KiB rows, all rows of a block advancing together.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512_sum(v: &[f32], rows: usize) -> f32 {
+    use std::arch::x86_64::*;
+    const ROW: usize = 2048;
+    let block = ROW * rows;
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let blocks = v.chunks_exact(block);
+    let rest: f32 = blocks.remainder().iter().sum();
+    for b in blocks {
+        for i in (0..ROW).step_by(16) {
+            for r in 0..rows {
+                acc[r] = _mm512_add_ps(acc[r], _mm512_loadu_ps(b[r * ROW + i..].as_ptr()));
+            }
+        }
+    }
+    acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum::<f32>() + rest
+}
+
+fn values(len: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+/// The same random matrix stored in one dtype.
+enum Stored {
+    F32(Vec<f32>),
+    Bf16(Vec<bf16>),
+    F16(Vec<f16>),
+}
+
+impl Stored {
+    fn new(dtype: &str, v: &[f32]) -> Self {
+        match dtype {
+            "f32" => Stored::F32(v.to_vec()),
+            "bf16" => Stored::Bf16(v.iter().map(|&x| bf16::from_f32(x)).collect()),
+            _ => Stored::F16(v.iter().map(|&x| f16::from_f32(x)).collect()),
+        }
+    }
+
+    /// Enough copies of an `n × k` matrix to fill `bytes`, so cycling through them
+    /// reads from DRAM.
+    fn cold(dtype: &str, k: usize, n: usize, bytes: usize) -> Vec<Stored> {
+        let v = values(n * k, 1);
+        let one = Stored::new(dtype, &v);
+        let count = bytes.div_ceil(n * k * one.slice().element_size()).max(2);
+        std::iter::once(one).chain((1..count).map(|_| Stored::new(dtype, &v))).collect()
+    }
+
+    fn slice(&self) -> WeightSlice<'_> {
+        match self {
+            Stored::F32(w) => WeightSlice::F32(w),
+            Stored::Bf16(w) => WeightSlice::Bf16(w),
+            Stored::F16(w) => WeightSlice::F16(w),
+        }
+    }
+}
+
+/// Seconds per call (median, best) of `matmul` with `m` rows over `copies`, cycling
+/// through them.
+fn bench_matmul(matmul: Matmul, m: usize, k: usize, n: usize, copies: &[Stored]) -> (f64, f64) {
+    let x = values(m * k, 7);
+    let mut y = vec![0.0f32; m * n];
+    time(copies.len(), || {
+        for w in copies {
+            matmul.run(&x, m, k, w.slice(), n, &mut y).expect("shapes are consistent");
+        }
+        black_box(&y);
+    })
+}
+
+fn decode(baseline: f64, cold_bytes: usize) {
+    println!("\ndecode, m = 1, default kernels ({}): GB/s of weights, % of baseline", Isa::best());
+    println!("{:>6} {:>11} {:>24} {:>20} {:>9}", "dtype", "k × n", "cold GB/s (%) [best]", "hot GB/s (%)", "GFLOP/s");
+    for dtype in ["bf16", "f16", "f32"] {
+        for (k, n) in SHAPES {
+            let cold = Stored::cold(dtype, k, n, cold_bytes);
+            let bytes = (n * k * cold[0].slice().element_size()) as f64;
+            let (cold_s, cold_best) = bench_matmul(Matmul::default(), 1, k, n, &cold);
+            let (hot_s, _) = bench_matmul(Matmul::default(), 1, k, n, &cold[..1]);
+            let gbs = |s: f64| bytes / s / 1e9;
+            println!(
+                "{dtype:>6} {:>11} {:>7.1} ({:>3.0}%) [{:>5.1}] {:>11.1} ({:>3.0}%) {:>9.1}",
+                format!("{k}×{n}"),
+                gbs(cold_s),
+                100.0 * gbs(cold_s) / baseline,
+                gbs(cold_best),
+                gbs(hot_s),
+                100.0 * gbs(hot_s) / baseline,
+                2.0 * (n * k) as f64 / cold_s / 1e9,
+            );
+        }
+    }
+}
+
+fn decode_per_isa(baseline: f64, cold_bytes: usize) {
+    let (k, n) = (2048, 8192);
+    println!("\ndecode bf16 {k}×{n} (k × n), m = 1, cold, per instruction set");
+    let cold = Stored::cold("bf16", k, n, cold_bytes);
+    let bytes = (n * k * 2) as f64;
+    for isa in Isa::ALL.into_iter().filter(|isa| isa.is_supported()) {
+        let matmul = Matmul::with_isa(isa, Precision::Exact).expect("supported");
+        let (s, best) = bench_matmul(matmul, 1, k, n, &cold);
+        let gbs = |s: f64| bytes / s / 1e9;
+        println!("{isa:>8}: {:>5.1} GB/s ({:>3.0}% of baseline) [best {:.1}]", gbs(s), 100.0 * gbs(s) / baseline, gbs(best));
+    }
+}
+
+fn small_batches(cold_bytes: usize) {
+    let (k, n) = (2048, 8192);
+    println!("\nsmall batches, bf16 {k}×{n} (k × n), default kernels: GFLOP/s by m (cold, hot)");
+    let cold = Stored::cold("bf16", k, n, cold_bytes);
+    for m in [1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32, 64] {
+        let flops = 2.0 * (m * n * k) as f64;
+        let (cold_s, _) = bench_matmul(Matmul::default(), m, k, n, &cold);
+        let (hot_s, _) = bench_matmul(Matmul::default(), m, k, n, &cold[..1]);
+        println!("  m = {m:>2}: {:>7.1} {:>7.1}", flops / cold_s / 1e9, flops / hot_s / 1e9);
+    }
+}
+
+fn prefill() {
+    let m = 512;
+    println!("\nprefill, m = {m}: GFLOP/s (median [best])");
+    let mut columns = vec![("exact", Matmul::default())];
+    if let Ok(dot) = Matmul::with_isa(Isa::Avx512, Precision::Bf16Dot) {
+        columns.push(("bf16-dot", dot));
+    }
+    for isa in [Isa::Avx2, Isa::Scalar].into_iter().filter(|isa| isa.is_supported() && *isa != Isa::best()) {
+        columns.push((if isa == Isa::Avx2 { "avx2" } else { "scalar" }, Matmul::with_isa(isa, Precision::Exact).expect("supported")));
+    }
+    print!("{:>6} {:>11}", "dtype", "k × n");
+    for (name, _) in &columns {
+        print!(" {name:>16}");
+    }
+    println!();
+    for dtype in ["bf16", "f16", "f32"] {
+        for (k, n) in SHAPES {
+            let w = [Stored::new(dtype, &values(n * k, 1))];
+            print!("{dtype:>6} {:>11}", format!("{k}×{n}"));
+            for (name, matmul) in &columns {
+                // bf16-dot only differs for bf16 weights; scalar is slow, one shape is enough.
+                if (*name == "bf16-dot" && dtype != "bf16") || (*name == "scalar" && (k, n) != SHAPES[0]) {
+                    print!(" {:>16}", "-");
+                    continue;
+                }
+                let (s, best) = bench_matmul(*matmul, m, k, n, &w);
+                let gflops = |s: f64| 2.0 * (m * n * k) as f64 / s / 1e9;
+                print!(" {:>7.1} [{:>6.1}]", gflops(s), gflops(best));
+            }
+            println!();
+        }
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    if let Some(threads) = args.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("pool is configured once");
+    }
+    let run = |section: &str| args.only.is_empty() || args.only.iter().any(|s| s == section);
+    println!("cpu: {}", cpu_features());
+    println!("rayon threads: {}", rayon::current_num_threads());
+
+    let mut baseline = f64::NAN;
+    if run("baseline") || run("decode") || run("isa") {
+        println!("\nstreaming read, {} MiB buffer, all threads:", args.cold_bytes >> 20);
+        let (med, best) = read_bandwidth(args.cold_bytes);
+        println!("baseline: {med:.1} GB/s [best {best:.1}]");
+        baseline = med;
+    }
+    if run("decode") {
+        decode(baseline, args.cold_bytes);
+    }
+    if run("isa") {
+        decode_per_isa(baseline, args.cold_bytes);
+    }
+    if run("batch") {
+        small_batches(args.cold_bytes);
+    }
+    if run("prefill") {
+        prefill();
+    }
+}
