@@ -135,7 +135,11 @@ fn float_text(x: f64, nan: &str, inf: &str) -> String {
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
     let (first, rest) = digits.split_at(1);
     if !(-4..16).contains(&exponent) {
-        let dot = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        let dot = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
         let exp_sign = if exponent < 0 { '-' } else { '+' };
         format!("{sign}{first}{dot}e{exp_sign}{:02}", exponent.abs())
     } else if exponent >= 0 {

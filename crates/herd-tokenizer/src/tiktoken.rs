@@ -106,7 +106,10 @@ fn parse(path: &Path, text: &str) -> Result<Vec<Vec<u8>>, TokenizerError> {
         }
         if let Some((_, first_line)) = by_rank.get(&rank) {
             let first_line = *first_line;
-            return Err(line_error(line_no, TiktokenLineProblem::DuplicateRank { rank, first_line }));
+            return Err(line_error(
+                line_no,
+                TiktokenLineProblem::DuplicateRank { rank, first_line },
+            ));
         }
         line_of_token.insert(token.clone(), line_no);
         by_rank.insert(rank, (token, line_no));
@@ -165,9 +168,11 @@ fn build(path: &Path, tokens: &[Vec<u8>]) -> Result<tokenizers::Tokenizer, Token
             })
             .collect();
         local.sort_unstable();
-        merges.extend(local.into_iter().map(|(l, r)| {
-            (spell(&tokens[l as usize]), spell(&tokens[r as usize]))
-        }));
+        merges.extend(
+            local
+                .into_iter()
+                .map(|(l, r)| (spell(&tokens[l as usize]), spell(&tokens[r as usize]))),
+        );
     }
 
     let backend = |op| move |source| TokenizerError::Backend { op, source };

@@ -140,11 +140,10 @@ impl Tokenizer {
     /// Loads a `tokenizer.json` held in memory (e.g. compiled into a binary);
     /// errors name the file `<memory>`.
     pub fn from_json_bytes(bytes: &[u8]) -> Result<Self, TokenizerError> {
-        let inner: tokenizers::Tokenizer =
-            serde_json::from_slice(bytes).map_err(|source| TokenizerError::Json {
-                path: PathBuf::from("<memory>"),
-                source,
-            })?;
+        let inner: tokenizers::Tokenizer = serde_json::from_slice(bytes).map_err(|source| TokenizerError::Json {
+            path: PathBuf::from("<memory>"),
+            source,
+        })?;
         Ok(Self::from_inner(inner, TokenizerFormat::HfJson))
     }
 
@@ -164,11 +163,10 @@ impl Tokenizer {
     }
 
     fn from_json_text(path: &Path, text: &str) -> Result<Self, TokenizerError> {
-        let inner: tokenizers::Tokenizer =
-            serde_json::from_str(text).map_err(|source| TokenizerError::Json {
-                path: path.to_owned(),
-                source,
-            })?;
+        let inner: tokenizers::Tokenizer = serde_json::from_str(text).map_err(|source| TokenizerError::Json {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(Self::from_inner(inner, TokenizerFormat::HfJson))
     }
 
@@ -191,11 +189,7 @@ impl Tokenizer {
             .filter(|(_, token)| token.special)
             .map(|(id, token)| (token.content, id))
             .collect();
-        let vocab_size = inner
-            .get_vocab(true)
-            .values()
-            .max()
-            .map_or(0, |max| *max as usize + 1);
+        let vocab_size = inner.get_vocab(true).values().max().map_or(0, |max| *max as usize + 1);
         Self {
             inner,
             specials,
@@ -308,10 +302,7 @@ fn meta_pieces(text: &str) -> Vec<&str> {
     let mut pieces = Vec::new();
     let mut rest = text;
     loop {
-        let cut = rest
-            .char_indices()
-            .nth(MAX_ENCODE_CHARS)
-            .map_or(rest.len(), |(i, _)| i);
+        let cut = rest.char_indices().nth(MAX_ENCODE_CHARS).map_or(rest.len(), |(i, _)| i);
         let (head, tail) = rest.split_at(cut);
         split_long_runs(head, &mut pieces);
         if tail.is_empty() {
@@ -365,7 +356,9 @@ mod tests {
     }
 
     fn fixture_json(rel: &str) -> serde_json::Value {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures")
+            .join(rel);
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
@@ -403,13 +396,20 @@ mod tests {
         let merges = model["merges"].as_array().expect("merges");
         for merge in merges {
             let pair = merge.as_array().expect("[left, right]");
-            text.push_str(&format!("{} {}\n", pair[0].as_str().expect("left"), pair[1].as_str().expect("right")));
+            text.push_str(&format!(
+                "{} {}\n",
+                pair[0].as_str().expect("left"),
+                pair[1].as_str().expect("right")
+            ));
         }
         let expected = fixture_json("tokenizer/multilingual.ids.json");
         let hf = &expected["hf_converter"];
         assert_eq!(vocab.len() as u64, hf["vocab_size"].as_u64().expect("vocab_size"));
         assert_eq!(merges.len() as u64, hf["merges"].as_u64().expect("merges"));
-        assert_eq!(fnv1a64(text.as_bytes()), hf["fnv1a64_of_vocab_and_merges"].as_str().expect("fingerprint"));
+        assert_eq!(
+            fnv1a64(text.as_bytes()),
+            hf["fnv1a64_of_vocab_and_merges"].as_str().expect("fingerprint")
+        );
 
         let reloaded = Tokenizer::from_json_bytes(json.as_bytes()).expect("reload");
         assert_eq!(reloaded.format(), TokenizerFormat::HfJson);
@@ -418,7 +418,10 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tokenizer/multilingual.txt");
         let text = std::fs::read_to_string(path).expect("text");
         let ids: Vec<u32> = serde_json::from_value(expected["ids"].clone()).expect("ids");
-        assert!(reloaded.encode(&text).expect("encode") == ids, "tokenizer.json path differs from Meta");
+        assert!(
+            reloaded.encode(&text).expect("encode") == ids,
+            "tokenizer.json path differs from Meta"
+        );
     }
 
     #[test]

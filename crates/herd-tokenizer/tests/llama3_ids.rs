@@ -47,9 +47,11 @@ fn multilingual_text() -> String {
 
 /// Index and context of the first difference, for a readable failure.
 fn first_difference(actual: &[u32], expected: &[u32]) -> Option<String> {
-    let i = actual.iter().zip(expected).position(|(a, e)| a != e).or_else(|| {
-        (actual.len() != expected.len()).then(|| actual.len().min(expected.len()))
-    })?;
+    let i = actual
+        .iter()
+        .zip(expected)
+        .position(|(a, e)| a != e)
+        .or_else(|| (actual.len() != expected.len()).then(|| actual.len().min(expected.len())))?;
     let lo = i.saturating_sub(3);
     Some(format!(
         "first difference at id #{i}: herd {:?} vs Meta {:?} (lengths {} vs {})",
@@ -84,13 +86,24 @@ fn multilingual_paragraphs_match_meta() {
     assert_eq!(paragraphs.len(), fixture.paragraphs.len(), "paragraph count");
     let mut failures = Vec::new();
     for (i, (paragraph, case)) in paragraphs.iter().zip(&fixture.paragraphs).enumerate() {
-        assert!(*paragraph == case.text, "paragraph {i} text differs from the fixture: regenerate it");
+        assert!(
+            *paragraph == case.text,
+            "paragraph {i} text differs from the fixture: regenerate it"
+        );
         let ids = tok.encode(paragraph).expect("encode");
         if let Some(diff) = first_difference(&ids, &case.ids) {
-            failures.push(format!("paragraph {i} {:?}...: {diff}", paragraph.chars().take(40).collect::<String>()));
+            failures.push(format!(
+                "paragraph {i} {:?}...: {diff}",
+                paragraph.chars().take(40).collect::<String>()
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} paragraphs differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} paragraphs differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -124,7 +137,12 @@ fn random_strings_match_meta() {
             first_difference(&ids, &case.ids).map(|diff| format!("{:?}: {diff}", case.text))
         })
         .collect();
-    assert!(failures.is_empty(), "{} strings differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} strings differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -133,7 +151,10 @@ fn decode_inverts_encode() {
     let fixture = expected();
     let text = multilingual_text();
     assert_same_text(&tok.decode(&fixture.ids, false).expect("decode"), &text);
-    assert_same_text(&tok.decode(&tok.encode(&text).expect("encode"), true).expect("decode"), &text);
+    assert_same_text(
+        &tok.decode(&tok.encode(&text).expect("encode"), true).expect("decode"),
+        &text,
+    );
     for case in fixture.paragraphs.iter().chain(&fixture.random_strings) {
         assert_same_text(&tok.decode(&case.ids, false).expect("decode"), &case.text);
     }
@@ -149,7 +170,10 @@ fn stream_decoder_reproduces_text_without_broken_characters() {
     let mut pieces = 0;
     for &id in &ids {
         if let Some(piece) = decoder.step(tok, id).expect("step") {
-            assert!(!piece.contains(char::REPLACEMENT_CHARACTER), "U+FFFD mid-stream in {piece:?}");
+            assert!(
+                !piece.contains(char::REPLACEMENT_CHARACTER),
+                "U+FFFD mid-stream in {piece:?}"
+            );
             out.push_str(&piece);
             pieces += 1;
         }
@@ -173,7 +197,10 @@ fn stream_decoder_splits_an_emoji_across_ids() {
     // An unfinished character comes out of `finish` as U+FFFD, like a full decode.
     let mut decoder = StreamDecoder::new(false);
     assert_eq!(decoder.step(tok, ids[0]).expect("step"), None);
-    assert_eq!(decoder.finish(tok).expect("finish"), tok.decode(&ids[..1], false).expect("decode"));
+    assert_eq!(
+        decoder.finish(tok).expect("finish"),
+        tok.decode(&ids[..1], false).expect("decode")
+    );
 }
 
 #[test]
@@ -206,7 +233,10 @@ fn special_token_text_in_user_input_stays_text() {
     assert!(ids.iter().all(|id| !specials.contains(id)), "special id in {ids:?}");
     assert_eq!(tok.decode(&ids, true).expect("decode"), text);
     // Exactly Meta's ids for "<|eot_id|>" as plain text (tiktoken, disallowed_special=()).
-    assert_eq!(tok.encode("<|eot_id|>").expect("encode"), vec![27, 91, 68, 354, 851, 91, 29]);
+    assert_eq!(
+        tok.encode("<|eot_id|>").expect("encode"),
+        vec![27, 91, 68, 354, 851, 91, 29]
+    );
 }
 
 #[test]
@@ -224,23 +254,41 @@ fn llama3_vocabulary_and_special_ids() {
     assert_eq!(tok.special_id("<|reserved_special_token_246|>"), None);
     assert_eq!(tok.special_id("hello"), None);
     // Meta's own unit test (llama_models/llama3/tests/api/test_tokenizer.py).
-    assert_eq!(tok.encode("This is a test sentence.").expect("encode"), vec![2028, 374, 264, 1296, 11914, 13]);
+    assert_eq!(
+        tok.encode("This is a test sentence.").expect("encode"),
+        vec![2028, 374, 264, 1296, 11914, 13]
+    );
     let with_specials = [128_000, 2028, 374, 264, 1296, 11914, 13, 128_001];
     assert_eq!(
         tok.decode(&with_specials, false).expect("decode"),
         "<|begin_of_text|>This is a test sentence.<|end_of_text|>"
     );
-    assert_eq!(tok.decode(&with_specials, true).expect("decode"), "This is a test sentence.");
+    assert_eq!(
+        tok.decode(&with_specials, true).expect("decode"),
+        "This is a test sentence."
+    );
     assert_eq!(tok.encode("").expect("encode"), Vec::<u32>::new());
 }
 
 #[test]
 fn decoding_an_unknown_id_is_an_error() {
     let err = llama3().decode(&[1, 128_256], false).expect_err("unknown id");
-    assert!(matches!(err, TokenizerError::UnknownId { id: 128_256, vocab_size: 128_256 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            TokenizerError::UnknownId {
+                id: 128_256,
+                vocab_size: 128_256
+            }
+        ),
+        "{err}"
+    );
     let mut decoder = StreamDecoder::new(false);
     assert!(decoder.step(llama3(), 999_999).is_err());
-    assert_eq!(decoder.step(llama3(), 13).expect("step still usable"), Some(".".to_owned()));
+    assert_eq!(
+        decoder.step(llama3(), 13).expect("step still usable"),
+        Some(".".to_owned())
+    );
 }
 
 #[test]
