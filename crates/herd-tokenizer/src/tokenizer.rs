@@ -283,7 +283,7 @@ fn read_text(path: &Path, looked_for: &'static str) -> Result<String, TokenizerE
     std::fs::read_to_string(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
             TokenizerError::NotFound {
-                path: PathBuf::from(path),
+                path: path.to_owned(),
                 looked_for,
             }
         } else {
@@ -422,6 +422,13 @@ mod tests {
             reloaded.encode(&text).expect("encode") == ids,
             "tokenizer.json path differs from Meta"
         );
+    }
+
+    /// One loaded tokenizer serves every request and thread.
+    #[test]
+    fn tokenizer_is_send_and_sync() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Tokenizer>();
     }
 
     #[test]
