@@ -35,15 +35,24 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { threads: None, cold_bytes: 1 << 30, only: Vec::new() };
+    let mut args = Args {
+        threads: None,
+        cold_bytes: 1 << 30,
+        only: Vec::new(),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().expect("flag needs a value");
         match flag.as_str() {
             "--threads" => args.threads = Some(value().parse().expect("--threads takes a number")),
-            "--cold-mib" => args.cold_bytes = value().parse::<usize>().expect("--cold-mib takes a number") << 20,
+            "--cold-mib" => {
+                args.cold_bytes = value().parse::<usize>().expect("--cold-mib takes a number") << 20
+            }
             "--only" => args.only = value().split(',').map(str::to_string).collect(),
-            other => panic!("unknown flag {other}; use --threads N, --cold-mib MIB, --only {}", SECTIONS.join(",")),
+            other => panic!(
+                "unknown flag {other}; use --threads N, --cold-mib MIB, --only {}",
+                SECTIONS.join(",")
+            ),
         }
     }
     args
@@ -159,7 +168,9 @@ impl Stored {
         let v = values(n * k, 1);
         let one = Stored::new(dtype, &v);
         let count = bytes.div_ceil(n * k * one.slice().element_size()).max(2);
-        std::iter::once(one).chain((1..count).map(|_| Stored::new(dtype, &v))).collect()
+        std::iter::once(one)
+            .chain((1..count).map(|_| Stored::new(dtype, &v)))
+            .collect()
     }
 
     fn slice(&self) -> WeightSlice<'_> {
@@ -178,15 +189,23 @@ fn bench_matmul(matmul: Matmul, m: usize, k: usize, n: usize, copies: &[Stored])
     let mut y = vec![0.0f32; m * n];
     time(copies.len(), || {
         for w in copies {
-            matmul.run(&x, m, k, w.slice(), n, &mut y).expect("shapes are consistent");
+            matmul
+                .run(&x, m, k, w.slice(), n, &mut y)
+                .expect("shapes are consistent");
         }
         black_box(&y);
     })
 }
 
 fn decode(baseline: f64, cold_bytes: usize) {
-    println!("\ndecode, m = 1, default kernels ({}): GB/s of weights, % of baseline", Isa::best());
-    println!("{:>6} {:>11} {:>24} {:>20} {:>9}", "dtype", "k × n", "cold GB/s (%) [best]", "hot GB/s (%)", "GFLOP/s");
+    println!(
+        "\ndecode, m = 1, default kernels ({}): GB/s of weights, % of baseline",
+        Isa::best()
+    );
+    println!(
+        "{:>6} {:>11} {:>24} {:>20} {:>9}",
+        "dtype", "k × n", "cold GB/s (%) [best]", "hot GB/s (%)", "GFLOP/s"
+    );
     for dtype in ["bf16", "f16", "f32"] {
         for (k, n) in SHAPES {
             let cold = Stored::cold(dtype, k, n, cold_bytes);
@@ -217,7 +236,12 @@ fn decode_per_isa(baseline: f64, cold_bytes: usize) {
         let matmul = Matmul::with_isa(isa, Precision::Exact).expect("supported");
         let (s, best) = bench_matmul(matmul, 1, k, n, &cold);
         let gbs = |s: f64| bytes / s / 1e9;
-        println!("{isa:>8}: {:>5.1} GB/s ({:>3.0}% of baseline) [best {:.1}]", gbs(s), 100.0 * gbs(s) / baseline, gbs(best));
+        println!(
+            "{isa:>8}: {:>5.1} GB/s ({:>3.0}% of baseline) [best {:.1}]",
+            gbs(s),
+            100.0 * gbs(s) / baseline,
+            gbs(best)
+        );
     }
 }
 
@@ -229,7 +253,11 @@ fn small_batches(cold_bytes: usize) {
         let flops = 2.0 * (m * n * k) as f64;
         let (cold_s, _) = bench_matmul(Matmul::default(), m, k, n, &cold);
         let (hot_s, _) = bench_matmul(Matmul::default(), m, k, n, &cold[..1]);
-        println!("  m = {m:>2}: {:>7.1} {:>7.1}", flops / cold_s / 1e9, flops / hot_s / 1e9);
+        println!(
+            "  m = {m:>2}: {:>7.1} {:>7.1}",
+            flops / cold_s / 1e9,
+            flops / hot_s / 1e9
+        );
     }
 }
 
@@ -240,8 +268,14 @@ fn prefill() {
     if let Ok(dot) = Matmul::with_isa(Isa::Avx512, Precision::Bf16Dot) {
         columns.push(("bf16-dot", dot));
     }
-    for isa in [Isa::Avx2, Isa::Scalar].into_iter().filter(|isa| isa.is_supported() && *isa != Isa::best()) {
-        columns.push((if isa == Isa::Avx2 { "avx2" } else { "scalar" }, Matmul::with_isa(isa, Precision::Exact).expect("supported")));
+    for isa in [Isa::Avx2, Isa::Scalar]
+        .into_iter()
+        .filter(|isa| isa.is_supported() && *isa != Isa::best())
+    {
+        columns.push((
+            if isa == Isa::Avx2 { "avx2" } else { "scalar" },
+            Matmul::with_isa(isa, Precision::Exact).expect("supported"),
+        ));
     }
     print!("{:>6} {:>11}", "dtype", "k × n");
     for (name, _) in &columns {
@@ -254,7 +288,9 @@ fn prefill() {
             print!("{dtype:>6} {:>11}", format!("{k}×{n}"));
             for (name, matmul) in &columns {
                 // bf16-dot only differs for bf16 weights; scalar is slow, one shape is enough.
-                if (*name == "bf16-dot" && dtype != "bf16") || (*name == "scalar" && (k, n) != SHAPES[0]) {
+                if (*name == "bf16-dot" && dtype != "bf16")
+                    || (*name == "scalar" && (k, n) != SHAPES[0])
+                {
                     print!(" {:>16}", "-");
                     continue;
                 }
@@ -270,7 +306,10 @@ fn prefill() {
 fn main() {
     let args = parse_args();
     if let Some(threads) = args.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build_global().expect("pool is configured once");
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+            .expect("pool is configured once");
     }
     let run = |section: &str| args.only.is_empty() || args.only.iter().any(|s| s == section);
     println!("cpu: {}", cpu_features());
@@ -278,7 +317,10 @@ fn main() {
 
     let mut baseline = f64::NAN;
     if run("baseline") || run("decode") || run("isa") {
-        println!("\nstreaming read, {} MiB buffer, all threads:", args.cold_bytes >> 20);
+        println!(
+            "\nstreaming read, {} MiB buffer, all threads:",
+            args.cold_bytes >> 20
+        );
         let (med, best) = read_bandwidth(args.cold_bytes);
         println!("baseline: {med:.1} GB/s [best {best:.1}]");
         baseline = med;

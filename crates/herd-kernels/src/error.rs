@@ -31,7 +31,9 @@ impl fmt::Display for Operand {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KernelError {
     /// A slice's length disagrees with the shape.
-    #[error("matmul_wt: {operand} has {actual} elements, but m={m}, k={k}, n={n} needs {expected}")]
+    #[error(
+        "matmul_wt: {operand} has {actual} elements, but m={m}, k={k}, n={n} needs {expected}"
+    )]
     Shape {
         /// The slice that has the wrong length.
         operand: Operand,

@@ -67,9 +67,21 @@ impl fmt::Display for Isa {
 /// `x86_64 avx2 fma f16c avx512f avx512bw avx512vl avx512bf16 avx512vnni; kernels: avx512 (bf16-dot available)`.
 pub fn cpu_features() -> String {
     let cpu = cpu();
-    let dot = if cpu.avx512_bf16 { "available" } else { "unavailable" };
-    let flags = if cpu.flags.is_empty() { "no SIMD extensions used".to_string() } else { cpu.flags.join(" ") };
-    format!("{} {flags}; kernels: {} (bf16-dot {dot})", std::env::consts::ARCH, cpu.best)
+    let dot = if cpu.avx512_bf16 {
+        "available"
+    } else {
+        "unavailable"
+    };
+    let flags = if cpu.flags.is_empty() {
+        "no SIMD extensions used".to_string()
+    } else {
+        cpu.flags.join(" ")
+    };
+    format!(
+        "{} {flags}; kernels: {} (bf16-dot {dot})",
+        std::env::consts::ARCH,
+        cpu.best
+    )
 }
 
 /// What the CPU supports, as the kernels group it.
@@ -113,10 +125,22 @@ fn detect() -> Cpu {
     } else {
         Isa::Scalar
     };
-    Cpu { avx2, avx512, avx512_bf16: avx512 && bf16, best, flags }
+    Cpu {
+        avx2,
+        avx512,
+        avx512_bf16: avx512 && bf16,
+        best,
+        flags,
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 fn detect() -> Cpu {
-    Cpu { avx2: false, avx512: false, avx512_bf16: false, best: Isa::Scalar, flags: Vec::new() }
+    Cpu {
+        avx2: false,
+        avx512: false,
+        avx512_bf16: false,
+        best: Isa::Scalar,
+        flags: Vec::new(),
+    }
 }

@@ -16,18 +16,20 @@
 //!
 //! ```text
 //!             X (m × k, f32)      W (n × k, bf16/f16/f32, nn.Linear layout)
-//! decode      m ≤ 4               streamed once: memory-bound
-//! prefill     m large             reused m times: compute-bound
+//! decode      m ≤ 32              streamed once: memory-bound (m = 1), or too few
+//!                                 rows of X to pay for repacking W
+//! prefill     m > 32              reused m times: compute-bound
 //! ```
 //!
 //! * **Streaming** (decode): the n rows of W are split into contiguous chunks over the
-//!   global rayon pool so every core streams its own part of the matrix. Each chunk is
-//!   walked a few W rows at a time against all rows of X, so one pass over the weights
-//!   serves the whole (tiny) batch and several independent accumulators hide FMA latency.
+//!   global rayon pool so every core streams its own part of the matrix, with software
+//!   prefetch so each core keeps enough cache misses in flight. Each chunk is walked 4
+//!   W rows at a time against up to 4 rows of X (16 independent accumulators), reading
+//!   the weights in their stored layout and widening them to f32 in registers.
 //! * **Blocked** (prefill): a block of W rows is converted to f32 once and repacked into
-//!   k-major panels, then a register-blocked micro-kernel (8 rows of X × 32 rows of W on
-//!   AVX-512) runs every row of X over it, so each weight is loaded from memory once
-//!   and converted once per k-block, not once per row of X.
+//!   k-major panels, then a register-blocked outer-product micro-kernel (8 rows of X ×
+//!   32 rows of W on AVX-512) runs every row of X over it, so each weight is fetched and
+//!   converted once per call instead of once per row of X.
 //!
 //! # Numerics
 //!

@@ -27,10 +27,12 @@ pub enum Precision {
     Bf16Dot,
 }
 
-/// Largest `m` that uses the streaming (decode) strategy; larger batches use the
-/// blocked (prefill) kernels, whose packing pays off once each weight is reused for
-/// several rows of `X`. Measured with `examples/kernel_bench.rs`.
-const STREAM_MAX_M: usize = 4;
+/// Largest `m` that uses the streaming strategy; larger batches use the blocked
+/// kernels. Packing W costs about as much as a pass of ~30 rows of X through the
+/// streaming kernel, so blocking only pays off beyond that: measured with
+/// `examples/kernel_bench.rs` (section `batch`), streaming is ahead up to m = 32 on
+/// the Llama 3.2 1B shapes and the blocked kernels from about m = 48-64.
+const STREAM_MAX_M: usize = 32;
 
 /// The per-call strategy, chosen from `m`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +74,11 @@ impl Matmul {
     /// ([`Matmul::precision`] tells which one runs).
     pub fn new(precision: Precision) -> Self {
         let isa = Isa::best();
-        let precision = if isa.supports(precision) { precision } else { Precision::Exact };
+        let precision = if isa.supports(precision) {
+            precision
+        } else {
+            Precision::Exact
+        };
         Matmul { isa, precision }
     }
 
@@ -82,7 +88,11 @@ impl Matmul {
         if isa.supports(precision) {
             Ok(Matmul { isa, precision })
         } else {
-            Err(KernelError::Unsupported { isa, precision, features: crate::cpu_features() })
+            Err(KernelError::Unsupported {
+                isa,
+                precision,
+                features: crate::cpu_features(),
+            })
         }
     }
 
@@ -128,25 +138,29 @@ impl Matmul {
         let out = OutPtr::new(y, p.n);
         // SAFETY (all arms): `Matmul` is only built for an `isa`/`precision` the CPU
         // supports, which is what the `arch` kernels' target features require.
-        unsafe { match (strategy, self.isa) {
-            (Strategy::Stream, Isa::Scalar) => stream::run::<arch::scalar::Stream>(p, out),
-            #[cfg(target_arch = "x86_64")]
-            (Strategy::Stream, Isa::Avx2) => stream::run::<arch::avx2::Stream>(p, out),
-            #[cfg(target_arch = "x86_64")]
-            (Strategy::Stream, Isa::Avx512) => stream::run::<arch::avx512::Stream>(p, out),
-            (Strategy::Blocked, Isa::Scalar) => blocked::run::<arch::scalar::Exact>(p, out),
-            #[cfg(target_arch = "x86_64")]
-            (Strategy::Blocked, Isa::Avx2) => blocked::run::<arch::avx2::Exact>(p, out),
-            #[cfg(target_arch = "x86_64")]
-            (Strategy::Blocked, Isa::Avx512) => match (self.precision, p.w) {
-                (Precision::Bf16Dot, WeightSlice::Bf16(_)) => {
-                    blocked::run::<arch::avx512::Bf16Dot>(p, out)
+        unsafe {
+            match (strategy, self.isa) {
+                (Strategy::Stream, Isa::Scalar) => stream::run::<arch::scalar::Stream>(p, out),
+                #[cfg(target_arch = "x86_64")]
+                (Strategy::Stream, Isa::Avx2) => stream::run::<arch::avx2::Stream>(p, out),
+                #[cfg(target_arch = "x86_64")]
+                (Strategy::Stream, Isa::Avx512) => stream::run::<arch::avx512::Stream>(p, out),
+                (Strategy::Blocked, Isa::Scalar) => blocked::run::<arch::scalar::Exact>(p, out),
+                #[cfg(target_arch = "x86_64")]
+                (Strategy::Blocked, Isa::Avx2) => blocked::run::<arch::avx2::Exact>(p, out),
+                #[cfg(target_arch = "x86_64")]
+                (Strategy::Blocked, Isa::Avx512) => match (self.precision, p.w) {
+                    (Precision::Bf16Dot, WeightSlice::Bf16(_)) => {
+                        blocked::run::<arch::avx512::Bf16Dot>(p, out)
+                    }
+                    _ => blocked::run::<arch::avx512::Exact>(p, out),
+                },
+                #[cfg(not(target_arch = "x86_64"))]
+                (_, Isa::Avx2 | Isa::Avx512) => {
+                    unreachable!("x86 kernels are never supported off x86_64")
                 }
-                _ => blocked::run::<arch::avx512::Exact>(p, out),
-            },
-            #[cfg(not(target_arch = "x86_64"))]
-            (_, Isa::Avx2 | Isa::Avx512) => unreachable!("x86 kernels are never supported off x86_64"),
-        } }
+            }
+        }
     }
 }
 

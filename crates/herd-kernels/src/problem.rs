@@ -81,11 +81,20 @@ impl<'a> Problem<'a> {
         let x_len = m.checked_mul(k).ok_or_else(|| overflow.clone())?;
         let w_len = n.checked_mul(k).ok_or_else(|| overflow.clone())?;
         let out_len = m.checked_mul(n).ok_or(overflow)?;
-        for (operand, expected, actual) in
-            [(Operand::X, x_len, x.len()), (Operand::W, w_len, w.len()), (Operand::Y, out_len, y_len)]
-        {
+        for (operand, expected, actual) in [
+            (Operand::X, x_len, x.len()),
+            (Operand::W, w_len, w.len()),
+            (Operand::Y, out_len, y_len),
+        ] {
             if expected != actual {
-                return Err(KernelError::Shape { operand, expected, actual, m, k, n });
+                return Err(KernelError::Shape {
+                    operand,
+                    expected,
+                    actual,
+                    m,
+                    k,
+                    n,
+                });
             }
         }
         Ok(Problem { x, w, m, k, n })
@@ -112,7 +121,10 @@ unsafe impl Sync for OutPtr {}
 impl OutPtr {
     /// Wraps `y`, an `m × n` row-major output.
     pub fn new(y: &mut [f32], n: usize) -> Self {
-        OutPtr { ptr: y.as_mut_ptr(), n }
+        OutPtr {
+            ptr: y.as_mut_ptr(),
+            n,
+        }
     }
 
     /// Row stride of `Y`.

@@ -1,5 +1,7 @@
-//! The streaming (decode) strategy: `m` is tiny, every weight is used once per call,
-//! and the only thing that matters is reading `W` at full memory bandwidth.
+//! The streaming (decode) strategy: `m` is small, every weight is fetched from memory
+//! once per call, and for m = 1 the only thing that matters is reading `W` at full
+//! memory bandwidth. The kernels read W in its stored layout (no repacking), which is
+//! also the cheapest way to serve a few tens of rows of X.
 //!
 //! The `n` rows of `W` are cut into contiguous chunks; rayon hands each thread a run of
 //! neighbouring chunks, so every core streams its own region of the matrix sequentially
@@ -36,12 +38,31 @@ pub(crate) trait RowKernel {
 /// neighbour, few enough that each chunk is a long sequential stream.
 const CHUNKS_PER_THREAD: usize = 4;
 
-/// Below this many weight bytes the call is too short to be worth waking the pool
-/// (a few microseconds of fork/join overhead).
-const PARALLEL_MIN_BYTES: usize = 256 << 10;
+/// Below this much work (weight bytes, or multiply-adds when X has many rows) a call
+/// is too short to be worth waking the pool (a few microseconds of fork/join).
+const PARALLEL_MIN_WORK: usize = 256 << 10;
 
 /// Chunks are multiples of this many rows, so only the last chunk has a row tail.
 const ROW_ALIGN: usize = 16;
+
+/// Bytes of W one group of rows may span, so the group stays in L2 while each chunk of
+/// X rows (4 on AVX-512, 2 on AVX2) is run over it; W is read from memory once, and X
+/// from L1/L2 once per group rather than once per few rows.
+const GROUP_BYTES: usize = 256 << 10;
+
+/// Splits `rows` into groups of whole `nr`-row blocks spanning at most
+/// [`GROUP_BYTES`] of W each (at least one block).
+pub(crate) fn row_groups(
+    rows: Range<usize>,
+    k: usize,
+    element_size: usize,
+    nr: usize,
+) -> impl Iterator<Item = Range<usize>> {
+    let group = (GROUP_BYTES / (k * element_size).max(1)).max(nr) / nr * nr;
+    let end = rows.end;
+    rows.step_by(group)
+        .map(move |start| start..(start + group).min(end))
+}
 
 /// Runs kernel `K` over all of `W`, split across the global rayon pool.
 ///
@@ -49,9 +70,9 @@ const ROW_ALIGN: usize = 16;
 /// The CPU must support `K`'s instruction set.
 pub(crate) unsafe fn run<K: RowKernel>(p: &Problem<'_>, out: OutPtr) {
     let shared = K::prepare(p);
-    let bytes = p.n * p.k * p.w.element_size();
+    let work = p.n * p.k * p.w.element_size().max(p.m);
     let threads = rayon::current_num_threads();
-    if bytes < PARALLEL_MIN_BYTES || threads == 1 {
+    if work < PARALLEL_MIN_WORK || threads == 1 {
         K::rows(p, &shared, 0..p.n, out);
         return;
     }

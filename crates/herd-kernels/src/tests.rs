@@ -14,7 +14,9 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
-            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -41,8 +43,14 @@ impl Weights {
     fn each(&self) -> [(WeightSlice<'_>, Vec<f32>); 3] {
         [
             (WeightSlice::F32(&self.f32), self.f32.clone()),
-            (WeightSlice::Bf16(&self.bf16), self.bf16.iter().map(|w| w.to_f32()).collect()),
-            (WeightSlice::F16(&self.f16), self.f16.iter().map(|w| w.to_f32()).collect()),
+            (
+                WeightSlice::Bf16(&self.bf16),
+                self.bf16.iter().map(|w| w.to_f32()).collect(),
+            ),
+            (
+                WeightSlice::F16(&self.f16),
+                self.f16.iter().map(|w| w.to_f32()).collect(),
+            ),
         ]
     }
 }
@@ -56,8 +64,16 @@ fn reference(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> (Vec<f64>, V
     for i in 0..m {
         for j in 0..n {
             let (xr, wr) = (&x[i * k..(i + 1) * k], &w[j * k..(j + 1) * k]);
-            y[i * n + j] = xr.iter().zip(wr).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
-            scale[i * n + j] = xr.iter().zip(wr).map(|(&a, &b)| (f64::from(a) * f64::from(b)).abs()).sum();
+            y[i * n + j] = xr
+                .iter()
+                .zip(wr)
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum();
+            scale[i * n + j] = xr
+                .iter()
+                .zip(wr)
+                .map(|(&a, &b)| (f64::from(a) * f64::from(b)).abs())
+                .sum();
         }
     }
     (y, scale)
@@ -66,7 +82,10 @@ fn reference(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> (Vec<f64>, V
 fn assert_close(got: &[f32], want: &[f64], scale: &[f64], tol: f64, what: &str) {
     for (idx, ((&g, &r), &s)) in got.iter().zip(want).zip(scale).enumerate() {
         let err = (f64::from(g) - r).abs();
-        assert!(err <= tol * s + 1e-30, "{what}: y[{idx}] = {g}, reference {r}, error {err:e} > {tol:e}·{s:e}");
+        assert!(
+            err <= tol * s + 1e-30,
+            "{what}: y[{idx}] = {g}, reference {r}, error {err:e} > {tol:e}·{s:e}"
+        );
     }
 }
 
@@ -85,7 +104,15 @@ fn isas() -> Vec<Isa> {
 }
 
 /// Runs one path; NaN-filled output catches cells a kernel forgot to write.
-fn run(matmul: Matmul, strategy: Strategy, x: &[f32], m: usize, k: usize, w: WeightSlice<'_>, n: usize) -> Vec<f32> {
+fn run(
+    matmul: Matmul,
+    strategy: Strategy,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    w: WeightSlice<'_>,
+    n: usize,
+) -> Vec<f32> {
     let mut y = vec![f32::NAN; m * n];
     let p = Problem::new(x, m, k, w, n, y.len()).expect("valid shape");
     matmul.run_with(&p, &mut y, strategy);
@@ -112,7 +139,10 @@ fn exact_paths_match_reference_on_odd_shapes() {
                         let matmul = Matmul::with_isa(isa, Precision::Exact).unwrap();
                         for strategy in [Strategy::Stream, Strategy::Blocked] {
                             let got = run(matmul, strategy, &x, m, k, ws, n);
-                            let what = format!("{isa} {strategy:?} {ws:?} m={m} k={k} n={n}", ws = dtype(ws));
+                            let what = format!(
+                                "{isa} {strategy:?} {ws:?} m={m} k={k} n={n}",
+                                ws = dtype(ws)
+                            );
                             assert_close(&got, &want, &scale, EXACT_TOL, &what);
                         }
                     }
@@ -157,17 +187,35 @@ fn bf16_dot_is_within_its_documented_error() {
         eprintln!("note: Bf16Dot not tested, this CPU lacks AVX512_BF16");
         return;
     };
-    for (m, k, n) in [(64, 1, 7), (5, 17, 130), (64, 33, 3), (9, 4097, 40), (64, 600, 65)] {
+    for (m, k, n) in [
+        (64, 1, 7),
+        (5, 17, 130),
+        (64, 33, 3),
+        (9, 4097, 40),
+        (64, 600, 65),
+    ] {
         let x = values(m * k, 11);
         let w = Weights::new(n * k, 12);
         let [_, (ws, wf), _] = w.each();
         let (want, scale) = reference(&x, m, k, &wf, n);
         let got = run(matmul, Strategy::Blocked, &x, m, k, ws, n);
         // X rounded to bf16: up to 2^-8 relative per product, plus f32 accumulation.
-        assert_close(&got, &want, &scale, BF16_DOT_TOL, &format!("bf16-dot m={m} k={k} n={n}"));
+        assert_close(
+            &got,
+            &want,
+            &scale,
+            BF16_DOT_TOL,
+            &format!("bf16-dot m={m} k={k} n={n}"),
+        );
         // Decode-sized calls stay exact whatever the precision.
         let got = run(matmul, Strategy::Stream, &x, m, k, ws, n);
-        assert_close(&got, &want, &scale, EXACT_TOL, &format!("bf16-dot stream m={m} k={k} n={n}"));
+        assert_close(
+            &got,
+            &want,
+            &scale,
+            EXACT_TOL,
+            &format!("bf16-dot stream m={m} k={k} n={n}"),
+        );
     }
 }
 
@@ -182,7 +230,9 @@ fn public_entry_points_match_reference() {
         matmul_wt(&x, m, k, ws, n, &mut y).unwrap();
         assert_close(&y, &want, &scale, EXACT_TOL, "matmul_wt");
         let mut y = vec![f32::NAN; m * n];
-        Matmul::new(Precision::Bf16Dot).run(&x, m, k, ws, n, &mut y).unwrap();
+        Matmul::new(Precision::Bf16Dot)
+            .run(&x, m, k, ws, n, &mut y)
+            .unwrap();
         assert_close(&y, &want, &scale, BF16_DOT_TOL, "Matmul::new(Bf16Dot)");
     }
 }
@@ -194,16 +244,45 @@ fn bad_shapes_are_errors() {
     let mut y = vec![0.0f32; 8];
     let ws = WeightSlice::Bf16(&w);
     assert!(matmul_wt(&x, 2, 3, ws, 4, &mut y).is_ok());
-    let shape = |operand, expected, actual| KernelError::Shape { operand, expected, actual, m: 2, k: 3, n: 4 };
-    assert_eq!(matmul_wt(&x[..5], 2, 3, ws, 4, &mut y), Err(shape(Operand::X, 6, 5)));
-    assert_eq!(matmul_wt(&x, 2, 3, WeightSlice::Bf16(&w[..11]), 4, &mut y), Err(shape(Operand::W, 12, 11)));
-    assert_eq!(matmul_wt(&x, 2, 3, ws, 4, &mut y[..7]), Err(shape(Operand::Y, 8, 7)));
+    let shape = |operand, expected, actual| KernelError::Shape {
+        operand,
+        expected,
+        actual,
+        m: 2,
+        k: 3,
+        n: 4,
+    };
+    assert_eq!(
+        matmul_wt(&x[..5], 2, 3, ws, 4, &mut y),
+        Err(shape(Operand::X, 6, 5))
+    );
+    assert_eq!(
+        matmul_wt(&x, 2, 3, WeightSlice::Bf16(&w[..11]), 4, &mut y),
+        Err(shape(Operand::W, 12, 11))
+    );
+    assert_eq!(
+        matmul_wt(&x, 2, 3, ws, 4, &mut y[..7]),
+        Err(shape(Operand::Y, 8, 7))
+    );
     assert_eq!(
         matmul_wt(&x, usize::MAX, 3, ws, 4, &mut y),
-        Err(KernelError::Overflow { m: usize::MAX, k: 3, n: 4 })
+        Err(KernelError::Overflow {
+            m: usize::MAX,
+            k: 3,
+            n: 4
+        })
     );
     let err = Matmul::with_isa(Isa::Scalar, Precision::Bf16Dot).unwrap_err();
-    assert!(matches!(err, KernelError::Unsupported { isa: Isa::Scalar, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            KernelError::Unsupported {
+                isa: Isa::Scalar,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -220,5 +299,8 @@ fn empty_shapes() {
 #[test]
 fn cpu_features_names_the_kernels() {
     let report = crate::cpu_features();
-    assert!(report.contains(&format!("kernels: {}", Isa::best())), "{report}");
+    assert!(
+        report.contains(&format!("kernels: {}", Isa::best())),
+        "{report}"
+    );
 }

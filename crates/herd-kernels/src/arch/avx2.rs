@@ -4,14 +4,13 @@
 //! uses F16C `vcvtph2ps`. Both conversions are exact.
 
 use std::arch::x86_64::*;
-use std::borrow::Cow;
 use std::ops::Range;
 
 use half::{bf16, f16};
 
-use crate::blocked::{pack_f32, AOperand, Microkernel, Tile};
+use crate::blocked::{f32_element, pack_f32, Microkernel, Tile};
 use crate::problem::{OutPtr, Problem};
-use crate::stream::RowKernel;
+use crate::stream::{row_groups, RowKernel};
 use crate::WeightSlice;
 
 /// f32 lanes per vector.
@@ -94,21 +93,23 @@ unsafe fn stream_rows(p: &Problem<'_>, rows: Range<usize>, out: OutPtr) {
 
 #[inline(always)]
 unsafe fn rows_of<T: Lanes>(p: &Problem<'_>, w: *const T, rows: Range<usize>, out: OutPtr) {
-    let mut j = rows.start;
-    while j < rows.end {
-        let full = rows.end - j >= STREAM_NR;
+    for group in row_groups(rows, p.k, size_of::<T>(), STREAM_NR) {
         let mut i = 0;
         while i < p.m {
             let pair = p.m - i >= STREAM_MR;
-            match (pair, full) {
-                (true, true) => block::<T, STREAM_MR, STREAM_NR>(p, w, i, j, out),
-                (false, true) => block::<T, 1, STREAM_NR>(p, w, i, j, out),
-                (true, false) => block::<T, STREAM_MR, 1>(p, w, i, j, out),
-                (false, false) => block::<T, 1, 1>(p, w, i, j, out),
+            let mut j = group.start;
+            while j < group.end {
+                let full = group.end - j >= STREAM_NR;
+                match (pair, full) {
+                    (true, true) => block::<T, STREAM_MR, STREAM_NR>(p, w, i, j, out),
+                    (false, true) => block::<T, 1, STREAM_NR>(p, w, i, j, out),
+                    (true, false) => block::<T, STREAM_MR, 1>(p, w, i, j, out),
+                    (false, false) => block::<T, 1, 1>(p, w, i, j, out),
+                }
+                j += if full { STREAM_NR } else { 1 };
             }
             i += if pair { STREAM_MR } else { 1 };
         }
-        j += if full { STREAM_NR } else { 1 };
     }
 }
 
@@ -216,21 +217,21 @@ impl Microkernel for Exact {
     const NR: usize = 16;
     const KPACK: usize = 1;
 
-    unsafe fn prepare_a<'a>(p: &Problem<'a>) -> AOperand<'a, f32> {
-        AOperand::new(Cow::Borrowed(p.x), p.m, p.k, Self::MR)
+    fn a_element(row: &[f32], s: usize) -> f32 {
+        f32_element(row, s)
     }
 
-    unsafe fn pack(w: WeightSlice<'_>, k: usize, rows: Range<usize>, ks: Range<usize>, dst: &mut [f32]) {
-        pack_f32(w, k, rows, ks, Self::NR, dst, convert);
+    unsafe fn pack(w: WeightSlice<'_>, k: usize, rows: Range<usize>, dst: &mut [f32]) {
+        pack_f32(w, k, rows, Self::NR, dst, convert);
     }
 
-    unsafe fn tile(steps: usize, a: *const f32, lda: usize, b: *const f32, tile: &Tile) {
-        tile_6x16(steps, a, lda, b, tile);
+    unsafe fn tile(steps: usize, a: *const f32, b: *const f32, tile: &Tile) {
+        tile_6x16(steps, a, b, tile);
     }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile_6x16(steps: usize, a: *const f32, lda: usize, b: *const f32, tile: &Tile) {
+unsafe fn tile_6x16(steps: usize, a: *const f32, b: *const f32, tile: &Tile) {
     const MR: usize = Exact::MR;
     const NR: usize = Exact::NR;
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
@@ -238,7 +239,7 @@ unsafe fn tile_6x16(steps: usize, a: *const f32, lda: usize, b: *const f32, tile
         let b0 = _mm256_loadu_ps(b.add(kk * NR));
         let b1 = _mm256_loadu_ps(b.add(kk * NR + LANES));
         for (i, acc_row) in acc.iter_mut().enumerate() {
-            let av = _mm256_broadcast_ss(&*a.add(i * lda + kk));
+            let av = _mm256_broadcast_ss(&*a.add(kk * MR + i));
             acc_row[0] = _mm256_fmadd_ps(av, b0, acc_row[0]);
             acc_row[1] = _mm256_fmadd_ps(av, b1, acc_row[1]);
         }
@@ -247,7 +248,11 @@ unsafe fn tile_6x16(steps: usize, a: *const f32, lda: usize, b: *const f32, tile
         for (i, acc_row) in acc.iter().enumerate() {
             for (h, &v) in acc_row.iter().enumerate() {
                 let c = tile.ptr.add(i * tile.ldc + h * LANES);
-                let v = if tile.accumulate { _mm256_add_ps(_mm256_loadu_ps(c), v) } else { v };
+                let v = if tile.accumulate {
+                    _mm256_add_ps(_mm256_loadu_ps(c), v)
+                } else {
+                    v
+                };
                 _mm256_storeu_ps(c, v);
             }
         }

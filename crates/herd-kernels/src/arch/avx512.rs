@@ -5,14 +5,13 @@
 //! `Bf16Dot` micro-kernel additionally needs AVX512_BF16 for `vdpbf16ps`.
 
 use std::arch::x86_64::*;
-use std::borrow::Cow;
 use std::ops::Range;
 
 use half::{bf16, f16};
 
-use crate::blocked::{bf16_rows, pack_bf16_pairs, pack_f32, AOperand, Microkernel, Tile};
+use crate::blocked::{bf16_pair_element, f32_element, pack_bf16_pairs, Microkernel, Tile, KC};
 use crate::problem::{OutPtr, Problem};
-use crate::stream::RowKernel;
+use crate::stream::{row_groups, RowKernel};
 use crate::WeightSlice;
 
 /// f32 lanes per vector.
@@ -170,7 +169,10 @@ unsafe fn deinterleave(x: &[f32], m: usize, k: usize) -> Vec<f32> {
     let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     for (src, dst) in x.chunks_exact(k).zip(out.chunks_exact_mut(k32)) {
         for (s, d) in src.chunks_exact(32).zip(dst.chunks_exact_mut(32)) {
-            let (lo, hi) = (_mm512_loadu_ps(s.as_ptr()), _mm512_loadu_ps(s[16..].as_ptr()));
+            let (lo, hi) = (
+                _mm512_loadu_ps(s.as_ptr()),
+                _mm512_loadu_ps(s[16..].as_ptr()),
+            );
             _mm512_storeu_ps(d.as_mut_ptr(), _mm512_permutex2var_ps(lo, even, hi));
             _mm512_storeu_ps(d[16..].as_mut_ptr(), _mm512_permutex2var_ps(lo, odd, hi));
         }
@@ -181,8 +183,15 @@ unsafe fn deinterleave(x: &[f32], m: usize, k: usize) -> Vec<f32> {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn stream_rows(p: &Problem<'_>, xl: &[f32], rows: Range<usize>, out: OutPtr) {
     // Line-loop X: the de-interleaved copy for bf16, X itself otherwise.
-    let (xl, ldx) = if xl.is_empty() { (p.x, p.k) } else { (xl, p.k / 32 * 32) };
-    let xl = Lines { x: xl.as_ptr(), ldx };
+    let (xl, ldx) = if xl.is_empty() {
+        (p.x, p.k)
+    } else {
+        (xl, p.k / 32 * 32)
+    };
+    let xl = Lines {
+        x: xl.as_ptr(),
+        ldx,
+    };
     match p.w {
         WeightSlice::F32(w) => rows_of(p, xl, w.as_ptr(), rows, out),
         WeightSlice::Bf16(w) => rows_of(p, xl, w.as_ptr(), rows, out),
@@ -198,26 +207,34 @@ struct Lines {
 }
 
 #[inline(always)]
-unsafe fn rows_of<T: Lanes>(p: &Problem<'_>, xl: Lines, w: *const T, rows: Range<usize>, out: OutPtr) {
-    let mut j = rows.start;
-    while j < rows.end {
-        let full = rows.end - j >= STREAM_NR;
+unsafe fn rows_of<T: Lanes>(
+    p: &Problem<'_>,
+    xl: Lines,
+    w: *const T,
+    rows: Range<usize>,
+    out: OutPtr,
+) {
+    for group in row_groups(rows, p.k, size_of::<T>(), STREAM_NR) {
         let mut i = 0;
         while i < p.m {
             let mr = (p.m - i).min(STREAM_MR);
-            match (mr, full) {
-                (4, true) => block::<T, 4, STREAM_NR>(p, xl, w, i, j, out),
-                (3, true) => block::<T, 3, STREAM_NR>(p, xl, w, i, j, out),
-                (2, true) => block::<T, 2, STREAM_NR>(p, xl, w, i, j, out),
-                (_, true) => block::<T, 1, STREAM_NR>(p, xl, w, i, j, out),
-                (4, false) => block::<T, 4, 1>(p, xl, w, i, j, out),
-                (3, false) => block::<T, 3, 1>(p, xl, w, i, j, out),
-                (2, false) => block::<T, 2, 1>(p, xl, w, i, j, out),
-                (_, false) => block::<T, 1, 1>(p, xl, w, i, j, out),
+            let mut j = group.start;
+            while j < group.end {
+                let full = group.end - j >= STREAM_NR;
+                match (mr, full) {
+                    (4, true) => block::<T, 4, STREAM_NR>(p, xl, w, i, j, out),
+                    (3, true) => block::<T, 3, STREAM_NR>(p, xl, w, i, j, out),
+                    (2, true) => block::<T, 2, STREAM_NR>(p, xl, w, i, j, out),
+                    (_, true) => block::<T, 1, STREAM_NR>(p, xl, w, i, j, out),
+                    (4, false) => block::<T, 4, 1>(p, xl, w, i, j, out),
+                    (3, false) => block::<T, 3, 1>(p, xl, w, i, j, out),
+                    (2, false) => block::<T, 2, 1>(p, xl, w, i, j, out),
+                    (_, false) => block::<T, 1, 1>(p, xl, w, i, j, out),
+                }
+                j += if full { STREAM_NR } else { 1 };
             }
             i += mr;
         }
-        j += if full { STREAM_NR } else { 1 };
     }
 }
 
@@ -299,28 +316,6 @@ unsafe fn step<T: Lanes, const M: usize, const R: usize>(
     }
 }
 
-/// Converts weights to f32 for packing.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn convert(src: WeightSlice<'_>, dst: &mut [f32]) {
-    #[inline(always)]
-    unsafe fn convert_from<T: Lanes>(src: &[T], dst: &mut [f32]) {
-        let (chunks, tail) = src.as_chunks::<LANES>();
-        for (c, d) in chunks.iter().zip(dst.chunks_exact_mut(LANES)) {
-            _mm512_storeu_ps(d.as_mut_ptr(), T::load(c.as_ptr()));
-        }
-        if !tail.is_empty() {
-            let done = chunks.len() * LANES;
-            let v = T::load_partial(tail.as_ptr(), tail.len());
-            _mm512_mask_storeu_ps(dst[done..].as_mut_ptr(), mask(tail.len()), v);
-        }
-    }
-    match src {
-        WeightSlice::F32(w) => dst.copy_from_slice(w),
-        WeightSlice::Bf16(w) => convert_from(w, dst),
-        WeightSlice::F16(w) => convert_from(w, dst),
-    }
-}
-
 /// Rows of `X` per blocked tile.
 const MR: usize = 8;
 /// Rows of `W` per blocked tile: two vectors, so 8 × 2 accumulators + 2 weight
@@ -336,7 +331,11 @@ unsafe fn store_tile(acc: &[[__m512; 2]; MR], tile: &Tile) {
         for (i, acc_row) in acc.iter().enumerate() {
             for (h, &v) in acc_row.iter().enumerate() {
                 let c = tile.ptr.add(i * tile.ldc + h * LANES);
-                let v = if tile.accumulate { _mm512_add_ps(_mm512_loadu_ps(c), v) } else { v };
+                let v = if tile.accumulate {
+                    _mm512_add_ps(_mm512_loadu_ps(c), v)
+                } else {
+                    v
+                };
                 _mm512_storeu_ps(c, v);
             }
         }
@@ -361,27 +360,113 @@ impl Microkernel for Exact {
     const NR: usize = NR;
     const KPACK: usize = 1;
 
-    unsafe fn prepare_a<'a>(p: &Problem<'a>) -> AOperand<'a, f32> {
-        AOperand::new(Cow::Borrowed(p.x), p.m, p.k, MR)
+    fn a_element(row: &[f32], s: usize) -> f32 {
+        f32_element(row, s)
     }
 
-    unsafe fn pack(w: WeightSlice<'_>, k: usize, rows: Range<usize>, ks: Range<usize>, dst: &mut [f32]) {
-        pack_f32(w, k, rows, ks, NR, dst, convert);
+    unsafe fn pack(w: WeightSlice<'_>, k: usize, rows: Range<usize>, dst: &mut [f32]) {
+        pack_transposed(w, k, rows, dst);
     }
 
-    unsafe fn tile(steps: usize, a: *const f32, lda: usize, b: *const f32, tile: &Tile) {
-        tile_f32(steps, a, lda, b, tile);
+    unsafe fn tile(steps: usize, a: *const f32, b: *const f32, tile: &Tile) {
+        tile_f32(steps, a, b, tile);
+    }
+}
+
+/// [`Microkernel::pack`] for [`Exact`]: converts 16 rows × 16 columns of W at a time
+/// and transposes them in registers, so each weight costs a quarter of a shuffle
+/// instead of a scalar store; the 16 rows are read as 16 sequential streams.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn pack_transposed(w: WeightSlice<'_>, k: usize, rows: Range<usize>, dst: &mut [f32]) {
+    match w {
+        WeightSlice::F32(w) => pack_rows(w, k, rows, dst),
+        WeightSlice::Bf16(w) => pack_rows(w, k, rows, dst),
+        WeightSlice::F16(w) => pack_rows(w, k, rows, dst),
+    }
+}
+
+#[inline(always)]
+unsafe fn pack_rows<T: Lanes>(w: &[T], k: usize, rows: Range<usize>, dst: &mut [f32]) {
+    let panels = rows.len().div_ceil(NR);
+    assert!(dst.len() >= panels * NR * k, "packed buffer too small");
+    // Each panel is two groups of 16 rows; rows past the end pack as zeros.
+    for group in 0..panels * 2 {
+        let r0 = rows.start + group * LANES;
+        let valid = rows.end.saturating_sub(r0).min(LANES);
+        let (panel, half) = (group / 2, group % 2);
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            let out = dst
+                .as_mut_ptr()
+                .add(k0 * panels * NR + panel * kc * NR + half * LANES);
+            for kk in (0..kc).step_by(LANES) {
+                let len = LANES.min(kc - kk);
+                let mut v = [_mm512_setzero_ps(); LANES];
+                for (r, v) in v.iter_mut().enumerate().take(valid) {
+                    let src = w.as_ptr().add((r0 + r) * k + k0 + kk);
+                    *v = if len == LANES {
+                        T::load(src)
+                    } else {
+                        T::load_partial(src, len)
+                    };
+                }
+                transpose16(&mut v);
+                for (t, &v) in v.iter().enumerate().take(len) {
+                    _mm512_storeu_ps(out.add((kk + t) * NR), v);
+                }
+            }
+        }
+    }
+}
+
+/// Transposes a 16 × 16 f32 block held as 16 row vectors: 4 shuffle stages, 64 shuffles.
+#[inline(always)]
+unsafe fn transpose16(v: &mut [__m512; 16]) {
+    // Stage 1: interleave the 32-bit elements of row pairs.
+    let mut t = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+    }
+    // Stage 2: interleave 64-bit pairs; u[4g + j] now holds, in 128-bit lane L,
+    // rows 4g..4g+4 of column 4L + j.
+    let pd = _mm512_castps_pd;
+    let ps = _mm512_castpd_ps;
+    let mut u = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        let (a0, a1, b0, b1) = (
+            pd(t[4 * g]),
+            pd(t[4 * g + 1]),
+            pd(t[4 * g + 2]),
+            pd(t[4 * g + 3]),
+        );
+        u[4 * g] = ps(_mm512_unpacklo_pd(a0, b0));
+        u[4 * g + 1] = ps(_mm512_unpackhi_pd(a0, b0));
+        u[4 * g + 2] = ps(_mm512_unpacklo_pd(a1, b1));
+        u[4 * g + 3] = ps(_mm512_unpackhi_pd(a1, b1));
+    }
+    // Stages 3-4: a 4 × 4 transpose of 128-bit lanes across u[j], u[4+j], u[8+j],
+    // u[12+j]; lane L of the result is column 4L + j.
+    for j in 0..4 {
+        let s0 = _mm512_shuffle_f32x4::<0x44>(u[j], u[4 + j]);
+        let s1 = _mm512_shuffle_f32x4::<0xEE>(u[j], u[4 + j]);
+        let s2 = _mm512_shuffle_f32x4::<0x44>(u[8 + j], u[12 + j]);
+        let s3 = _mm512_shuffle_f32x4::<0xEE>(u[8 + j], u[12 + j]);
+        v[j] = _mm512_shuffle_f32x4::<0x88>(s0, s2);
+        v[4 + j] = _mm512_shuffle_f32x4::<0xDD>(s0, s2);
+        v[8 + j] = _mm512_shuffle_f32x4::<0x88>(s1, s3);
+        v[12 + j] = _mm512_shuffle_f32x4::<0xDD>(s1, s3);
     }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn tile_f32(steps: usize, a: *const f32, lda: usize, b: *const f32, tile: &Tile) {
+unsafe fn tile_f32(steps: usize, a: *const f32, b: *const f32, tile: &Tile) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     for kk in 0..steps {
         let b0 = _mm512_loadu_ps(b.add(kk * NR));
         let b1 = _mm512_loadu_ps(b.add(kk * NR + LANES));
         for (i, acc_row) in acc.iter_mut().enumerate() {
-            let av = _mm512_set1_ps(*a.add(i * lda + kk));
+            let av = _mm512_set1_ps(*a.add(kk * MR + i));
             acc_row[0] = _mm512_fmadd_ps(av, b0, acc_row[0]);
             acc_row[1] = _mm512_fmadd_ps(av, b1, acc_row[1]);
         }
@@ -394,55 +479,36 @@ unsafe fn tile_f32(steps: usize, a: *const f32, lda: usize, b: *const f32, tile:
 pub(crate) struct Bf16Dot;
 
 impl Microkernel for Bf16Dot {
-    type A = bf16;
+    type A = u32;
     type B = u32;
     const MR: usize = MR;
     const NR: usize = NR;
     const KPACK: usize = 2;
 
-    unsafe fn prepare_a<'a>(p: &Problem<'a>) -> AOperand<'a, bf16> {
-        // SAFETY: this kernel is only selected when the CPU has AVX512_BF16.
-        let (rows, lda) = bf16_rows(p, |src, dst| unsafe { round_to_bf16(src, dst) });
-        AOperand::new(Cow::Owned(rows), p.m, lda, MR)
+    fn a_element(row: &[f32], s: usize) -> u32 {
+        bf16_pair_element(row, s)
     }
 
-    unsafe fn pack(w: WeightSlice<'_>, k: usize, rows: Range<usize>, ks: Range<usize>, dst: &mut [u32]) {
+    unsafe fn pack(w: WeightSlice<'_>, k: usize, rows: Range<usize>, dst: &mut [u32]) {
         match w {
-            WeightSlice::Bf16(w) => pack_bf16_pairs(w, k, rows, ks, NR, dst),
+            WeightSlice::Bf16(w) => pack_bf16_pairs(w, k, rows, NR, dst),
             _ => unreachable!("Bf16Dot is only dispatched for bf16 weights"),
         }
     }
 
-    unsafe fn tile(steps: usize, a: *const bf16, lda: usize, b: *const u32, tile: &Tile) {
-        tile_bf16(steps, a, lda, b, tile);
-    }
-}
-
-/// Rounds f32 to bf16, nearest-even (`vcvtneps2bf16`).
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-unsafe fn round_to_bf16(src: &[f32], dst: &mut [bf16]) {
-    let (chunks, tail) = src.as_chunks::<LANES>();
-    for (c, d) in chunks.iter().zip(dst.chunks_exact_mut(LANES)) {
-        let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(_mm512_loadu_ps(c.as_ptr())));
-        _mm256_storeu_si256(d.as_mut_ptr().cast(), h);
-    }
-    if !tail.is_empty() {
-        let done = chunks.len() * LANES;
-        let m = mask(tail.len());
-        let h: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, tail.as_ptr())));
-        _mm256_mask_storeu_epi16(dst[done..].as_mut_ptr().cast(), m, h);
+    unsafe fn tile(steps: usize, a: *const u32, b: *const u32, tile: &Tile) {
+        tile_bf16(steps, a, b, tile);
     }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
-unsafe fn tile_bf16(steps: usize, a: *const bf16, lda: usize, b: *const u32, tile: &Tile) {
+unsafe fn tile_bf16(steps: usize, a: *const u32, b: *const u32, tile: &Tile) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     for s in 0..steps {
         let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(s * NR).cast()));
         let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(s * NR + LANES).cast()));
         for (i, acc_row) in acc.iter_mut().enumerate() {
-            let pair = a.add(i * lda + 2 * s).cast::<i32>().read_unaligned();
-            let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(pair));
+            let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*a.add(s * MR + i) as i32));
             acc_row[0] = _mm512_dpbf16_ps(acc_row[0], av, b0);
             acc_row[1] = _mm512_dpbf16_ps(acc_row[1], av, b1);
         }

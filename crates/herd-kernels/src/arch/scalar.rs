@@ -2,12 +2,11 @@
 //! Written as fixed-width lane arrays so the compiler can auto-vectorise them with
 //! whatever the target baseline offers (SSE2, NEON).
 
-use std::borrow::Cow;
 use std::ops::Range;
 
 use half::{bf16, f16};
 
-use crate::blocked::{pack_f32, AOperand, Microkernel, Tile};
+use crate::blocked::{f32_element, pack_f32, Microkernel, Tile};
 use crate::problem::{OutPtr, Problem};
 use crate::stream::RowKernel;
 use crate::WeightSlice;
@@ -106,22 +105,22 @@ impl Microkernel for Exact {
     const NR: usize = 8;
     const KPACK: usize = 1;
 
-    unsafe fn prepare_a<'a>(p: &Problem<'a>) -> AOperand<'a, f32> {
-        AOperand::new(Cow::Borrowed(p.x), p.m, p.k, Self::MR)
+    fn a_element(row: &[f32], s: usize) -> f32 {
+        f32_element(row, s)
     }
 
-    unsafe fn pack(w: WeightSlice<'_>, k: usize, rows: Range<usize>, ks: Range<usize>, dst: &mut [f32]) {
-        pack_f32(w, k, rows, ks, Self::NR, dst, convert);
+    unsafe fn pack(w: WeightSlice<'_>, k: usize, rows: Range<usize>, dst: &mut [f32]) {
+        pack_f32(w, k, rows, Self::NR, dst, convert);
     }
 
-    unsafe fn tile(steps: usize, a: *const f32, lda: usize, b: *const f32, tile: &Tile) {
+    unsafe fn tile(steps: usize, a: *const f32, b: *const f32, tile: &Tile) {
         const MR: usize = Exact::MR;
         const NR: usize = Exact::NR;
         let mut acc = [[0.0f32; NR]; MR];
         for kk in 0..steps {
             let bs = *b.add(kk * NR).cast::<[f32; NR]>();
             for (i, acc_row) in acc.iter_mut().enumerate() {
-                let av = *a.add(i * lda + kk);
+                let av = *a.add(kk * MR + i);
                 for (c, bv) in acc_row.iter_mut().zip(bs) {
                     *c += av * bv;
                 }
