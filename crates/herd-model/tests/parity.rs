@@ -102,7 +102,8 @@ fn batch_of_different_lengths_equals_each_alone() {
     let together = model.forward(&mut batch, Logits::All).unwrap();
     for (i, logits) in together.iter().enumerate() {
         let diff = max_abs_diff(&flat(logits), &alone[i]);
-        assert!(diff < 1e-5, "sequence {i}: batched vs alone differ by {diff}");
+        // Batching changes the kernels' blocking (and so f32 summation order), nothing else.
+        assert!(diff < F32_TOL, "sequence {i}: batched vs alone differ by {diff}");
     }
     // Then decode one token for all sequences at once (mixed positions).
     let next: Vec<[u32; 1]> = reference.greedy.iter().map(|g| [g[0]]).collect();
@@ -162,7 +163,7 @@ fn last_logits_equal_last_row_of_all() {
     let all = model.forward_one(prompt, &mut model.new_cache(), Logits::All).unwrap();
     let last = model.forward_one(prompt, &mut model.new_cache(), Logits::Last).unwrap();
     let want = flat(&all.narrow(0, prompt.len() - 1, 1).unwrap());
-    assert!(max_abs_diff(&flat(&last), &want) < 1e-5);
+    assert!(max_abs_diff(&flat(&last), &want) < F32_TOL);
 }
 
 #[test]

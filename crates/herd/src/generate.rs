@@ -50,13 +50,19 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let mut decoder = StreamDecoder::new(true);
     let mut stdout = std::io::stdout().lock();
     let mut cache = loaded.model.new_cache();
-    let mut write_error = None;
+    let mut write_error: Option<anyhow::Error> = None;
+    let mut warned = false;
     let generation = generate(&loaded.model, &mut cache, &request, |token| {
         let text = match decoder.step(&loaded.tokenizer, token) {
             Ok(text) => text.unwrap_or_default(),
             Err(e) => {
-                write_error = Some(anyhow::Error::from(e));
-                return ControlFlow::Break(());
+                // E.g. an id in the padding of the embedding table, past the
+                // tokenizer's vocabulary: nothing to print, keep generating.
+                if !warned {
+                    eprintln!("warning: {e}");
+                    warned = true;
+                }
+                String::new()
             }
         };
         if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
