@@ -50,11 +50,11 @@ impl SamplingParams {
     /// Checks ranges, naming the offending parameter.
     pub fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(EngineError::InvalidSampling(what));
-        if !(self.repetition_penalty > 0.0) || !self.repetition_penalty.is_finite() {
+        if !positive_finite(self.repetition_penalty) {
             return bad(format!("repetition penalty must be > 0, got {}", self.repetition_penalty));
         }
         if let Sampling::Random { temperature, top_k, top_p, min_p } = &self.sampling {
-            if !(*temperature > 0.0) || !temperature.is_finite() {
+            if !positive_finite(*temperature) {
                 return bad(format!("temperature must be > 0 for sampling, got {temperature}"));
             }
             if *top_k == Some(0) {
@@ -73,6 +73,11 @@ impl SamplingParams {
         }
         Ok(())
     }
+}
+
+/// `x > 0` and finite; false for NaN.
+fn positive_finite(x: f32) -> bool {
+    x > 0.0 && x.is_finite()
 }
 
 /// A sampler with its own random stream; one per sequence.

@@ -255,7 +255,7 @@ impl Config {
         }
         let (rope_theta, rope_scaling) = resolve_rope(&raw, path)?;
         let rms_norm_eps = raw.rms_norm_eps.unwrap_or(1e-5);
-        if !(rms_norm_eps > 0.0) {
+        if !positive(rms_norm_eps) {
             return Err(invalid(format!("rms_norm_eps must be positive, got {rms_norm_eps}")));
         }
         let dtype_name = raw.dtype.as_deref().or(raw.torch_dtype.as_deref());
@@ -302,6 +302,11 @@ impl Config {
     }
 }
 
+/// `x > 0`, false for NaN (so NaN from a config is rejected).
+fn positive(x: f64) -> bool {
+    x > 0.0
+}
+
 fn check_architecture(raw: &RawConfig, path: &Path) -> Result<()> {
     let unsupported = |found: String| ModelError::UnsupportedArchitecture { path: path.to_path_buf(), found };
     if let Some(archs) = &raw.architectures {
@@ -336,7 +341,7 @@ fn resolve_rope(raw: &RawConfig, path: &Path) -> Result<(f64, RopeScaling)> {
         .or(raw.rope_theta)
         .unwrap_or(10_000.0);
     let invalid = |reason: String| ModelError::InvalidConfig { path: path.to_path_buf(), reason };
-    if !(theta > 0.0) {
+    if !positive(theta) {
         return Err(invalid(format!("rope_theta must be positive, got {theta}")));
     }
     let Some(block) = block else { return Ok((theta, RopeScaling::None)) };
@@ -356,7 +361,7 @@ fn resolve_rope(raw: &RawConfig, path: &Path) -> Result<(f64, RopeScaling)> {
                 )?,
             };
             if let RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } = scaling {
-                if !(factor > 0.0) || !(low_freq_factor > 0.0) || !(high_freq_factor > low_freq_factor) || original_max_position_embeddings == 0 {
+                if !positive(factor) || !positive(low_freq_factor) || !positive(high_freq_factor - low_freq_factor) || original_max_position_embeddings == 0 {
                     return Err(invalid(format!(
                         "llama3 rope scaling needs factor > 0, 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0; got {scaling:?}"
                     )));

@@ -257,7 +257,7 @@ impl WeightFiles {
             });
         }
         let data = file.source.as_slice();
-        let bytes = if (data.as_ptr() as usize + entry.start) % entry.dtype.size() == 0 {
+        let bytes = if (data.as_ptr() as usize + entry.start).is_multiple_of(entry.dtype.size()) {
             Bytes { source: file.source.clone(), start: entry.start, len: entry.len }
         } else {
             Bytes::copy_of(&data[entry.start..entry.start + entry.len])

@@ -34,7 +34,7 @@ impl Reference {
                 .collect()
         };
         let path = dir.join(format!("{name}.safetensors"));
-        let tensors = WeightFiles::open_files(&[path.clone()], path.display().to_string()).unwrap();
+        let tensors = WeightFiles::open_files(std::slice::from_ref(&path), path.display().to_string()).unwrap();
         Reference {
             prompts: ids(&json["prompts"]),
             greedy: ids(&json["greedy"]),
