@@ -61,12 +61,11 @@ def prompt_text(n_tokens):
     tok = Tokenizer.from_file(str(TOKENIZER_DIR / "tokenizer.json"))
     words = ("the model reads a long prompt about rivers, mountains and "
              "numbers 12 345 6789 before it answers ").split()
-    text, i = "", 0
-    while True:
-        candidate = (text + " " + words[i % len(words)]).strip()
-        if len(tok.encode(candidate, add_special_tokens=False).ids) > n_tokens - 1:
-            break
-        text, i = candidate, i + 1
+    count = lambda t: len(tok.encode(t, add_special_tokens=False).ids)
+    text = " ".join(words * (n_tokens // len(words) + 2))
+    # Trim characters until the count is exact (BPE merges make it jumpy).
+    while count(text) > n_tokens - 1:
+        text = text[:-1]
     ids = tok.encode(text, add_special_tokens=False).ids
     return text, [LLAMA_32_1B["bos_token_id"]] + ids
 
@@ -109,6 +108,23 @@ def run_transformers(path, ids, threads, decode_tokens):
                 decode_tok_s=(decode_tokens - 1) / decode_s)
 
 
+def read_bandwidth(threads):
+    """Streaming-read bandwidth (GB/s): torch summing a 2 GiB buffer, best of 5."""
+    import torch
+    torch.set_num_threads(threads)
+    x = torch.ones(512 * 1024 * 1024, dtype=torch.float32)
+    best = 0.0
+    for _ in range(5):
+        t0 = time.perf_counter()
+        x.sum()
+        best = max(best, x.numel() * 4 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def weight_bytes(path):
+    return sum(f.stat().st_size for f in Path(path).glob("*.safetensors"))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -119,8 +135,11 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     text, ids = prompt_text(args.prompt_tokens)
     results = {}
+    bandwidth = read_bandwidth(args.threads)
+    print(f"streaming read bandwidth ({args.threads} threads): {bandwidth:.1f} GB/s", flush=True)
     for dtype in args.dtypes.split(","):
         path = make_model(dtype)
+        gb = weight_bytes(path) / 1e9
         herd = run_herd(path, text, args.threads, args.decode_tokens)
         assert herd["prompt_tokens"] == len(ids), (herd, len(ids))
         hf = run_transformers(path, ids, args.threads, args.decode_tokens)
@@ -128,9 +147,12 @@ def main():
         print(f"{dtype}: prefill {len(ids)} tokens: herd {herd['prefill_tok_s']:.1f} tok/s, "
               f"transformers {hf['prefill_tok_s']:.1f} tok/s, ratio {herd['prefill_tok_s'] / hf['prefill_tok_s']:.2f}x")
         print(f"{dtype}: decode: herd {herd['decode_tok_s']:.2f} tok/s, "
-              f"transformers {hf['decode_tok_s']:.2f} tok/s, ratio {herd['decode_tok_s'] / hf['decode_tok_s']:.2f}x",
+              f"transformers {hf['decode_tok_s']:.2f} tok/s, ratio {herd['decode_tok_s'] / hf['decode_tok_s']:.2f}x; "
+              f"weights {gb:.2f} GB/token: herd {herd['decode_tok_s'] * gb:.1f} GB/s "
+              f"({herd['decode_tok_s'] * gb / bandwidth:.0%} of measured bandwidth), "
+              f"transformers {hf['decode_tok_s'] * gb:.1f} GB/s; bandwidth ceiling {bandwidth / gb:.2f} tok/s",
               flush=True)
-    print(json.dumps(dict(threads=args.threads, results=results), indent=1))
+    print(json.dumps(dict(threads=args.threads, bandwidth_gb_s=bandwidth, results=results), indent=1))
 
 
 if __name__ == "__main__":
