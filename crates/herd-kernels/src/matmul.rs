@@ -13,17 +13,24 @@ pub enum Precision {
     /// to summation order (relative error ~1e-6 of `Σ|x·w|`).
     #[default]
     Exact,
-    /// Opt-in, faster prefill for bf16 weights: `X` is also rounded to bf16 (round to
-    /// nearest even) so AVX512_BF16 `vdpbf16ps` does two multiply-adds per f32 lane;
-    /// the bf16 × bf16 products are exact and accumulated in f32. bf16 keeps 8
-    /// significant bits, so rounding `X` costs up to 2⁻⁸ (0.4%) relative per element
-    /// and each output is off by at most 2⁻⁸·`Σ|x·w|` (plus f32 accumulation error);
-    /// with independent rounding errors it is typically ~2⁻⁸·`sqrt(Σ(x·w)²)`, i.e.
-    /// ~1e-3 relative or less. The instruction also flushes bf16 subnormals (below
-    /// ~1e-38) to zero.
+    /// Opt-in prefill for bf16 weights that trades accuracy for `vdpbf16ps`
+    /// (AVX512_BF16): `X` is also rounded to bf16 (round to nearest even) so one
+    /// instruction does two multiply-adds per f32 lane; the bf16 × bf16 products are
+    /// exact and accumulated in f32.
     ///
-    /// Only the blocked (prefill) kernel for bf16 weights changes: decode-sized calls
-    /// are memory-bound and stay exact, as do f16 and f32 weights.
+    /// Error: bf16 keeps 8 significant bits, so rounding `X` costs up to 2⁻⁸ (0.4%)
+    /// relative per element and each output is off by at most 2⁻⁸·`Σ|x·w|` (plus f32
+    /// accumulation error); with independent rounding errors it is typically
+    /// ~2⁻⁸·`sqrt(Σ(x·w)²)`, i.e. ~1e-3 relative or less. The instruction also flushes
+    /// bf16 subnormals (below ~1e-38) to zero.
+    ///
+    /// Speed depends on the CPU: it pays where `vdpbf16ps` issues as fast as an FMA
+    /// (AMD Zen 4), doubling the multiply-adds per instruction; on Intel Sapphire /
+    /// Emerald Rapids it issues at half the FMA rate and measured ~40% *slower* than
+    /// `Exact` (`examples/kernel_bench.rs` prints both).
+    ///
+    /// Only the blocked (prefill) kernel for bf16 weights changes: streaming-sized
+    /// calls (m ≤ 32) stay exact, as do f16 and f32 weights.
     Bf16Dot,
 }
 

@@ -219,21 +219,21 @@ fn bf16_dot_is_within_its_documented_error() {
     }
 }
 
+/// The public entry points on both sides of the streaming/blocked threshold.
 #[test]
 fn public_entry_points_match_reference() {
-    let (m, k, n) = (3, 100, 50);
-    let x = values(m * k, 21);
-    let w = Weights::new(n * k, 22);
-    for (ws, wf) in w.each() {
-        let (want, scale) = reference(&x, m, k, &wf, n);
-        let mut y = vec![f32::NAN; m * n];
-        matmul_wt(&x, m, k, ws, n, &mut y).unwrap();
-        assert_close(&y, &want, &scale, EXACT_TOL, "matmul_wt");
-        let mut y = vec![f32::NAN; m * n];
-        Matmul::new(Precision::Bf16Dot)
-            .run(&x, m, k, ws, n, &mut y)
-            .unwrap();
-        assert_close(&y, &want, &scale, BF16_DOT_TOL, "Matmul::new(Bf16Dot)");
+    for (m, k, n) in [(3, 100, 50), (40, 100, 50)] {
+        let x = values(m * k, 21);
+        let w = Weights::new(n * k, 22);
+        for (ws, wf) in w.each() {
+            let (want, scale) = reference(&x, m, k, &wf, n);
+            let mut y = vec![f32::NAN; m * n];
+            matmul_wt(&x, m, k, ws, n, &mut y).unwrap();
+            assert_close(&y, &want, &scale, EXACT_TOL, &format!("matmul_wt m={m}"));
+            let mut y = vec![f32::NAN; m * n];
+            Matmul::new(Precision::Bf16Dot).run(&x, m, k, ws, n, &mut y).unwrap();
+            assert_close(&y, &want, &scale, BF16_DOT_TOL, &format!("Matmul::new(Bf16Dot) m={m}"));
+        }
     }
 }
 

@@ -1,8 +1,10 @@
 //! AVX-512 kernels: 16 f32 lanes, 32 vector registers, masked loads for k tails.
 //!
-//! bf16 widens by zero-extending 16-bit lanes to 32 bits and shifting left 16 (what
-//! `vcvtpbh2ps`-style conversions do); f16 uses `vcvtph2ps`. Both are exact. The
-//! `Bf16Dot` micro-kernel additionally needs AVX512_BF16 for `vdpbf16ps`.
+//! bf16 widens exactly by putting its 16 bits in the top half of an f32: zero-extend
+//! and shift for 16 weights, or, in the streaming kernel's main loop, a shift and a
+//! mask that split a whole 64-byte line into its 16 even and 16 odd weights. f16 uses
+//! `vcvtph2ps` (exact). The `Bf16Dot` micro-kernel additionally needs AVX512_BF16 for
+//! `vdpbf16ps`.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
