@@ -30,5 +30,5 @@ pub use config::{Config, GenerationConfig, RawConfig, RawRope, RopeScaling, Toke
 pub use error::{ModelError, Result};
 pub use kv::KvCache;
 pub use model::{logits_row, Llama, Logits, SeqInput};
-pub use rope::Rope;
+pub use rope::{Rope, RopeLayout};
 pub use weights::{Weight, WeightFiles};

@@ -143,14 +143,11 @@ impl Attention {
             let k = k.narrow(0, row, n)?.reshape((1, n, self.n_kv_heads, self.head_dim))?;
             let v = v.narrow(0, row, n)?.reshape((1, n, self.n_kv_heads, self.head_dim))?;
             row += n;
-            // Rotate queries and keys by their absolute positions.
-            let (cos, sin) = rope.tables(past, n, x.device())?;
-            let q = candle_nn::rotary_emb::rope_thd(&q.contiguous()?, &cos, &sin)?;
-            let k = candle_nn::rotary_emb::rope_thd(&k.contiguous()?, &cos, &sin)?;
-            // (1, heads, n, head_dim), then append to this sequence's cache.
-            let q = q.transpose(1, 2)?.contiguous()?;
-            let k = k.transpose(1, 2)?.contiguous()?;
+            // (1, heads, n, head_dim), rotated by absolute position.
+            let q = rope.apply(&q.transpose(1, 2)?, past)?;
+            let k = rope.apply(&k.transpose(1, 2)?, past)?;
             let v = v.transpose(1, 2)?.contiguous()?;
+            // Append to this sequence's cache and attend over all of it.
             let (k, v) = seq.cache.append(layer, k, v)?;
             outputs.push(self.attend(&q, &k, &v, past)?);
         }

@@ -7,10 +7,24 @@ use candle_core::{Device, Tensor};
 use crate::config::{Config, RopeScaling};
 use crate::error::Result;
 
-/// Per-frequency inverse wavelengths, `head_dim / 2` of them.
+/// Which dimensions of a head are rotated together. Hugging Face checkpoints
+/// pair dimension `i` with `i + head_dim / 2`; llama.cpp's converter permutes
+/// the rows of `q_proj`/`k_proj` so that adjacent dimensions `2i, 2i + 1`
+/// form the pairs. Both give identical attention scores for their own weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeLayout {
+    /// `(x[i], x[i + d/2])` pairs: Hugging Face safetensors.
+    HalfSplit,
+    /// `(x[2i], x[2i + 1])` pairs: GGUF.
+    Interleaved,
+}
+
+/// Per-frequency inverse wavelengths, `head_dim / 2` of them, and the
+/// pairing of dimensions they rotate.
 #[derive(Debug, Clone)]
 pub struct Rope {
     inv_freq: Vec<f32>,
+    layout: RopeLayout,
 }
 
 impl Rope {
@@ -48,7 +62,33 @@ impl Rope {
                     .collect()
             }
         };
-        Rope { inv_freq }
+        Rope { inv_freq, layout: RopeLayout::HalfSplit }
+    }
+
+    /// Frequencies `base^(-2i/d) / factors[i]`, as llama.cpp applies a GGUF
+    /// file's `rope_freqs` tensor (which encodes Llama 3.1's scaling).
+    pub fn from_factors(base: f64, head_dim: usize, factors: Option<&[f32]>, layout: RopeLayout) -> Rope {
+        let base = base as f32;
+        let inv_freq = (0..head_dim)
+            .step_by(2)
+            .enumerate()
+            .map(|(j, i)| {
+                let f = 1.0 / base.powf(i as f32 / head_dim as f32);
+                factors.and_then(|fs| fs.get(j)).map_or(f, |factor| f / factor)
+            })
+            .collect();
+        Rope { inv_freq, layout }
+    }
+
+    /// Rotates `x: (1, heads, n, head_dim)` whose positions start at `start`.
+    pub fn apply(&self, x: &Tensor, start: usize) -> Result<Tensor> {
+        let n = x.dim(2)?;
+        let (cos, sin) = self.tables(start, n, x.device())?;
+        let x = x.contiguous()?;
+        Ok(match self.layout {
+            RopeLayout::HalfSplit => candle_nn::rotary_emb::rope(&x, &cos, &sin)?,
+            RopeLayout::Interleaved => candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?,
+        })
     }
 
     /// The inverse frequencies (for tests and tools).
@@ -58,7 +98,7 @@ impl Rope {
 
     /// `(cos, sin)` tables of shape `(len, head_dim / 2)` for positions
     /// `start..start + len`.
-    pub fn tables(&self, start: usize, len: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+    fn tables(&self, start: usize, len: usize, device: &Device) -> Result<(Tensor, Tensor)> {
         let half = self.inv_freq.len();
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);
