@@ -15,7 +15,8 @@ pub type Result<T, E = GgufError> = std::result::Result<T, E>;
 /// Where the GGUF bytes an error talks about came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
-    /// A file opened with [`crate::GgufFile::open`].
+    /// A file on disk: opened with [`crate::GgufFile::open`], or the
+    /// destination of [`crate::GgufWriter::write_to_path`].
     File(PathBuf),
     /// Bytes given to [`crate::GgufFile::from_bytes`].
     Memory,
@@ -37,10 +38,10 @@ impl fmt::Display for Origin {
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
     /// Opening, mapping, writing or renaming a file failed.
-    #[error("{path}: {source}")]
+    #[error("{origin}: {source}")]
     Io {
-        /// The file.
-        path: PathBuf,
+        /// The file (or [`Origin::Writer`] for a caller's stream).
+        origin: Origin,
         /// The operating system's reason.
         source: std::io::Error,
     },

@@ -52,7 +52,6 @@ const MIN_KV_BYTES: u64 = 8 + 4 + 1;
 /// A parsed GGUF file. Metadata and tensor infos are decoded up front; tensor
 /// data stays in the file's bytes (a memory map for [`GgufFile::open`]) and is
 /// borrowed, or shared through [`Tensor::share`].
-#[derive(Debug)]
 pub struct GgufFile {
     origin: Origin,
     bytes: FileBytes,
@@ -144,7 +143,7 @@ impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile> {
         let path = path.as_ref();
         let io = |source| GgufError::Io {
-            path: path.to_path_buf(),
+            origin: Origin::File(path.to_path_buf()),
             source,
         };
         let file = std::fs::File::open(path).map_err(io)?;
@@ -220,6 +219,20 @@ impl GgufFile {
     /// hold it with [`TensorInfo::file_range`]s and drop the parsed header.
     pub fn mmap_arc(&self) -> Option<Arc<Mmap>> {
         self.bytes.mmap().cloned()
+    }
+}
+
+/// A summary: a vocabulary would make the derived output megabytes long.
+impl fmt::Debug for GgufFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GgufFile")
+            .field("origin", &self.origin)
+            .field("version", &self.version)
+            .field("alignment", &self.alignment)
+            .field("data_offset", &self.data_offset)
+            .field("metadata_entries", &self.metadata.len())
+            .field("tensors", &self.tensors.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -444,6 +457,8 @@ fn fits(count: u64, min_each: u64, available: u64) -> bool {
         .is_some_and(|need| need <= available)
 }
 
+/// The parse, as the file reads: header, metadata, tensor infos, then the
+/// data section each tensor is placed in.
 fn parse(bytes: FileBytes, origin: Origin) -> Result<GgufFile> {
     let buf: &[u8] = &bytes;
     let mut r = Reader {
@@ -451,150 +466,28 @@ fn parse(bytes: FileBytes, origin: Origin) -> Result<GgufFile> {
         pos: 0,
         origin: &origin,
     };
-
-    let magic = r.fixed::<4>(Site::Header("magic"))?;
-    if magic != GGUF_MAGIC {
-        return Err(GgufError::BadMagic {
-            origin,
-            found: magic,
-        });
-    }
-    let version = r.u32(Site::Header("version"))?;
-    if !(2..=3).contains(&version) {
-        return Err(GgufError::UnsupportedVersion { origin, version });
-    }
-    let n_tensors = r.u64(Site::Header("tensor count"))?;
-    let n_kv = r.u64(Site::Header("metadata entry count"))?;
-    if !fits(n_kv, MIN_KV_BYTES, r.remaining() as u64) {
-        return Err(GgufError::LengthPastEof {
-            origin: origin.clone(),
-            offset: 16,
-            what: "metadata entry count".to_string(),
-            count: n_kv,
-            min_bytes_each: MIN_KV_BYTES,
-            available: r.remaining() as u64,
-        });
-    }
-    if !fits(n_tensors, MIN_TENSOR_INFO_BYTES, r.remaining() as u64) {
-        return Err(GgufError::LengthPastEof {
-            origin: origin.clone(),
-            offset: 8,
-            what: "tensor count".to_string(),
-            count: n_tensors,
-            min_bytes_each: MIN_TENSOR_INFO_BYTES,
-            available: r.remaining() as u64,
-        });
-    }
-
-    let mut metadata = Metadata::with_capacity(n_kv.min(PREALLOC_LIMIT) as usize);
-    for index in 0..n_kv {
-        let offset = r.pos as u64;
-        let key = r.string(Site::Key { index })?;
-        if key.is_empty() {
-            return Err(GgufError::EmptyKey {
-                origin,
-                offset,
-                index,
-            });
-        }
-        let value = r.value(&key)?;
-        if !metadata.insert_new(key.clone(), value) {
-            return Err(GgufError::DuplicateKey { origin, key });
-        }
-    }
+    let (version, n_tensors, n_kv) = read_header(&mut r)?;
+    let metadata = read_metadata(&mut r, n_kv)?;
     let alignment = alignment_of(&metadata, &origin)?;
 
-    let mut raw = Vec::with_capacity(n_tensors.min(PREALLOC_LIMIT) as usize);
+    let mut infos = Vec::with_capacity(n_tensors.min(PREALLOC_LIMIT) as usize);
     let mut by_name = HashMap::with_capacity(n_tensors.min(PREALLOC_LIMIT) as usize);
     for index in 0..n_tensors {
-        let name = r.string(Site::TensorName { index })?;
-        let tensor = name.as_str();
-        let n_dims = r.u32(Site::TensorField {
-            tensor,
-            field: "dimension count",
-        })?;
-        if n_dims as usize > MAX_DIMS {
-            return Err(GgufError::TooManyDims {
-                origin,
-                tensor: name,
-                n_dims,
-            });
-        }
-        let dims = (0..n_dims)
-            .map(|_| {
-                r.u64(Site::TensorField {
-                    tensor,
-                    field: "dimensions",
-                })
-            })
-            .collect::<Result<Vec<u64>>>()?;
-        let type_id = r.u32(Site::TensorField {
-            tensor,
-            field: "ggml type",
-        })?;
-        let Some(ggml_type) = GgmlType::from_id(type_id) else {
-            return Err(GgufError::UnknownGgmlType {
-                origin,
-                tensor: name,
-                id: type_id,
-            });
-        };
-        let offset = r.u64(Site::TensorField {
-            tensor,
-            field: "data offset",
-        })?;
-        let n_bytes = tensor_size(&origin, tensor, ggml_type, &dims)?;
-        if by_name.insert(name.clone(), raw.len()).is_some() {
+        let info = read_tensor_info(&mut r, index)?;
+        if by_name.insert(info.name.clone(), infos.len()).is_some() {
             return Err(GgufError::DuplicateTensor {
                 origin,
-                tensor: name,
+                tensor: info.name,
             });
         }
-        raw.push((name, ggml_type, dims, offset, n_bytes));
+        infos.push(info);
     }
 
-    let file_len = buf.len() as u64;
     let data_offset = align_up(r.pos as u64, alignment);
-    let mut tensors = Vec::with_capacity(raw.len());
-    for (name, ggml_type, dims, offset, n_bytes) in raw {
-        if !offset.is_multiple_of(alignment) {
-            return Err(GgufError::MisalignedTensor {
-                origin,
-                tensor: name,
-                offset,
-                alignment,
-            });
-        }
-        let start = data_offset.checked_add(offset);
-        let end = start.and_then(|s| s.checked_add(n_bytes));
-        let (Some(start), Some(end)) = (start, end) else {
-            return Err(GgufError::TensorPastEof {
-                origin,
-                tensor: name,
-                start: start.unwrap_or(u64::MAX),
-                end: u64::MAX,
-                file_len,
-            });
-        };
-        if end > file_len {
-            return Err(GgufError::TensorPastEof {
-                origin,
-                tensor: name,
-                start,
-                end,
-                file_len,
-            });
-        }
-        // Both at most the file length, which is a usize.
-        let range = start as usize..end as usize;
-        tensors.push(TensorInfo {
-            name,
-            ggml_type,
-            dims,
-            offset,
-            range,
-        });
-    }
+    let tensors = infos
+        .into_iter()
+        .map(|info| info.place(data_offset, alignment, buf.len(), &origin))
+        .collect::<Result<Vec<_>>>()?;
 
     Ok(GgufFile {
         origin,
@@ -606,6 +499,163 @@ fn parse(bytes: FileBytes, origin: Origin) -> Result<GgufFile> {
         tensors,
         by_name,
     })
+}
+
+/// Magic, version, and the two counts (each checked against the file length).
+fn read_header(r: &mut Reader<'_>) -> Result<(u32, u64, u64)> {
+    let origin = r.origin;
+    let magic = r.fixed::<4>(Site::Header("magic"))?;
+    if magic != GGUF_MAGIC {
+        return Err(GgufError::BadMagic {
+            origin: origin.clone(),
+            found: magic,
+        });
+    }
+    let version = r.u32(Site::Header("version"))?;
+    if !(2..=3).contains(&version) {
+        return Err(GgufError::UnsupportedVersion {
+            origin: origin.clone(),
+            version,
+        });
+    }
+    let n_tensors = r.u64(Site::Header("tensor count"))?;
+    let n_kv = r.u64(Site::Header("metadata entry count"))?;
+    let available = r.remaining() as u64;
+    for (offset, what, count, min_bytes_each) in [
+        (16, "metadata entry count", n_kv, MIN_KV_BYTES),
+        (8, "tensor count", n_tensors, MIN_TENSOR_INFO_BYTES),
+    ] {
+        if !fits(count, min_bytes_each, available) {
+            return Err(GgufError::LengthPastEof {
+                origin: origin.clone(),
+                offset,
+                what: what.to_string(),
+                count,
+                min_bytes_each,
+                available,
+            });
+        }
+    }
+    Ok((version, n_tensors, n_kv))
+}
+
+/// `n_kv` key/value entries; keys must be non-empty and distinct.
+fn read_metadata(r: &mut Reader<'_>, n_kv: u64) -> Result<Metadata> {
+    let mut metadata = Metadata::with_capacity(n_kv.min(PREALLOC_LIMIT) as usize);
+    for index in 0..n_kv {
+        let offset = r.pos as u64;
+        let key = r.string(Site::Key { index })?;
+        if key.is_empty() {
+            return Err(GgufError::EmptyKey {
+                origin: r.origin.clone(),
+                offset,
+                index,
+            });
+        }
+        let value = r.value(&key)?;
+        if !metadata.insert_new(key.clone(), value) {
+            return Err(GgufError::DuplicateKey {
+                origin: r.origin.clone(),
+                key,
+            });
+        }
+    }
+    Ok(metadata)
+}
+
+/// A tensor info as stored, with its shape checked but not yet placed in the
+/// data section (whose start depends on where the infos end).
+struct RawTensorInfo {
+    name: String,
+    ggml_type: GgmlType,
+    dims: Vec<u64>,
+    offset: u64,
+    n_bytes: u64,
+}
+
+fn read_tensor_info(r: &mut Reader<'_>, index: u64) -> Result<RawTensorInfo> {
+    let origin = r.origin;
+    let name = r.string(Site::TensorName { index })?;
+    let tensor = name.as_str();
+    let field = |field| Site::TensorField { tensor, field };
+    let n_dims = r.u32(field("dimension count"))?;
+    if n_dims as usize > MAX_DIMS {
+        return Err(GgufError::TooManyDims {
+            origin: origin.clone(),
+            tensor: name,
+            n_dims,
+        });
+    }
+    let dims = (0..n_dims)
+        .map(|_| r.u64(field("dimensions")))
+        .collect::<Result<Vec<u64>>>()?;
+    let type_id = r.u32(field("ggml type"))?;
+    let Some(ggml_type) = GgmlType::from_id(type_id) else {
+        return Err(GgufError::UnknownGgmlType {
+            origin: origin.clone(),
+            tensor: name,
+            id: type_id,
+        });
+    };
+    let offset = r.u64(field("data offset"))?;
+    let n_bytes = tensor_size(origin, tensor, ggml_type, &dims)?;
+    Ok(RawTensorInfo {
+        name,
+        ggml_type,
+        dims,
+        offset,
+        n_bytes,
+    })
+}
+
+impl RawTensorInfo {
+    /// Checks the offset is aligned and the bytes lie inside the file.
+    fn place(
+        self,
+        data_offset: u64,
+        alignment: u64,
+        file_len: usize,
+        origin: &Origin,
+    ) -> Result<TensorInfo> {
+        let RawTensorInfo {
+            name,
+            ggml_type,
+            dims,
+            offset,
+            n_bytes,
+        } = self;
+        if !offset.is_multiple_of(alignment) {
+            return Err(GgufError::MisalignedTensor {
+                origin: origin.clone(),
+                tensor: name,
+                offset,
+                alignment,
+            });
+        }
+        let file_len = file_len as u64;
+        let start = data_offset.checked_add(offset);
+        let end = start.and_then(|s| s.checked_add(n_bytes));
+        match (start, end) {
+            (Some(start), Some(end)) if end <= file_len => {
+                // Both at most the file length, which is a usize.
+                let range = start as usize..end as usize;
+                Ok(TensorInfo {
+                    name,
+                    ggml_type,
+                    dims,
+                    offset,
+                    range,
+                })
+            }
+            _ => Err(GgufError::TensorPastEof {
+                origin: origin.clone(),
+                tensor: name,
+                start: start.unwrap_or(u64::MAX),
+                end: end.unwrap_or(u64::MAX),
+                file_len,
+            }),
+        }
+    }
 }
 
 /// `general.alignment` if present (it must be a `u32` power of two, as

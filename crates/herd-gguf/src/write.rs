@@ -98,7 +98,7 @@ impl<'a> GgufWriter<'a> {
     ) -> Result<()> {
         let data = data.into();
         let n_bytes = self.check_new(name, ggml_type, dims)?;
-        check_size(name, n_bytes, data.len())?;
+        check_size(&Origin::Writer, name, n_bytes, data.len())?;
         self.push(name, ggml_type, dims, n_bytes, Data::Ready(data));
         Ok(())
     }
@@ -126,8 +126,8 @@ impl<'a> GgufWriter<'a> {
     /// Writes the file to `out` and returns the number of bytes written.
     /// `out` is written in many small pieces: give it a `BufWriter`.
     pub fn write<W: Write>(self, out: W) -> Result<u64> {
-        self.write_inner(out, &|source| GgufError::Io {
-            path: PathBuf::from("<GGUF output stream>"),
+        self.write_inner(out, &Origin::Writer, &|source| GgufError::Io {
+            origin: Origin::Writer,
             source,
         })
     }
@@ -144,7 +144,11 @@ impl<'a> GgufWriter<'a> {
             .open(&tmp)
             .map_err(io_error(&tmp))?;
         let result = self
-            .write_inner(BufWriter::new(&file), &io_error(&tmp))
+            .write_inner(
+                BufWriter::new(&file),
+                &Origin::File(path.to_path_buf()),
+                &io_error(&tmp),
+            )
             .and_then(|n| file.sync_all().map(|()| n).map_err(io_error(&tmp)))
             .and_then(|n| {
                 std::fs::rename(&tmp, path)
@@ -200,12 +204,19 @@ impl<'a> GgufWriter<'a> {
         });
     }
 
-    fn write_inner<W: Write>(self, out: W, io: &dyn Fn(io::Error) -> GgufError) -> Result<u64> {
-        let alignment = alignment_of(&self.metadata, &Origin::Writer)?;
+    /// Writes everything; `origin` names the output in format errors, `io`
+    /// turns an I/O error into one naming the file actually being written.
+    fn write_inner<W: Write>(
+        self,
+        out: W,
+        origin: &Origin,
+        io: &dyn Fn(io::Error) -> GgufError,
+    ) -> Result<u64> {
+        let alignment = alignment_of(&self.metadata, origin)?;
         for (index, (key, value)) in self.metadata.iter().enumerate() {
             if key.is_empty() {
                 return Err(GgufError::EmptyKey {
-                    origin: Origin::Writer,
+                    origin: origin.clone(),
                     offset: 0,
                     index: index as u64,
                 });
@@ -214,7 +225,7 @@ impl<'a> GgufWriter<'a> {
                 if nesting(a) > MAX_ARRAY_DEPTH {
                     let key = key.to_string();
                     return Err(GgufError::ArrayTooDeep {
-                        origin: Origin::Writer,
+                        origin: origin.clone(),
                         offset: 0,
                         key,
                         limit: MAX_ARRAY_DEPTH,
@@ -259,11 +270,11 @@ impl<'a> GgufWriter<'a> {
                 Data::Ready(bytes) => bytes,
                 Data::Deferred(produce) => {
                     let bytes = produce().map_err(|source| GgufError::TensorSource {
-                        origin: Origin::Writer,
+                        origin: origin.clone(),
                         tensor: t.name.clone(),
                         source,
                     })?;
-                    check_size(&t.name, t.n_bytes, bytes.len())?;
+                    check_size(origin, &t.name, t.n_bytes, bytes.len())?;
                     Cow::Owned(bytes)
                 }
             };
@@ -275,10 +286,10 @@ impl<'a> GgufWriter<'a> {
     }
 }
 
-fn check_size(name: &str, expected: u64, actual: usize) -> Result<()> {
+fn check_size(origin: &Origin, name: &str, expected: u64, actual: usize) -> Result<()> {
     if actual as u64 != expected {
         return Err(GgufError::TensorDataSize {
-            origin: Origin::Writer,
+            origin: origin.clone(),
             tensor: name.to_string(),
             expected,
             actual: actual as u64,
@@ -301,7 +312,7 @@ fn temp_path(path: &Path) -> PathBuf {
 
 fn io_error(path: &Path) -> impl Fn(io::Error) -> GgufError + '_ {
     move |source| GgufError::Io {
-        path: path.to_path_buf(),
+        origin: Origin::File(path.to_path_buf()),
         source,
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use common::Raw;
 use herd_gguf::{
-    GgmlType, GgufError, GgufFile, GgufWriter, Metadata, MetadataArray, MAX_ARRAY_DEPTH,
+    GgmlType, GgufError, GgufFile, GgufWriter, Metadata, MetadataArray, Origin, MAX_ARRAY_DEPTH,
 };
 
 fn parse(raw: Raw) -> Result<GgufFile, GgufError> {
@@ -506,7 +506,7 @@ fn writer_rejects_invalid_tensors() {
 fn missing_file_names_the_path() {
     let err = GgufFile::open("/nonexistent/dir/model.gguf").expect_err("missing");
     assert!(
-        matches!(&err, GgufError::Io { path, .. } if path.ends_with("model.gguf")),
+        matches!(&err, GgufError::Io { origin: Origin::File(path), .. } if path.ends_with("model.gguf")),
         "{err:?}"
     );
     assert!(

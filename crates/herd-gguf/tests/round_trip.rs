@@ -200,6 +200,31 @@ fn tensors_round_trip_with_custom_alignments() {
 }
 
 #[test]
+fn parsed_files_and_shared_bytes_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<GgufFile>();
+    send_sync::<herd_gguf::TensorBytes>();
+    send_sync::<herd_gguf::FileBytes>();
+    send_sync::<GgufError>();
+}
+
+#[test]
+fn debug_output_stays_short() {
+    let mut m = every_value();
+    m.set(
+        "tokenizer.ggml.tokens",
+        vec!["tok"; 100_000]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>(),
+    );
+    let (bytes, _) = write_sample(m);
+    let file = GgufFile::from_bytes(&bytes).expect("parse");
+    let debug = format!("{file:?}");
+    assert!(debug.len() < 500, "{debug}");
+}
+
+#[test]
 fn empty_file_round_trips() {
     let mut out = Vec::new();
     GgufWriter::new().write(&mut out).expect("write");
@@ -318,7 +343,7 @@ fn failed_write_leaves_nothing_behind() {
     .expect("declared");
     let err = w.write_to_path(&path).expect_err("producer fails");
     assert!(
-        matches!(&err, GgufError::TensorSource { tensor, .. } if tensor == "bad"),
+        matches!(&err, GgufError::TensorSource { tensor, origin: Origin::File(p), .. } if tensor == "bad" && p == &path),
         "{err:?}"
     );
     assert!(err.to_string().contains("quantizer exploded"), "{err}");
