@@ -115,6 +115,9 @@ pub enum RopeScaling {
         /// Pre-training context (8192).
         original_max_position_embeddings: usize,
     },
+    /// Per-frequency divisors stored with the weights (a GGUF file's
+    /// `rope_freqs` tensor, which is how llama.cpp encodes Llama 3.1 scaling).
+    FrequencyFactors,
 }
 
 /// Storage dtype of the checkpoint's weights.
@@ -135,6 +138,11 @@ impl WeightDtype {
             WeightDtype::F32 => 4,
             WeightDtype::F16 | WeightDtype::Bf16 => 2,
         }
+    }
+
+    /// Alignment the kernels need for a borrowed slice of this type.
+    pub fn alignment(self) -> usize {
+        self.size()
     }
 
     fn parse(s: &str) -> Option<Self> {
@@ -236,11 +244,6 @@ impl Config {
             raw.num_key_value_heads.or(raw.num_attention_heads),
             "num_key_value_heads",
         )?;
-        if num_attention_heads % num_key_value_heads != 0 {
-            return Err(invalid(format!(
-                "num_attention_heads ({num_attention_heads}) is not a multiple of num_key_value_heads ({num_key_value_heads})"
-            )));
-        }
         let head_dim = match raw.head_dim {
             Some(d) => need(Some(d), "head_dim")?,
             None if hidden_size % num_attention_heads == 0 => hidden_size / num_attention_heads,
@@ -250,14 +253,8 @@ impl Config {
                 )))
             }
         };
-        if head_dim % 2 != 0 {
-            return Err(invalid(format!("head_dim ({head_dim}) must be even for rotary embeddings")));
-        }
         let (rope_theta, rope_scaling) = resolve_rope(&raw, path)?;
         let rms_norm_eps = raw.rms_norm_eps.unwrap_or(1e-5);
-        if !positive(rms_norm_eps) {
-            return Err(invalid(format!("rms_norm_eps must be positive, got {rms_norm_eps}")));
-        }
         let dtype_name = raw.dtype.as_deref().or(raw.torch_dtype.as_deref());
         let dtype = match dtype_name {
             None => None,
@@ -265,7 +262,7 @@ impl Config {
                 invalid(format!("unsupported dtype {s:?}; herd loads float32, float16 and bfloat16"))
             })?),
         };
-        Ok(Config {
+        let config = Config {
             vocab_size: need(raw.vocab_size, "vocab_size")?,
             hidden_size,
             intermediate_size: need(raw.intermediate_size, "intermediate_size")?,
@@ -281,7 +278,30 @@ impl Config {
             dtype,
             bos_token_id: raw.bos_token_id.and_then(|t| t.to_vec().first().copied()),
             eos_token_ids: raw.eos_token_id.map(|t| t.to_vec()).unwrap_or_default(),
-        })
+        };
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Structural checks shared by every source of configuration.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let invalid = |reason: String| Err(ModelError::InvalidConfig { path: path.to_path_buf(), reason });
+        if self.num_attention_heads % self.num_key_value_heads != 0 {
+            return invalid(format!(
+                "{} attention heads are not a multiple of {} key/value heads",
+                self.num_attention_heads, self.num_key_value_heads
+            ));
+        }
+        if self.head_dim % 2 != 0 {
+            return invalid(format!("head_dim ({}) must be even for rotary embeddings", self.head_dim));
+        }
+        if !positive(self.rms_norm_eps) {
+            return invalid(format!("rms_norm_eps must be positive, got {}", self.rms_norm_eps));
+        }
+        if !positive(self.rope_theta) {
+            return invalid(format!("rope_theta must be positive, got {}", self.rope_theta));
+        }
+        Ok(())
     }
 
     /// Number of parameters, counting a tied embedding once.
@@ -341,9 +361,6 @@ fn resolve_rope(raw: &RawConfig, path: &Path) -> Result<(f64, RopeScaling)> {
         .or(raw.rope_theta)
         .unwrap_or(10_000.0);
     let invalid = |reason: String| ModelError::InvalidConfig { path: path.to_path_buf(), reason };
-    if !positive(theta) {
-        return Err(invalid(format!("rope_theta must be positive, got {theta}")));
-    }
     let Some(block) = block else { return Ok((theta, RopeScaling::None)) };
     let kind = block.rope_type.as_deref().or(block.kind.as_deref()).unwrap_or("default");
     let scaling = match kind {

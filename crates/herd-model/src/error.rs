@@ -65,6 +65,14 @@ pub enum ModelError {
         /// The parser's reason.
         reason: String,
     },
+    /// A GGUF file is malformed or lacks a required key.
+    #[error("{path}: {reason}")]
+    Gguf {
+        /// The file.
+        path: PathBuf,
+        /// The parser's reason, naming the key or tensor.
+        reason: String,
+    },
     /// A tensor the architecture needs is in none of the weight files.
     #[error("tensor {name} not found in {location}")]
     MissingTensor {

@@ -21,6 +21,7 @@
 
 mod config;
 mod error;
+mod gguf;
 mod kv;
 mod model;
 mod rope;
@@ -28,7 +29,8 @@ mod weights;
 
 pub use config::{Config, GenerationConfig, RawConfig, RawRope, RopeScaling, TokenIds, WeightDtype};
 pub use error::{ModelError, Result};
+pub use gguf::GgufWeights;
 pub use kv::KvCache;
 pub use model::{logits_row, Llama, Logits, SeqInput};
 pub use rope::{Rope, RopeLayout};
-pub use weights::{Weight, WeightFiles};
+pub use weights::{TensorSource, Weight, WeightFiles};

@@ -17,7 +17,7 @@ use crate::config::{Config, GenerationConfig};
 use crate::error::{ModelError, Result};
 use crate::kv::KvCache;
 use crate::rope::Rope;
-use crate::weights::{Weight, WeightFiles};
+use crate::weights::{TensorSource, Weight, WeightFiles};
 
 /// Which positions to compute logits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,7 @@ struct Linear {
 }
 
 impl Linear {
-    fn load(files: &WeightFiles, name: &str, out_features: usize, in_features: usize) -> Result<Linear> {
+    fn load(files: &dyn TensorSource, name: &str, out_features: usize, in_features: usize) -> Result<Linear> {
         Ok(Linear { weight: files.get(&format!("{name}.weight"), &[out_features, in_features])? })
     }
 
@@ -81,7 +81,7 @@ struct RmsNorm {
 }
 
 impl RmsNorm {
-    fn load(files: &WeightFiles, name: &str, cfg: &Config, device: &Device) -> Result<RmsNorm> {
+    fn load(files: &dyn TensorSource, name: &str, cfg: &Config, device: &Device) -> Result<RmsNorm> {
         let w = files.get(&format!("{name}.weight"), &[cfg.hidden_size])?;
         Ok(RmsNorm {
             weight: Tensor::from_vec(w.to_f32_vec(), cfg.hidden_size, device)?,
@@ -111,7 +111,7 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(files: &WeightFiles, name: &str, cfg: &Config) -> Result<Attention> {
+    fn load(files: &dyn TensorSource, name: &str, cfg: &Config) -> Result<Attention> {
         let (h, q, kv) = (
             cfg.hidden_size,
             cfg.num_attention_heads * cfg.head_dim,
@@ -200,7 +200,7 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn load(files: &WeightFiles, name: &str, cfg: &Config) -> Result<Mlp> {
+    fn load(files: &dyn TensorSource, name: &str, cfg: &Config) -> Result<Mlp> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         Ok(Mlp {
             gate_proj: Linear::load(files, &format!("{name}.gate_proj"), i, h)?,
@@ -226,7 +226,7 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn load(files: &WeightFiles, i: usize, cfg: &Config, device: &Device) -> Result<DecoderLayer> {
+    fn load(files: &dyn TensorSource, i: usize, cfg: &Config, device: &Device) -> Result<DecoderLayer> {
         let name = format!("model.layers.{i}");
         Ok(DecoderLayer {
             input_layernorm: RmsNorm::load(files, &format!("{name}.input_layernorm"), cfg, device)?,
@@ -266,7 +266,8 @@ impl Llama {
         let config = Config::from_file(&dir.join("config.json"))?;
         let generation = GenerationConfig::from_file(&dir.join("generation_config.json"))?;
         let files = WeightFiles::open_dir(dir)?;
-        Llama::from_weights(config, generation, &files)
+        let rope = Rope::new(&config);
+        Llama::from_weights(config, generation, &files, rope)
     }
 
     /// Builds a model whose files are held in memory (the checkpoint embedded
@@ -279,11 +280,13 @@ impl Llama {
             None => GenerationConfig::default(),
         };
         let files = WeightFiles::from_bytes(safetensors, &dir.join("model.safetensors").display().to_string())?;
-        Llama::from_weights(config, generation, &files)
+        let rope = Rope::new(&config);
+        Llama::from_weights(config, generation, &files, rope)
     }
 
-    /// Builds the model from already-opened weight files.
-    pub fn from_weights(config: Config, generation: GenerationConfig, files: &WeightFiles) -> Result<Llama> {
+    /// Builds the model from already-opened weight files (HF tensor names),
+    /// with the rotary embedding that matches their q/k row layout.
+    pub fn from_weights(config: Config, generation: GenerationConfig, files: &dyn TensorSource, rope: Rope) -> Result<Llama> {
         let device = Device::Cpu;
         let cfg = &config;
         let embed_tokens = files.get("model.embed_tokens.weight", &[cfg.vocab_size, cfg.hidden_size])?;
@@ -297,7 +300,7 @@ impl Llama {
             .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::load(files, "model.norm", cfg, &device)?;
         Ok(Llama {
-            rope: Rope::new(cfg),
+            rope,
             weight_bytes: files.total_bytes(),
             config,
             generation,

@@ -37,7 +37,8 @@ impl Rope {
             .map(|i| 1.0 / base.powf(i as f32 / dim as f32))
             .collect();
         let inv_freq = match cfg.rope_scaling {
-            RopeScaling::None => inv_freq,
+            // Factors live in the weights; the GGUF loader uses `from_factors`.
+            RopeScaling::None | RopeScaling::FrequencyFactors => inv_freq,
             RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
                 let (factor, low, high) = (factor as f32, low_freq_factor as f32, high_freq_factor as f32);
                 let old_context = original_max_position_embeddings as f32;

@@ -23,6 +23,8 @@ use crate::error::{ModelError, Result};
 enum Source {
     Mapped(Mmap),
     Words { words: Vec<u64>, len: usize },
+    /// A GGUF file's bytes, shared with its parser.
+    Gguf(herd_gguf::FileBytes),
 }
 
 impl Source {
@@ -41,6 +43,7 @@ impl Source {
             // SAFETY: a Vec<u64> of ceil(len / 8) words holds at least `len`
             // initialised bytes, and u8 has no alignment requirement.
             Source::Words { words, len } => unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), *len) },
+            Source::Gguf(bytes) => bytes,
         }
     }
 }
@@ -132,11 +135,54 @@ impl Weight {
         out
     }
 
+    /// A weight over `range` of a GGUF file's bytes, without copying unless
+    /// the range is misaligned for the element type.
+    pub(crate) fn from_gguf(
+        file: &herd_gguf::FileBytes,
+        range: std::ops::Range<usize>,
+        dtype: WeightDtype,
+        shape: Vec<usize>,
+    ) -> Weight {
+        let data: &[u8] = file;
+        let bytes = if (data.as_ptr() as usize + range.start).is_multiple_of(dtype.alignment()) {
+            Bytes { source: Arc::new(Source::Gguf(file.clone())), start: range.start, len: range.len() }
+        } else {
+            Bytes::copy_of(&data[range])
+        };
+        Weight { bytes, dtype, shape }
+    }
+
     /// A weight built from f32 values held in memory (tests, tools).
     pub fn from_f32(values: &[f32], shape: Vec<usize>) -> Weight {
         // SAFETY: reinterpreting initialised f32s as bytes.
         let bytes = unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), values.len() * 4) };
         Weight { bytes: Bytes::copy_of(bytes), dtype: WeightDtype::F32, shape }
+    }
+}
+
+/// Checkpoint tensors looked up by their Hugging Face name, whatever the file
+/// format: the model code names tensors once, and each format translates.
+pub trait TensorSource {
+    /// The tensor `name` (HF naming), checked against the `expected` shape
+    /// in PyTorch order (`(out_features, in_features)` for a linear layer).
+    fn get(&self, name: &str, expected: &[usize]) -> Result<Weight>;
+    /// Whether the tensor exists.
+    fn has(&self, name: &str) -> bool;
+    /// Total bytes of tensor data.
+    fn total_bytes(&self) -> u64;
+}
+
+impl TensorSource for WeightFiles {
+    fn get(&self, name: &str, expected: &[usize]) -> Result<Weight> {
+        WeightFiles::get(self, name, expected)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.contains(name)
+    }
+
+    fn total_bytes(&self) -> u64 {
+        WeightFiles::total_bytes(self)
     }
 }
 
@@ -257,7 +303,7 @@ impl WeightFiles {
             });
         }
         let data = file.source.as_slice();
-        let bytes = if (data.as_ptr() as usize + entry.start).is_multiple_of(entry.dtype.size()) {
+        let bytes = if (data.as_ptr() as usize + entry.start).is_multiple_of(entry.dtype.alignment()) {
             Bytes { source: file.source.clone(), start: entry.start, len: entry.len }
         } else {
             Bytes::copy_of(&data[entry.start..entry.start + entry.len])

@@ -19,6 +19,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<ExitCode> {
     let kv = cfg.kv_bytes_per_token() * context as u64;
     let rope = match cfg.rope_scaling {
         RopeScaling::None => format!("theta {}", cfg.rope_theta),
+        RopeScaling::FrequencyFactors => format!("theta {}, per-frequency factors from rope_freqs", cfg.rope_theta),
         RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => format!(
             "theta {}, llama3 scaling x{factor} (low {low_freq_factor}, high {high_freq_factor}, original context {original_max_position_embeddings})",
             cfg.rope_theta
