@@ -73,6 +73,12 @@ pub enum ModelError {
         /// The parser's reason, naming the key or tensor.
         reason: String,
     },
+    /// A GGUF file could not be parsed (the message names the file).
+    #[error(transparent)]
+    GgufFile(#[from] herd_gguf::GgufError),
+    /// Writing a model file failed.
+    #[error("export: {0}")]
+    Export(String),
     /// A tensor the architecture needs is in none of the weight files.
     #[error("tensor {name} not found in {location}")]
     MissingTensor {

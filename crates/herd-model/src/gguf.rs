@@ -18,9 +18,8 @@ use std::path::{Path, PathBuf};
 
 use herd_gguf::{GgmlType, GgufFile};
 
-use crate::config::{Config, GenerationConfig, RopeScaling, WeightDtype};
+use crate::config::{Config, RopeScaling, WeightDtype};
 use crate::error::{ModelError, Result};
-use crate::model::Llama;
 use crate::rope::{Rope, RopeLayout};
 use crate::weights::{TensorSource, Weight};
 
@@ -118,37 +117,31 @@ impl TensorSource for GgufWeights {
     fn total_bytes(&self) -> u64 {
         self.file.tensor_infos().iter().map(|t| t.n_bytes() as u64).sum()
     }
+
+    fn rope_layout(&self) -> RopeLayout {
+        RopeLayout::Interleaved
+    }
 }
 
-impl Llama {
-    /// Loads a `llama`-architecture GGUF file.
-    pub fn load_gguf(path: &Path) -> Result<Llama> {
-        let file = GgufFile::open(path).map_err(|e| ModelError::Gguf { path: path.to_path_buf(), reason: e.to_string() })?;
-        Llama::from_gguf(GgufWeights::new(file, path))
-    }
-
-    /// Builds the model from an opened GGUF file.
-    pub fn from_gguf(weights: GgufWeights) -> Result<Llama> {
-        let config = gguf_config(&weights)?;
-        let factors = match weights.file.tensor("rope_freqs.weight") {
-            None => None,
-            Some(t) => {
-                let w = weights.get_raw_f32("rope_freqs.weight", t.info().n_elements() as usize)?;
-                if w.len() != config.head_dim / 2 {
-                    return Err(ModelError::WrongShape {
-                        name: "rope_freqs.weight".into(),
-                        path: weights.path.clone(),
-                        expected: vec![config.head_dim / 2],
-                        actual: vec![w.len()],
-                    });
-                }
-                Some(w)
+/// The rotary embedding of a GGUF file: interleaved pairs, frequencies
+/// divided by `rope_freqs` when present.
+pub(crate) fn gguf_rope(weights: &GgufWeights, config: &Config) -> Result<Rope> {
+    let factors = match weights.file.tensor("rope_freqs.weight") {
+        None => None,
+        Some(t) => {
+            let w = weights.get_raw_f32("rope_freqs.weight", t.info().n_elements() as usize)?;
+            if w.len() != config.head_dim / 2 {
+                return Err(ModelError::WrongShape {
+                    name: "rope_freqs.weight".into(),
+                    path: weights.path.clone(),
+                    expected: vec![config.head_dim / 2],
+                    actual: vec![w.len()],
+                });
             }
-        };
-        let rope = Rope::from_factors(config.rope_theta, config.head_dim, factors.as_deref(), RopeLayout::Interleaved);
-        let generation = GenerationConfig::default();
-        Llama::from_weights(config, generation, &weights, rope)
-    }
+            Some(w)
+        }
+    };
+    Ok(Rope::from_factors(config.rope_theta, config.head_dim, factors.as_deref(), RopeLayout::Interleaved))
 }
 
 impl GgufWeights {
@@ -169,7 +162,7 @@ impl GgufWeights {
 
 /// The resolved config from `llama.*` metadata (and tensor shapes where the
 /// metadata is optional).
-fn gguf_config(weights: &GgufWeights) -> Result<Config> {
+pub(crate) fn gguf_config(weights: &GgufWeights) -> Result<Config> {
     let meta = weights.file.metadata();
     let path = &weights.path;
     let arch = meta.architecture().map_err(|e| weights.gguf_error(e))?;

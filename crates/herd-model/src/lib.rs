@@ -19,6 +19,7 @@
 //!   `rope_theta`/`rope_scaling` keys and the newer `rope_parameters`.
 #![deny(missing_docs)]
 
+mod checkpoint;
 mod config;
 mod error;
 mod gguf;
@@ -27,6 +28,7 @@ mod model;
 mod rope;
 mod weights;
 
+pub use checkpoint::{Checkpoint, Tensors};
 pub use config::{Config, GenerationConfig, RawConfig, RawRope, RopeScaling, TokenIds, WeightDtype};
 pub use error::{ModelError, Result};
 pub use gguf::GgufWeights;

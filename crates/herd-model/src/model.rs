@@ -8,8 +8,6 @@
 //! which mixes positions, runs per sequence. No padding is ever computed, so a
 //! sequence gives the same logits alone or in any batch.
 
-use std::path::Path;
-
 use candle_core::{Device, Storage, Tensor};
 use herd_kernels::matmul_wt;
 
@@ -17,7 +15,7 @@ use crate::config::{Config, GenerationConfig};
 use crate::error::{ModelError, Result};
 use crate::kv::KvCache;
 use crate::rope::Rope;
-use crate::weights::{TensorSource, Weight, WeightFiles};
+use crate::weights::{TensorSource, Weight};
 
 /// Which positions to compute logits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,36 +252,6 @@ pub struct Llama {
 }
 
 impl Llama {
-    /// Loads a Hugging Face Llama directory (`config.json`, safetensors,
-    /// optional `generation_config.json`).
-    pub fn load(dir: &Path) -> Result<Llama> {
-        if !dir.is_dir() {
-            return Err(ModelError::MissingFile {
-                path: dir.to_path_buf(),
-                hint: "; --model expects a Hugging Face model directory".into(),
-            });
-        }
-        let config = Config::from_file(&dir.join("config.json"))?;
-        let generation = GenerationConfig::from_file(&dir.join("generation_config.json"))?;
-        let files = WeightFiles::open_dir(dir)?;
-        let rope = Rope::new(&config);
-        Llama::from_weights(config, generation, &files, rope)
-    }
-
-    /// Builds a model whose files are held in memory (the checkpoint embedded
-    /// in the `herd` binary); `name` stands in for the directory in errors.
-    pub fn from_memory(config_json: &str, generation_json: Option<&str>, safetensors: &[u8], name: &str) -> Result<Llama> {
-        let dir = Path::new(name);
-        let config = Config::from_json(config_json, &dir.join("config.json"))?;
-        let generation = match generation_json {
-            Some(text) => GenerationConfig::from_json(text, &dir.join("generation_config.json"))?,
-            None => GenerationConfig::default(),
-        };
-        let files = WeightFiles::from_bytes(safetensors, &dir.join("model.safetensors").display().to_string())?;
-        let rope = Rope::new(&config);
-        Llama::from_weights(config, generation, &files, rope)
-    }
-
     /// Builds the model from already-opened weight files (HF tensor names),
     /// with the rotary embedding that matches their q/k row layout.
     pub fn from_weights(config: Config, generation: GenerationConfig, files: &dyn TensorSource, rope: Rope) -> Result<Llama> {

@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::config::WeightDtype;
 use crate::error::{ModelError, Result};
+use crate::rope::RopeLayout;
 
 /// The backing store of a weight file: a memory map, or bytes held in `u64`
 /// words (so that any element type is aligned) for checkpoints that live in
@@ -170,6 +171,8 @@ pub trait TensorSource {
     fn has(&self, name: &str) -> bool;
     /// Total bytes of tensor data.
     fn total_bytes(&self) -> u64;
+    /// How the q/k projections' rows pair dimensions for RoPE.
+    fn rope_layout(&self) -> RopeLayout;
 }
 
 impl TensorSource for WeightFiles {
@@ -183,6 +186,10 @@ impl TensorSource for WeightFiles {
 
     fn total_bytes(&self) -> u64 {
         WeightFiles::total_bytes(self)
+    }
+
+    fn rope_layout(&self) -> RopeLayout {
+        RopeLayout::HalfSplit
     }
 }
 
