@@ -54,6 +54,20 @@ pub enum TokenizerError {
         /// What is wrong with the vocabulary as a whole.
         problem: TiktokenVocabProblem,
     },
+    /// The tokenizer metadata of a GGUF file describes no tokenizer herd can
+    /// build. No path: the metadata arrives as plain data, and the GGUF
+    /// loader that read it names the file.
+    #[error("unusable GGUF tokenizer metadata: {problem}")]
+    GgufVocab {
+        /// What is wrong.
+        problem: GgufVocabProblem,
+    },
+    /// The tokenizer cannot be written as GGUF tokenizer metadata.
+    #[error("cannot write the tokenizer as GGUF metadata: {problem}")]
+    GgufExport {
+        /// Why not.
+        problem: GgufExportProblem,
+    },
     /// A special token that an operation needs is not in this vocabulary.
     #[error("the vocabulary has no special token {name}")]
     MissingSpecialToken {
@@ -148,14 +162,144 @@ pub enum TiktokenVocabProblem {
         /// The smallest rank below `count` that no line defines.
         missing: u32,
     },
-    /// Byte-level BPE needs every single byte as a token, or some text could
-    /// not be encoded at all.
-    #[error("single-byte token 0x{0:02x} is missing")]
+    /// The tokens, with Meta's special tokens after them, are not a usable
+    /// byte-level BPE vocabulary.
+    #[error(transparent)]
+    Vocab(VocabProblem),
+}
+
+/// What is wrong with the tokenizer metadata (`tokenizer.ggml.*`) of a GGUF
+/// file.
+#[derive(Debug, thiserror::Error)]
+pub enum GgufVocabProblem {
+    /// `tokenizer.ggml.model` names a tokenizer herd does not implement.
+    #[error("tokenizer.ggml.model is {0:?}; herd reads only \"gpt2\" (byte-level BPE, as in Llama 3), not SentencePiece (\"llama\", Llama 1 and 2) or others")]
+    UnsupportedModel(String),
+    /// `tokenizer.ggml.pre` names a pre-tokenizer other than Llama 3's.
+    #[error("tokenizer.ggml.pre is {0:?}; herd implements only Llama 3's pre-tokenizer (\"llama-bpe\", \"llama3\", \"llama-v3\")")]
+    UnsupportedPreTokenizer(String),
+    /// `tokenizer.ggml.pre` is absent. llama.cpp then uses its GPT-2-style
+    /// default split, which gives other ids than Llama 3's; such a Llama 3
+    /// file predates llama.cpp's pre-tokenizer support.
+    #[error("tokenizer.ggml.pre is missing: llama.cpp would use its GPT-2-style default split, which herd does not implement; re-convert the file with a current llama.cpp")]
+    MissingPreTokenizer,
+    /// `tokenizer.ggml.tokens` is empty.
+    #[error("tokenizer.ggml.tokens is empty")]
+    Empty,
+    /// `tokenizer.ggml.token_type` does not have one entry per token.
+    #[error("tokenizer.ggml.token_type has {types} entries for {tokens} tokens")]
+    TokenTypeCount {
+        /// Entries in `tokenizer.ggml.token_type`.
+        types: usize,
+        /// Entries in `tokenizer.ggml.tokens`.
+        tokens: usize,
+    },
+    /// A token type is not one of llama.cpp's 1..=6.
+    #[error("token {id} has type {value}, expected 1 (normal) to 6 (byte)")]
+    UnknownTokenType {
+        /// The token's id.
+        id: u32,
+        /// The type found.
+        value: i32,
+    },
+    /// A merge is not two tokens separated by a space.
+    #[error("merge {index} {merge:?} is not two tokens separated by a space")]
+    MalformedMerge {
+        /// 0-based position in `tokenizer.ggml.merges`.
+        index: usize,
+        /// The merge as stored.
+        merge: String,
+    },
+    /// A special-token id is not a token of the vocabulary.
+    #[error("{key} is {id}, but the vocabulary has {vocab_size} tokens")]
+    SpecialIdOutOfRange {
+        /// The metadata key, e.g. `tokenizer.ggml.bos_token_id`.
+        key: &'static str,
+        /// The id found.
+        id: u32,
+        /// Number of tokens.
+        vocab_size: usize,
+    },
+    /// The file's BOS id is not the special `<|begin_of_text|>` that herd
+    /// looks up by name and puts at the start of every prompt.
+    #[error("tokenizer.ggml.bos_token_id is {file}, but herd starts sequences with the special token <|begin_of_text|>, {}", describe_id(*.herd))]
+    BosMismatch {
+        /// `tokenizer.ggml.bos_token_id`.
+        file: u32,
+        /// The id of the special `<|begin_of_text|>`, if there is one.
+        herd: Option<u32>,
+    },
+    /// `tokenizer.ggml.add_bos_token` is false, but herd starts every prompt
+    /// with `<|begin_of_text|>` when the vocabulary has it.
+    #[error("tokenizer.ggml.add_bos_token is false, but herd starts every sequence with <|begin_of_text|> ({0})")]
+    NoBosWanted(u32),
+    /// The tokens and merges are not a usable byte-level BPE vocabulary.
+    #[error(transparent)]
+    Vocab(VocabProblem),
+}
+
+/// Why a tokenizer cannot be written as a `llama-bpe` GGUF vocabulary.
+#[derive(Debug, thiserror::Error)]
+pub enum GgufExportProblem {
+    /// A part of the pipeline differs from herd's Llama 3 byte-level BPE,
+    /// the only tokenizer such a vocabulary describes.
+    #[error("its {0} is not Llama 3's byte-level BPE")]
+    NotLlama3Bpe(&'static str),
+    /// An added token strips whitespace or matches whole words only, which
+    /// GGUF token types cannot express.
+    #[error("added token {0:?} strips spaces or matches whole words only")]
+    AddedTokenOptions(String),
+    /// The ids are too sparse to fill the gaps with `[PAD{id}]` tokens.
+    #[error("ids run to {id_count} for only {token_count} tokens")]
+    SparseIds {
+        /// Tokens that exist.
+        token_count: usize,
+        /// One more than the largest id.
+        id_count: usize,
+    },
+}
+
+/// What is wrong with a byte-level BPE vocabulary, whichever file it came
+/// from.
+#[derive(Debug, thiserror::Error)]
+pub enum VocabProblem {
+    /// More tokens than ids (`u32`).
+    #[error("{0} tokens do not fit in 32-bit ids")]
+    TooManyTokens(usize),
+    /// A token is the empty string.
+    #[error("token {id} is empty")]
+    EmptyToken {
+        /// The token's id.
+        id: u32,
+    },
+    /// Two ids have the same token text, so text could not name one id; for
+    /// tiktoken, one of them is a special token spelled like an ordinary one.
+    #[error("token {token:?} has ids {first_id} and {second_id}")]
+    DuplicateToken {
+        /// The token's text.
+        token: String,
+        /// The smaller id.
+        first_id: u32,
+        /// The larger id.
+        second_id: u32,
+    },
+    /// Byte-level BPE needs every single byte as an ordinary token, or some
+    /// text could not be encoded at all.
+    #[error("single-byte token 0x{0:02x} is missing or not an ordinary token")]
     MissingByte(u8),
-    /// A BPE token is spelled like one of Meta's special tokens, so the
-    /// special token could not take its id after the last rank.
-    #[error("special token {0} is also an ordinary token")]
-    SpecialTokenInVocab(String),
+    /// A merge uses, or produces, something that is not an ordinary token.
+    #[error("merge {index} uses or produces {token:?}, which is not an ordinary token of the vocabulary")]
+    MergeUnknownToken {
+        /// 0-based position in the merge list.
+        index: usize,
+        /// The left part, the right part or their concatenation.
+        token: String,
+    },
+}
+
+/// "id N" or "which this vocabulary lacks", for messages.
+fn describe_id(id: Option<u32>) -> String {
+    id.map_or_else(|| "which this vocabulary lacks".to_owned(), |id| format!("id {id}"))
 }
 
 /// Which field a message may not carry for its role.
@@ -175,16 +319,18 @@ pub enum MessageProblem {
 /// The `tokenizers` operation that failed, for [`TokenizerError::Backend`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendOp {
-    /// Building the BPE model from a tiktoken vocabulary.
+    /// Building the BPE model from a tiktoken or GGUF vocabulary.
     BuildBpe,
     /// Compiling the pre-tokenizer's split regex.
     CompileRegex,
-    /// Registering the special tokens.
+    /// Registering the added (special and user-defined) tokens.
     AddSpecialTokens,
     /// Encoding text.
     Encode,
     /// Decoding ids.
     Decode,
+    /// Writing the tokenizer as `tokenizer.json`.
+    Serialize,
 }
 
 impl std::fmt::Display for BackendOp {
@@ -192,9 +338,10 @@ impl std::fmt::Display for BackendOp {
         f.write_str(match self {
             BackendOp::BuildBpe => "build the BPE model",
             BackendOp::CompileRegex => "compile the split regex",
-            BackendOp::AddSpecialTokens => "add the special tokens",
+            BackendOp::AddSpecialTokens => "register the added tokens",
             BackendOp::Encode => "encode text",
             BackendOp::Decode => "decode ids",
+            BackendOp::Serialize => "serialize the tokenizer",
         })
     }
 }

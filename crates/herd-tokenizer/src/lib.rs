@@ -1,15 +1,20 @@
-//! Tokenizers for herd: Hugging Face `tokenizer.json` and Meta's tiktoken
-//! `tokenizer.model`, behind one [`Tokenizer`], plus the Llama 3 chat format
-//! ([`ChatFormat`]) and a streaming decoder ([`StreamDecoder`]).
+//! Tokenizers for herd: Hugging Face `tokenizer.json`, Meta's tiktoken
+//! `tokenizer.model` and a GGUF file's tokenizer metadata ([`GgufVocab`]),
+//! behind one [`Tokenizer`], plus the Llama 3 chat format ([`ChatFormat`])
+//! and a streaming decoder ([`StreamDecoder`]).
 //!
 //! # Design decisions
 //!
-//! **One engine for both formats.** A tiktoken file is converted at load time
+//! **One engine for every format.** A tiktoken file is converted at load time
 //! into a `tokenizers` byte-level BPE pipeline (see `tiktoken.rs` for how the
-//! merge list is derived from ranks, following HF's `TikTokenConverter`).
-//! Both formats then share every code path — encode, decode, streaming, chat
-//! — so a test that passes through one path exercises the other, and the ids
-//! are proven equal to Meta's `tiktoken` ids by the committed fixtures.
+//! merge list is derived from ranks, following HF's `TikTokenConverter`);
+//! GGUF metadata is llama.cpp's spelling of the same vocabulary (`gguf.rs`).
+//! Both feed one builder (`bpe.rs`), and all formats then share every code
+//! path — encode, decode, streaming, chat — so a test that passes through one
+//! path exercises the others, and the ids are proven equal to Meta's
+//! `tiktoken` ids by the committed fixtures. herd takes GGUF metadata as
+//! plain data rather than depending on a GGUF parser, and writes it back
+//! ([`Tokenizer::to_gguf_vocab`]) for GGUF files it produces.
 //!
 //! **User text never becomes special tokens.** The `tokenizers` crate normally
 //! cuts added tokens such as `<|eot_id|>` out of the input before BPE, so a
@@ -42,15 +47,22 @@
 
 #![deny(missing_docs)]
 
+mod bpe;
 mod chat;
 mod error;
+mod gguf;
 mod pyfmt;
 mod stream;
 mod tiktoken;
 mod tokenizer;
 
+pub use bpe::LLAMA3_SPLIT_PATTERN;
 pub use chat::{ChatFormat, Message, MessageEnd, Role, ToolCall, ToolPromptFormat, ToolValue};
-pub use error::{BackendOp, MessageProblem, TiktokenLineProblem, TiktokenVocabProblem, TokenizerError};
+pub use error::{
+    BackendOp, GgufExportProblem, GgufVocabProblem, MessageProblem, TiktokenLineProblem, TiktokenVocabProblem,
+    TokenizerError, VocabProblem,
+};
+pub use gguf::GgufVocab;
 pub use stream::StreamDecoder;
-pub use tiktoken::{llama3_special_token_names, LLAMA3_SPLIT_PATTERN};
+pub use tiktoken::llama3_special_token_names;
 pub use tokenizer::{SpecialToken, Tokenizer, TokenizerFormat};

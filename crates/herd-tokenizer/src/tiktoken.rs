@@ -15,26 +15,17 @@
 //! * `ignore_merges` is on, so a pre-token that is a whole vocabulary entry
 //!   becomes that token directly, as in tiktoken.
 //!
-//! The pre-tokenizer is Meta's split regex (isolated matches) followed by a
-//! byte-level mapping without prefix space or regex of its own; the decoder
-//! is byte-level. The special tokens are Meta's 256, at the ids right after
-//! the last rank.
+//! The special tokens are Meta's 256, at the ids right after the last rank.
+//! The rest — pre-tokenizer, decoder, validation — is the builder shared with
+//! the GGUF loader (`bpe.rs`).
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use ahash::AHashMap;
 use base64::Engine as _;
-use tokenizers::models::bpe::BPE;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
-use crate::error::{BackendOp, TiktokenLineProblem, TiktokenVocabProblem, TokenizerError};
-
-/// Meta's Llama 3 pre-tokenization regex (`llama_models.llama3.tokenizer.Tokenizer.pat_str`).
-pub const LLAMA3_SPLIT_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+use crate::bpe::{self, gpt2_byte_chars, BpeVocab, TokenKind};
+use crate::error::{TiktokenLineProblem, TiktokenVocabProblem, TokenizerError};
 
 /// How many special tokens Meta appends after the BPE ranks.
 const NUM_SPECIAL_TOKENS: usize = 256;
@@ -135,29 +126,17 @@ fn parse(path: &Path, text: &str) -> Result<Vec<Vec<u8>>, TokenizerError> {
     Ok(tokens)
 }
 
-/// Builds the byte-level BPE tokenizer from token bytes indexed by rank.
+/// Spells the ranks and Meta's special tokens as a [`BpeVocab`], with the
+/// merges derived from the ranks as described at the top of this file.
 fn build(path: &Path, tokens: &[Vec<u8>]) -> Result<tokenizers::Tokenizer, TokenizerError> {
-    let vocab_error = |problem| TokenizerError::TiktokenVocab {
-        path: path.to_owned(),
-        problem,
-    };
     let rank_of: HashMap<&[u8], u32> = tokens
         .iter()
         .enumerate()
         .map(|(rank, token)| (token.as_slice(), rank as u32))
         .collect();
-    if let Some(byte) = (0..=255u8).find(|b| !rank_of.contains_key(&[*b][..])) {
-        return Err(vocab_error(TiktokenVocabProblem::MissingByte(byte)));
-    }
-
     let byte_chars = gpt2_byte_chars();
     let spell = |bytes: &[u8]| -> String { bytes.iter().map(|b| byte_chars[usize::from(*b)]).collect() };
 
-    let vocab: AHashMap<String, u32> = tokens
-        .iter()
-        .enumerate()
-        .map(|(rank, token)| (spell(token), rank as u32))
-        .collect();
     // Iterating in rank order gives the converter's stable sort by result rank.
     let mut merges = Vec::new();
     for token in tokens.iter().filter(|t| t.len() > 1) {
@@ -174,73 +153,27 @@ fn build(path: &Path, tokens: &[Vec<u8>]) -> Result<tokenizers::Tokenizer, Token
                 .map(|(l, r)| (spell(&tokens[l as usize]), spell(&tokens[r as usize]))),
         );
     }
-
-    let backend = |op| move |source| TokenizerError::Backend { op, source };
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocab, merges)
-        .ignore_merges(true)
-        .build()
-        .map_err(backend(BackendOp::BuildBpe))?;
-    let split = Split::new(
-        SplitPattern::Regex(LLAMA3_SPLIT_PATTERN.to_owned()),
-        SplitDelimiterBehavior::Isolated,
-        false,
-    )
-    .map_err(backend(BackendOp::CompileRegex))?;
-
-    let mut tokenizer = tokenizers::Tokenizer::new(bpe);
-    tokenizer.with_pre_tokenizer(Some(Sequence::new(vec![
-        split.into(),
-        ByteLevel::new(false, true, false).into(),
-    ])));
-    // The decoder flags only matter for encoding; these are HF's defaults.
-    tokenizer.with_decoder(Some(ByteLevel::default()));
-
-    let names = llama3_special_token_names();
-    tokenizer
-        .add_special_tokens(names.iter().map(|n| AddedToken::from(n.as_str(), true)))
-        .map_err(backend(BackendOp::AddSpecialTokens))?;
-    for (offset, name) in names.iter().enumerate() {
-        let expected = (tokens.len() + offset) as u32;
-        if tokenizer.token_to_id(name) != Some(expected) {
-            return Err(vocab_error(TiktokenVocabProblem::SpecialTokenInVocab(name.clone())));
-        }
-    }
-    Ok(tokenizer)
-}
-
-/// GPT-2's reversible byte → printable character table, which byte-level
-/// BPE vocabularies (and `tokenizer.json` files) use to spell raw bytes.
-fn gpt2_byte_chars() -> [char; 256] {
-    let mut chars = ['\0'; 256];
-    let mut next_unprintable = 0u32;
-    for byte in 0..=255u8 {
-        let printable = matches!(byte, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
-        chars[usize::from(byte)] = if printable {
-            char::from(byte)
-        } else {
-            // 68 bytes are remapped to U+0100..U+0143, all scalar values.
-            let c = char::from_u32(256 + next_unprintable).unwrap_or(char::REPLACEMENT_CHARACTER);
-            next_unprintable += 1;
-            c
-        };
-    }
-    chars
+    let vocab = BpeVocab {
+        tokens: tokens
+            .iter()
+            .map(|token| (spell(token), TokenKind::Ordinary))
+            .chain(
+                llama3_special_token_names()
+                    .into_iter()
+                    .map(|name| (name, TokenKind::Special)),
+            )
+            .collect(),
+        merges,
+    };
+    bpe::build(vocab, |problem| TokenizerError::TiktokenVocab {
+        path: path.to_owned(),
+        problem: TiktokenVocabProblem::Vocab(problem),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gpt2_table_is_a_bijection_matching_known_entries() {
-        let chars = gpt2_byte_chars();
-        assert_eq!(chars[usize::from(b' ')], 'Ġ');
-        assert_eq!(chars[usize::from(b'\n')], 'Ċ');
-        assert_eq!(chars[usize::from(b'A')], 'A');
-        let distinct: std::collections::HashSet<char> = chars.iter().copied().collect();
-        assert_eq!(distinct.len(), 256);
-    }
 
     #[test]
     fn special_token_names_match_meta() {

@@ -1,19 +1,22 @@
-//! [`Tokenizer`]: one type over both file formats, with encoding that never
+//! [`Tokenizer`]: one type over every source format, with encoding that never
 //! produces special tokens.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{BackendOp, TokenizerError};
+use crate::gguf::{self, GgufVocab};
 use crate::tiktoken;
 
-/// Which file a [`Tokenizer`] was loaded from.
+/// Which source a [`Tokenizer`] was loaded from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenizerFormat {
     /// A Hugging Face `tokenizer.json`.
     HfJson,
     /// Meta's tiktoken `tokenizer.model` (`base64token rank` lines).
     Tiktoken,
+    /// A GGUF file's `tokenizer.ggml.*` metadata ([`GgufVocab`]).
+    Gguf,
 }
 
 /// The special tokens herd itself needs, by their Llama 3 names.
@@ -160,6 +163,45 @@ impl Tokenizer {
         let path = path.as_ref();
         let text = read_text(path, "expected a tiktoken tokenizer.model file")?;
         Self::from_tiktoken_text(path, &text)
+    }
+
+    /// Builds the tokenizer described by a GGUF file's tokenizer metadata
+    /// (llama.cpp's `gpt2` vocabulary with the `llama-bpe` pre-tokenizer, as
+    /// written for Llama 3). Control tokens become special tokens, found by
+    /// [`Tokenizer::special_id`]; see `gguf.rs` for every token type.
+    ///
+    /// Refuses what herd cannot reproduce: another tokenizer model or
+    /// pre-tokenizer (naming it), a BOS other than the special
+    /// `<|begin_of_text|>`, or `add_bos_token = false`.
+    pub fn from_gguf_vocab(vocab: GgufVocab) -> Result<Self, TokenizerError> {
+        let (inner, bos) = gguf::build(vocab)?;
+        let tokenizer = Self::from_inner(inner, TokenizerFormat::Gguf);
+        gguf::check_bos(bos, tokenizer.bos_id())?;
+        Ok(tokenizer)
+    }
+
+    /// This tokenizer as the tokenizer metadata llama.cpp's converter writes
+    /// into GGUF files (Llama 3's `gpt2` / `llama-bpe` vocabulary), for
+    /// writing a GGUF file; [`Tokenizer::from_gguf_vocab`] reads it back.
+    /// The EOS is `<|eot_id|>` if the vocabulary has it, as in Llama 3
+    /// Instruct files, else `<|end_of_text|>`; a caller that knows the
+    /// checkpoint's own EOS sets `eos_id`. Fails for a `tokenizer.json` whose
+    /// pipeline is not herd's Llama 3 byte-level BPE.
+    pub fn to_gguf_vocab(&self) -> Result<GgufVocab, TokenizerError> {
+        let eos = [SpecialToken::EndOfTurn, SpecialToken::EndOfText]
+            .iter()
+            .find_map(|token| self.special_id(token.name()));
+        gguf::export(&self.inner, self.bos_id(), eos)
+    }
+
+    /// This tokenizer as a Hugging Face `tokenizer.json` document, e.g. to
+    /// keep a converted tiktoken or GGUF tokenizer next to exported weights,
+    /// or to compare its vocabulary and merges with another converter's.
+    pub fn to_tokenizer_json(&self) -> Result<String, TokenizerError> {
+        self.inner.to_string(false).map_err(|source| TokenizerError::Backend {
+            op: BackendOp::Serialize,
+            source,
+        })
     }
 
     fn from_json_text(path: &Path, text: &str) -> Result<Self, TokenizerError> {
@@ -377,7 +419,7 @@ mod tests {
     #[test]
     fn tiktoken_conversion_equals_transformers_converter_and_survives_json() {
         let tok = Tokenizer::from_tiktoken(llama3_model_path()).expect("load");
-        let json = tok.inner.to_string(false).expect("serialize");
+        let json = tok.to_tokenizer_json().expect("serialize");
         let value: serde_json::Value = serde_json::from_str(&json).expect("parse");
         let model = &value["model"];
         assert_eq!(model["ignore_merges"], serde_json::Value::Bool(true));

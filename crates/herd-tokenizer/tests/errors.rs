@@ -9,6 +9,7 @@ use base64::Engine as _;
 use common::scratch_dir;
 use herd_tokenizer::{
     ChatFormat, Message, TiktokenLineProblem, TiktokenVocabProblem, Tokenizer, TokenizerError, TokenizerFormat,
+    VocabProblem,
 };
 
 fn b64(bytes: &[u8]) -> String {
@@ -157,13 +158,15 @@ fn unusable_tiktoken_vocabularies_are_errors() {
             )
         }),
         ("no-byte.model", no_byte_7, |p| {
-            matches!(p, TiktokenVocabProblem::MissingByte(7))
+            matches!(p, TiktokenVocabProblem::Vocab(VocabProblem::MissingByte(7)))
         }),
-        (
-            "clash.model",
-            clash,
-            |p| matches!(p, TiktokenVocabProblem::SpecialTokenInVocab(n) if n == "<|eot_id|>"),
-        ),
+        ("clash.model", clash, |p| {
+            matches!(
+                p,
+                TiktokenVocabProblem::Vocab(VocabProblem::DuplicateToken { token, first_id: 256, second_id: 266 })
+                    if token == "<|eot_id|>"
+            )
+        }),
     ];
     for (name, text, check) in cases {
         let path = write(&dir, name, &text);

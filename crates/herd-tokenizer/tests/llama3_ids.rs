@@ -4,63 +4,9 @@
 
 mod common;
 
-use common::{fixture, llama3, read_json};
+use common::llama3;
+use common::meta_ids::{expected, first_difference, multilingual_text};
 use herd_tokenizer::{StreamDecoder, Tokenizer, TokenizerError, TokenizerFormat};
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct Fixture {
-    paragraph_separator: String,
-    ids: Vec<u32>,
-    paragraphs: Vec<Case>,
-    long_runs: Vec<RecipeCase>,
-    random_strings: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    text: String,
-    ids: Vec<u32>,
-}
-
-#[derive(Deserialize)]
-struct RecipeCase {
-    name: String,
-    recipe: Vec<(String, usize)>,
-    ids: Vec<u32>,
-}
-
-impl RecipeCase {
-    fn text(&self) -> String {
-        self.recipe.iter().map(|(piece, n)| piece.repeat(*n)).collect()
-    }
-}
-
-fn expected() -> Fixture {
-    read_json("tokenizer/multilingual.ids.json")
-}
-
-fn multilingual_text() -> String {
-    let path = fixture("tokenizer/multilingual.txt");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Index and context of the first difference, for a readable failure.
-fn first_difference(actual: &[u32], expected: &[u32]) -> Option<String> {
-    let i = actual
-        .iter()
-        .zip(expected)
-        .position(|(a, e)| a != e)
-        .or_else(|| (actual.len() != expected.len()).then(|| actual.len().min(expected.len())))?;
-    let lo = i.saturating_sub(3);
-    Some(format!(
-        "first difference at id #{i}: herd {:?} vs Meta {:?} (lengths {} vs {})",
-        &actual[lo..(i + 4).min(actual.len())],
-        &expected[lo..(i + 4).min(expected.len())],
-        actual.len(),
-        expected.len()
-    ))
-}
 
 /// Like `assert_eq!` on texts, but shows only where they part, not 20 KB.
 fn assert_same_text(actual: &str, expected: &str) {

@@ -8,6 +8,9 @@ use std::sync::OnceLock;
 
 use herd_tokenizer::Tokenizer;
 
+pub mod meta_dialogs;
+pub mod meta_ids;
+
 /// The workspace root, found from this crate's manifest directory.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
