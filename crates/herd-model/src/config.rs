@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use herd_kernels::QuantType;
 use serde::Deserialize;
 
 use crate::error::{ModelError, Result};
@@ -129,20 +130,30 @@ pub enum WeightDtype {
     F16,
     /// bfloat16.
     Bf16,
+    /// A ggml block-quantized format (GGUF files).
+    Quant(QuantType),
 }
 
 impl WeightDtype {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
+    /// Bytes taken by `elements` values, `None` if they are not whole blocks.
+    pub fn bytes_for(self, elements: usize) -> Option<usize> {
         match self {
-            WeightDtype::F32 => 4,
-            WeightDtype::F16 | WeightDtype::Bf16 => 2,
+            WeightDtype::F32 => elements.checked_mul(4),
+            WeightDtype::F16 | WeightDtype::Bf16 => elements.checked_mul(2),
+            WeightDtype::Quant(q) => {
+                (elements % q.block_elems() == 0).then(|| elements / q.block_elems() * q.block_bytes())
+            }
         }
     }
 
-    /// Alignment the kernels need for a borrowed slice of this type.
+    /// Alignment the kernels need for a borrowed slice of this type
+    /// (quantized blocks are read with unaligned loads).
     pub fn alignment(self) -> usize {
-        self.size()
+        match self {
+            WeightDtype::F32 => 4,
+            WeightDtype::F16 | WeightDtype::Bf16 => 2,
+            WeightDtype::Quant(_) => 1,
+        }
     }
 
     fn parse(s: &str) -> Option<Self> {
@@ -157,11 +168,12 @@ impl WeightDtype {
 
 impl std::fmt::Display for WeightDtype {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            WeightDtype::F32 => "f32",
-            WeightDtype::F16 => "f16",
-            WeightDtype::Bf16 => "bf16",
-        })
+        match self {
+            WeightDtype::F32 => f.write_str("f32"),
+            WeightDtype::F16 => f.write_str("f16"),
+            WeightDtype::Bf16 => f.write_str("bf16"),
+            WeightDtype::Quant(q) => write!(f, "{q:?}"),
+        }
     }
 }
 

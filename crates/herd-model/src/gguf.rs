@@ -17,6 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use herd_gguf::{GgmlType, GgufFile};
+use herd_kernels::QuantType;
 
 use crate::config::{Config, RopeScaling, WeightDtype};
 use crate::error::{ModelError, Result};
@@ -79,6 +80,18 @@ fn weight_dtype(t: GgmlType) -> Option<WeightDtype> {
         GgmlType::F32 => Some(WeightDtype::F32),
         GgmlType::F16 => Some(WeightDtype::F16),
         GgmlType::BF16 => Some(WeightDtype::Bf16),
+        other => quant_type(other).map(WeightDtype::Quant),
+    }
+}
+
+/// The kernels' name for a ggml block format herd can compute with.
+pub(crate) fn quant_type(t: GgmlType) -> Option<QuantType> {
+    match t {
+        GgmlType::Q8_0 => Some(QuantType::Q8_0),
+        GgmlType::Q4_0 => Some(QuantType::Q4_0),
+        GgmlType::Q4_K => Some(QuantType::Q4_K),
+        GgmlType::Q5_K => Some(QuantType::Q5_K),
+        GgmlType::Q6_K => Some(QuantType::Q6_K),
         _ => None,
     }
 }
@@ -156,7 +169,7 @@ impl GgufWeights {
             path: self.path.clone(),
             dtype: t.info().ggml_type().name().to_string(),
         })?;
-        Ok(Weight::from_gguf(self.file.bytes(), t.info().file_range(), dtype, vec![len]).to_f32_vec())
+        Weight::from_gguf(self.file.bytes(), t.info().file_range(), dtype, vec![len]).to_f32_vec()
     }
 }
 

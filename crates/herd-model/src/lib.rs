@@ -22,6 +22,7 @@
 mod checkpoint;
 mod config;
 mod error;
+mod export;
 mod gguf;
 mod kv;
 mod model;
@@ -31,6 +32,7 @@ mod weights;
 pub use checkpoint::{Checkpoint, Tensors};
 pub use config::{Config, GenerationConfig, RawConfig, RawRope, RopeScaling, TokenIds, WeightDtype};
 pub use error::{ModelError, Result};
+pub use export::{add_model_tensors, model_metadata, FileType};
 pub use gguf::GgufWeights;
 pub use kv::KvCache;
 pub use model::{logits_row, Llama, Logits, SeqInput};

@@ -82,7 +82,7 @@ impl RmsNorm {
     fn load(files: &dyn TensorSource, name: &str, cfg: &Config, device: &Device) -> Result<RmsNorm> {
         let w = files.get(&format!("{name}.weight"), &[cfg.hidden_size])?;
         Ok(RmsNorm {
-            weight: Tensor::from_vec(w.to_f32_vec(), cfg.hidden_size, device)?,
+            weight: Tensor::from_vec(w.to_f32_vec()?, cfg.hidden_size, device)?,
             eps: cfg.rms_norm_eps as f32,
         })
     }
@@ -390,7 +390,7 @@ impl Llama {
         let h = self.config.hidden_size;
         let mut x = vec![0f32; tokens.len() * h];
         for (row, &t) in x.chunks_exact_mut(h).zip(tokens) {
-            self.embed_tokens.read_f32(t as usize * h, row);
+            self.embed_tokens.read_f32(t as usize * h, row)?;
         }
         Ok(Tensor::from_vec(x, (tokens.len(), h), &self.device)?)
     }

@@ -115,25 +115,39 @@ impl Weight {
                 WeightDtype::F32 => WeightSlice::F32(std::slice::from_raw_parts(bytes.as_ptr().cast(), n)),
                 WeightDtype::F16 => WeightSlice::F16(std::slice::from_raw_parts(bytes.as_ptr().cast(), n)),
                 WeightDtype::Bf16 => WeightSlice::Bf16(std::slice::from_raw_parts(bytes.as_ptr().cast(), n)),
+                WeightDtype::Quant(q) => WeightSlice::Quant(q, bytes),
             }
         }
     }
 
-    /// Converts elements `[start, start + out.len())` to f32 into `out`.
-    pub fn read_f32(&self, start: usize, out: &mut [f32]) {
+    /// Converts elements `[start, start + out.len())` to f32 into `out`
+    /// (for quantized weights, both ends must fall on block boundaries —
+    /// whole rows always do).
+    pub fn read_f32(&self, start: usize, out: &mut [f32]) -> Result<()> {
         let end = start + out.len();
+        if end > self.len() {
+            return Err(ModelError::InvalidInput(format!("elements {start}..{end} of a {}-element tensor", self.len())));
+        }
         match self.as_slice() {
             WeightSlice::F32(s) => out.copy_from_slice(&s[start..end]),
             WeightSlice::F16(s) => out.iter_mut().zip(&s[start..end]).for_each(|(o, v)| *o = f16::to_f32(*v)),
             WeightSlice::Bf16(s) => out.iter_mut().zip(&s[start..end]).for_each(|(o, v)| *o = bf16::to_f32(*v)),
+            WeightSlice::Quant(q, bytes) => {
+                let (elems, size) = (q.block_elems(), q.block_bytes());
+                if start % elems != 0 || out.len() % elems != 0 {
+                    return Err(ModelError::InvalidInput(format!("{q:?} reads must cover whole blocks of {elems}")));
+                }
+                herd_kernels::dequantize(q, &bytes[start / elems * size..end / elems * size], out)?;
+            }
         }
+        Ok(())
     }
 
-    /// All elements as f32 (for small tensors such as norm weights).
-    pub fn to_f32_vec(&self) -> Vec<f32> {
+    /// All elements as f32 (small tensors such as norm weights; conversion).
+    pub fn to_f32_vec(&self) -> Result<Vec<f32>> {
         let mut out = vec![0f32; self.len()];
-        self.read_f32(0, &mut out);
-        out
+        self.read_f32(0, &mut out)?;
+        Ok(out)
     }
 
     /// A weight over `range` of a GGUF file's bytes, without copying unless
@@ -363,7 +377,7 @@ fn parse_header(map: &[u8], path: &Path, file: usize) -> Result<Vec<(String, Ent
         };
         let (begin, end) = info.data_offsets;
         let elements: usize = info.shape.iter().product();
-        if end < begin || end > data_len || end - begin != elements * dtype.size() {
+        if end < begin || end > data_len || Some(end - begin) != dtype.bytes_for(elements) {
             return Err(bad(format!(
                 "tensor {name}: byte range {begin}..{end} does not match shape {:?} of {dtype} within {data_len} data bytes",
                 info.shape

@@ -25,13 +25,16 @@ pub enum Command {
     Chat(ChatArgs),
     /// Describe a model: architecture, parameters, dtype, memory, context.
     Info(InfoArgs),
+    /// Write a model as a GGUF file (llama.cpp, Ollama, LM Studio), quantized.
+    Quantize(QuantizeArgs),
 }
 
 /// Where the model comes from.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// A Hugging Face Llama directory (config.json, *.safetensors,
-    /// tokenizer.json). Default: the small model embedded in this binary.
+    /// tokenizer.json) or a llama.cpp GGUF file. Default: the small model
+    /// embedded in this binary.
     #[arg(long, short = 'm', env = "HERD_MODEL")]
     pub model: Option<PathBuf>,
 }
@@ -103,4 +106,17 @@ pub struct InfoArgs {
     /// Context length to size the KV cache for (default: the model's maximum).
     #[arg(long)]
     pub context: Option<usize>,
+}
+
+/// `herd quantize`.
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Target type: f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k.
+    #[arg(long = "type", short = 't')]
+    pub file_type: String,
+    /// The GGUF file to write (written atomically).
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
 }

@@ -5,8 +5,9 @@ use std::path::Path;
 
 use anyhow::Context;
 use herd_engine::{Sampling, SamplingParams};
-use herd_model::Llama;
-use herd_tokenizer::Tokenizer;
+use herd_gguf::OptionalKey;
+use herd_model::{Checkpoint, Llama};
+use herd_tokenizer::{GgufVocab, Tokenizer};
 
 use crate::args::{ModelArgs, SamplingArgs};
 
@@ -30,10 +31,15 @@ pub struct Loaded {
     pub name: String,
 }
 
-/// Loads `--model DIR`, or the embedded default.
+/// Loads `--model DIR|FILE.gguf`, or the embedded default.
 pub fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
     match &args.model {
-        Some(dir) => load_dir(dir),
+        Some(path) => {
+            let (checkpoint, tokenizer) = open(path)?;
+            let model = checkpoint.into_model()?;
+            check_vocab(&model, &tokenizer, path)?;
+            Ok(Loaded { model, tokenizer, name: path.display().to_string() })
+        }
         None => Ok(Loaded {
             model: Llama::from_memory(embedded::CONFIG, Some(embedded::GENERATION), embedded::WEIGHTS, embedded::NAME)?,
             tokenizer: Tokenizer::from_json_bytes(embedded::TOKENIZER)
@@ -43,18 +49,42 @@ pub fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
     }
 }
 
-fn load_dir(dir: &Path) -> anyhow::Result<Loaded> {
-    let model = Llama::load(dir)?;
-    let tokenizer = Tokenizer::from_dir(dir)?;
+/// Opens a checkpoint and its tokenizer (beside it, or inside the GGUF file).
+pub fn open(path: &Path) -> anyhow::Result<(Checkpoint, Tokenizer)> {
+    let checkpoint = Checkpoint::open(path)?;
+    let tokenizer = match checkpoint.gguf() {
+        Some(file) => gguf_tokenizer(file.metadata()).with_context(|| format!("{}: tokenizer metadata", path.display()))?,
+        None => Tokenizer::from_dir(path)?,
+    };
+    Ok((checkpoint, tokenizer))
+}
+
+/// The tokenizer stored in a GGUF file's `tokenizer.ggml.*` keys.
+fn gguf_tokenizer(meta: &herd_gguf::Metadata) -> anyhow::Result<Tokenizer> {
+    let optional_u32 = |key: &str| meta.get_u32(key).optional();
+    let vocab = GgufVocab {
+        model: meta.get_str("tokenizer.ggml.model")?.to_string(),
+        pre: meta.get_str("tokenizer.ggml.pre").optional()?.map(str::to_string),
+        tokens: meta.get_array_str("tokenizer.ggml.tokens")?.to_vec(),
+        token_types: meta.get_array_i32("tokenizer.ggml.token_type").optional()?.map(<[i32]>::to_vec),
+        merges: meta.get_array_str("tokenizer.ggml.merges").optional()?.map(<[String]>::to_vec).unwrap_or_default(),
+        bos_id: optional_u32("tokenizer.ggml.bos_token_id")?,
+        eos_id: optional_u32("tokenizer.ggml.eos_token_id")?,
+        add_bos: meta.get_bool("tokenizer.ggml.add_bos_token").optional()?,
+    };
+    Ok(Tokenizer::from_gguf_vocab(vocab)?)
+}
+
+fn check_vocab(model: &Llama, tokenizer: &Tokenizer, path: &Path) -> anyhow::Result<()> {
     if tokenizer.vocab_size() > model.config().vocab_size {
         anyhow::bail!(
             "{}: the tokenizer has {} tokens but the model's embedding has only {} rows",
-            dir.display(),
+            path.display(),
             tokenizer.vocab_size(),
             model.config().vocab_size
         );
     }
-    Ok(Loaded { model, tokenizer, name: dir.display().to_string() })
+    Ok(())
 }
 
 /// Flags first, then the checkpoint's generation_config.json, then greedy.

@@ -6,6 +6,7 @@ mod chat;
 mod generate;
 mod info;
 mod load;
+mod quantize;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Generate(args) => generate::run(args),
         Command::Chat(args) => chat::run(args),
         Command::Info(args) => info::run(args),
+        Command::Quantize(args) => quantize::run(args),
     }
 }
 

@@ -47,7 +47,7 @@ impl Reference {
     pub fn logits(&self, kind: &str, i: usize) -> Vec<f32> {
         let len = self.prompts[i].len();
         let w: Weight = self.tensors.get(&format!("{kind}.{i}"), &[len, self.vocab]).unwrap();
-        w.to_f32_vec()
+        w.to_f32_vec().unwrap()
     }
 }
 

@@ -1,0 +1,67 @@
+//! `herd quantize`: write any model herd loads as a GGUF file of a chosen
+//! type, with its tokenizer, for llama.cpp, Ollama or LM Studio.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use herd_gguf::{GgufWriter, Metadata, MetadataValue};
+use herd_model::{add_model_tensors, model_metadata, FileType};
+use herd_tokenizer::{GgufVocab, Tokenizer};
+
+use crate::args::QuantizeArgs;
+use crate::load::open;
+
+pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
+    let file_type = FileType::parse(&args.file_type)
+        .with_context(|| format!("unknown --type {:?}; choose one of {}", args.file_type, FileType::NAMES))?;
+    let path = args.model.model.as_deref().context("herd quantize needs --model DIR|FILE.gguf")?;
+    let started = Instant::now();
+    let (checkpoint, tokenizer) = open(path)?;
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut metadata = model_metadata(&checkpoint.config, &name, file_type);
+    match checkpoint.gguf() {
+        // Re-quantizing a GGUF file keeps its tokenizer keys (and chat template) verbatim.
+        Some(source) => {
+            for (key, value) in source.metadata().iter().filter(|(k, _)| k.starts_with("tokenizer.")) {
+                metadata.set(key, value.clone());
+            }
+        }
+        None => tokenizer_metadata(&tokenizer, &mut metadata)?,
+    }
+    let mut writer = GgufWriter::with_metadata(metadata);
+    add_model_tensors(&mut writer, &checkpoint.config, &checkpoint.tensors, &checkpoint.rope, file_type)?;
+    let bytes = writer.write_to_path(&args.output)?;
+    eprintln!(
+        "wrote {} ({:.1} MiB, {}) in {:.1} s",
+        args.output.display(),
+        bytes as f64 / (1u64 << 20) as f64,
+        args.file_type.to_ascii_lowercase(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tokenizer.ggml.*` keys as llama.cpp's converter writes them for Llama 3.
+fn tokenizer_metadata(tokenizer: &Tokenizer, m: &mut Metadata) -> anyhow::Result<()> {
+    let GgufVocab { model, pre, tokens, token_types, merges, bos_id, eos_id, add_bos } = tokenizer.to_gguf_vocab()?;
+    m.set("tokenizer.ggml.model", model);
+    if let Some(pre) = pre {
+        m.set("tokenizer.ggml.pre", pre);
+    }
+    m.set("tokenizer.ggml.tokens", MetadataValue::from(tokens));
+    if let Some(types) = token_types {
+        m.set("tokenizer.ggml.token_type", MetadataValue::from(types));
+    }
+    m.set("tokenizer.ggml.merges", MetadataValue::from(merges));
+    if let Some(id) = bos_id {
+        m.set("tokenizer.ggml.bos_token_id", id);
+    }
+    if let Some(id) = eos_id {
+        m.set("tokenizer.ggml.eos_token_id", id);
+    }
+    if let Some(add) = add_bos {
+        m.set("tokenizer.ggml.add_bos_token", add);
+    }
+    Ok(())
+}
