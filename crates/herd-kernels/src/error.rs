@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::{Isa, Precision};
+use crate::{Isa, Precision, QuantType};
 
 /// Which operand of `Y = X · Wᵀ` a shape error is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +57,24 @@ pub enum KernelError {
         k: usize,
         /// Rows of W, columns of Y.
         n: usize,
+    },
+    /// A quantized row length is not a whole number of the format's blocks.
+    #[error("{qtype}: row length {k} is not a multiple of its {} elements per block", qtype.block_elems())]
+    BlockAlign {
+        /// The quantized format.
+        qtype: QuantType,
+        /// The row length (`k` of a product, or a dequantized output's length).
+        k: usize,
+    },
+    /// Quantized data is not exactly the blocks its shape needs.
+    #[error("{qtype}: data is {actual} bytes, but the shape needs {expected}")]
+    QuantBytes {
+        /// The quantized format.
+        qtype: QuantType,
+        /// Bytes the shape implies.
+        expected: usize,
+        /// Bytes given.
+        actual: usize,
     },
     /// A forced instruction set or precision is not available on this CPU.
     #[error("{precision:?} kernels for {isa} are not supported by this CPU ({features})")]

@@ -46,7 +46,7 @@ impl Isa {
     pub fn supports(self, precision: Precision) -> bool {
         self.is_supported()
             && match precision {
-                Precision::Exact => true,
+                Precision::Exact | Precision::Int8Dot => true,
                 Precision::Bf16Dot => self == Isa::Avx512 && cpu().avx512_bf16,
             }
     }
@@ -84,11 +84,18 @@ pub fn cpu_features() -> String {
     )
 }
 
+/// Whether the AVX-512 kernels for quantized weights can use VNNI `vpdpbusd`;
+/// without it they fall back to the AVX2 ones.
+pub(crate) fn avx512_vnni() -> bool {
+    cpu().avx512_vnni
+}
+
 /// What the CPU supports, as the kernels group it.
 struct Cpu {
     avx2: bool,
     avx512: bool,
     avx512_bf16: bool,
+    avx512_vnni: bool,
     best: Isa,
     /// Detected feature names, for [`cpu_features`].
     flags: Vec<&'static str>,
@@ -115,7 +122,7 @@ fn detect() -> Cpu {
     let bw = has("avx512bw", is_x86_feature_detected!("avx512bw"));
     let vl = has("avx512vl", is_x86_feature_detected!("avx512vl"));
     let bf16 = has("avx512bf16", is_x86_feature_detected!("avx512bf16"));
-    has("avx512vnni", is_x86_feature_detected!("avx512vnni"));
+    let vnni = has("avx512vnni", is_x86_feature_detected!("avx512vnni"));
     let avx2 = avx2 && fma && f16c;
     let avx512 = f && bw && vl;
     let best = if avx512 {
@@ -129,6 +136,7 @@ fn detect() -> Cpu {
         avx2,
         avx512,
         avx512_bf16: avx512 && bf16,
+        avx512_vnni: avx512 && vnni,
         best,
         flags,
     }
@@ -140,6 +148,7 @@ fn detect() -> Cpu {
         avx2: false,
         avx512: false,
         avx512_bf16: false,
+        avx512_vnni: false,
         best: Isa::Scalar,
         flags: Vec::new(),
     }

@@ -33,11 +33,24 @@
 //!
 //! # Numerics
 //!
-//! [`Precision::Exact`] (the default) converts every weight to f32 exactly and
-//! accumulates in f32, so results match a reference that upcasts the weights to f32
-//! up to f32 summation-order differences (~1e-6 relative for well-conditioned sums).
+//! Float weights get [`Precision::Exact`] by default: every weight is
+//! converted to f32 exactly and products accumulate in f32, so results match a
+//! reference that upcasts the weights to f32 up to f32 summation-order differences
+//! (~1e-6 relative for well-conditioned sums).
 //! [`Precision::Bf16Dot`] is an explicit opt-in that also rounds X to bf16 so the
 //! AVX512_BF16 `vdpbf16ps` instruction can do two multiply-adds per lane; see its docs.
+//!
+//! # Quantized weights
+//!
+//! [`WeightSlice::Quant`] takes ggml's block-quantized formats ([`QuantType`]: Q8_0,
+//! Q4_0, Q4_K, Q5_K, Q6_K) as the raw bytes of a GGUF tensor, so a GGUF model runs
+//! without converting its weights. By default ([`Precision::Int8Dot`]) the products
+//! are llama.cpp's: each call quantizes X to 8 bits (one step per 32 values) and the
+//! weights meet it in exact integer dot products (AVX-512 VNNI `vpdpbusd`, AVX2
+//! `vpmaddubsw`), so decode stays bound by reading 4.5-8.5 bits per weight rather than
+//! by converting them; the error this adds is bounded and documented on the variant.
+//! [`Precision::Exact`] dequantizes in registers and uses f32 FMAs instead.
+//! [`dequantize`] decodes whole rows (embedding lookups).
 //!
 //! # Instruction sets
 //!
@@ -53,6 +66,8 @@ mod error;
 mod isa;
 mod matmul;
 mod problem;
+mod qmatmul;
+mod qtype;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -61,3 +76,4 @@ pub use error::{KernelError, Operand};
 pub use isa::{cpu_features, Isa};
 pub use matmul::{matmul_wt, Matmul, Precision};
 pub use problem::WeightSlice;
+pub use qtype::{dequantize, QuantType};

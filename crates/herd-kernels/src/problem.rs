@@ -4,14 +4,15 @@
 
 use half::{bf16, f16};
 
-use crate::{KernelError, Operand};
+use crate::{KernelError, Operand, QuantType};
 
 /// The weight matrix `W` (`n × k`, row-major, the PyTorch `nn.Linear` layout) in its
 /// stored dtype, typically a view straight into a memory-mapped safetensors file.
 ///
 /// The slice start only needs the alignment of its element type: the kernels use
 /// unaligned loads, because tensors inside a safetensors file are not aligned to
-/// vector width.
+/// vector width (and ggml blocks of 18, 34, 144, 176 or 210 bytes are not aligned to
+/// anything).
 #[derive(Clone, Copy, Debug)]
 pub enum WeightSlice<'a> {
     /// f32 weights.
@@ -20,15 +21,27 @@ pub enum WeightSlice<'a> {
     Bf16(&'a [bf16]),
     /// IEEE half-precision weights.
     F16(&'a [f16]),
+    /// ggml block-quantized weights (a GGUF tensor's data): each row of `W` is
+    /// `k / block_elems` whole blocks, rows back to back, `n · row_bytes(k)` bytes.
+    Quant(QuantType, &'a [u8]),
 }
 
 impl<'a> WeightSlice<'a> {
-    /// Number of weights.
+    /// Number of weights (whole blocks only, for quantized weights).
     pub fn len(&self) -> usize {
         match self {
             WeightSlice::F32(w) => w.len(),
             WeightSlice::Bf16(w) => w.len(),
             WeightSlice::F16(w) => w.len(),
+            WeightSlice::Quant(q, b) => b.len() / q.block_bytes() * q.block_elems(),
+        }
+    }
+
+    /// Bytes of weight data, the number a decode step has to stream.
+    pub fn byte_len(&self) -> usize {
+        match self {
+            WeightSlice::Quant(_, b) => b.len(),
+            _ => self.len() * self.element_size(),
         }
     }
 
@@ -37,20 +50,27 @@ impl<'a> WeightSlice<'a> {
         self.len() == 0
     }
 
-    /// Bytes per weight, for bandwidth accounting.
+    /// Bytes per weight, for bandwidth accounting; quantized formats have fractional
+    /// sizes and report 1 (use [`WeightSlice::byte_len`] for exact accounting).
     pub fn element_size(&self) -> usize {
         match self {
             WeightSlice::F32(_) => 4,
             WeightSlice::Bf16(_) | WeightSlice::F16(_) => 2,
+            WeightSlice::Quant(..) => 1,
         }
     }
 
-    /// The weights at `range`, same dtype.
+    /// The weights at `range`, same dtype; for quantized weights `range` must start
+    /// and end on block boundaries.
     pub(crate) fn slice(&self, range: std::ops::Range<usize>) -> WeightSlice<'a> {
         match *self {
             WeightSlice::F32(w) => WeightSlice::F32(&w[range]),
             WeightSlice::Bf16(w) => WeightSlice::Bf16(&w[range]),
             WeightSlice::F16(w) => WeightSlice::F16(&w[range]),
+            WeightSlice::Quant(q, b) => {
+                let byte = |e: usize| e / q.block_elems() * q.block_bytes();
+                WeightSlice::Quant(q, &b[byte(range.start)..byte(range.end)])
+            }
         }
     }
 }
@@ -80,7 +100,17 @@ impl<'a> Problem<'a> {
         let overflow = KernelError::Overflow { m, k, n };
         let x_len = m.checked_mul(k).ok_or_else(|| overflow.clone())?;
         let w_len = n.checked_mul(k).ok_or_else(|| overflow.clone())?;
-        let out_len = m.checked_mul(n).ok_or(overflow)?;
+        let out_len = m.checked_mul(n).ok_or_else(|| overflow.clone())?;
+        if let WeightSlice::Quant(qtype, bytes) = w {
+            let expected = qtype.row_bytes(k)?.checked_mul(n).ok_or(overflow)?;
+            if bytes.len() != expected {
+                return Err(KernelError::QuantBytes {
+                    qtype,
+                    expected,
+                    actual: bytes.len(),
+                });
+            }
+        }
         for (operand, expected, actual) in [
             (Operand::X, x_len, x.len()),
             (Operand::W, w_len, w.len()),

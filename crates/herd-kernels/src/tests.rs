@@ -178,6 +178,7 @@ fn dtype(w: WeightSlice<'_>) -> &'static str {
         WeightSlice::F32(_) => "f32",
         WeightSlice::Bf16(_) => "bf16",
         WeightSlice::F16(_) => "f16",
+        WeightSlice::Quant(q, _) => q.name(),
     }
 }
 

@@ -88,6 +88,7 @@ unsafe fn stream_rows(p: &Problem<'_>, rows: Range<usize>, out: OutPtr) {
         WeightSlice::F32(w) => rows_of(p, w.as_ptr(), rows, out),
         WeightSlice::Bf16(w) => rows_of(p, w.as_ptr(), rows, out),
         WeightSlice::F16(w) => rows_of(p, w.as_ptr(), rows, out),
+        WeightSlice::Quant(..) => unreachable!("quantized weights take the qmatmul kernels"),
     }
 }
 
@@ -204,6 +205,7 @@ unsafe fn convert(src: WeightSlice<'_>, dst: &mut [f32]) {
         WeightSlice::F32(w) => dst.copy_from_slice(w),
         WeightSlice::Bf16(w) => convert_from(w, dst),
         WeightSlice::F16(w) => convert_from(w, dst),
+        WeightSlice::Quant(..) => unreachable!("quantized weights take the qmatmul kernels"),
     }
 }
 

@@ -198,6 +198,7 @@ unsafe fn stream_rows(p: &Problem<'_>, xl: &[f32], rows: Range<usize>, out: OutP
         WeightSlice::F32(w) => rows_of(p, xl, w.as_ptr(), rows, out),
         WeightSlice::Bf16(w) => rows_of(p, xl, w.as_ptr(), rows, out),
         WeightSlice::F16(w) => rows_of(p, xl, w.as_ptr(), rows, out),
+        WeightSlice::Quant(..) => unreachable!("quantized weights take the qmatmul kernels"),
     }
 }
 
@@ -384,6 +385,7 @@ unsafe fn pack_transposed(w: WeightSlice<'_>, k: usize, rows: Range<usize>, dst:
         WeightSlice::F32(w) => pack_rows(w, k, rows, dst),
         WeightSlice::Bf16(w) => pack_rows(w, k, rows, dst),
         WeightSlice::F16(w) => pack_rows(w, k, rows, dst),
+        WeightSlice::Quant(..) => unreachable!("quantized weights take the qmatmul kernels"),
     }
 }
 

@@ -54,6 +54,7 @@ impl RowKernel for Stream {
             WeightSlice::F32(w) => rows_of(p, w, rows, out),
             WeightSlice::Bf16(w) => rows_of(p, w, rows, out),
             WeightSlice::F16(w) => rows_of(p, w, rows, out),
+            WeightSlice::Quant(..) => unreachable!("quantized weights take the qmatmul kernels"),
         }
     }
 }
@@ -92,6 +93,7 @@ unsafe fn convert(src: WeightSlice<'_>, dst: &mut [f32]) {
         WeightSlice::F32(w) => dst.copy_from_slice(w),
         WeightSlice::Bf16(w) => widen_all(w, dst),
         WeightSlice::F16(w) => widen_all(w, dst),
+        WeightSlice::Quant(..) => unreachable!("quantized weights take the qmatmul kernels"),
     }
 }
 

@@ -1,0 +1,192 @@
+//! Matrix products with ggml block-quantized weights ([`WeightSlice::Quant`]).
+//!
+//! # Two numerics
+//!
+//! * [`Precision::Int8Dot`] (the default), llama.cpp's method: each row of `X` is
+//!   quantized once per call to 8-bit blocks of 32 (see [`act`]), and each group of
+//!   32 weights meets its 32 activations in an exact integer dot product
+//!   (`vpdpbusd` with AVX-512 VNNI, `vpmaddubsw` with AVX2), scaled once per group in
+//!   f32. Decode is then bound by reading the 4.5-8.5 bits per weight, not by
+//!   converting them.
+//! * [`Precision::Exact`]: weights are dequantized to f32 in registers with
+//!   [`crate::dequantize`]'s arithmetic and multiplied with f32 `X`, as the float
+//!   kernels do. Decode streams the same bytes with about three times the
+//!   instructions; prefill packs dequantized weights into the f32 blocked kernels.
+//!
+//! # Error of Int8Dot
+//!
+//! Rounding `x` to the nearest multiple of its block's step `d = amax / 127` moves it
+//! by at most `d / 2` (0.39% of the block's largest magnitude), so an output is off
+//! the exact product with the same weights by at most `Σ_blocks (d_b / 2)·Σ_b |w|`,
+//! plus f32 accumulation. The rounding errors are independent, so typically the
+//! error is `~d/√12 · sqrt(Σ w²)` per block, around 1e-3 of the output's scale
+//! `sqrt(Σ (x·w)²)`, far below the weights' own quantization error (Q4: ~5-10%). It
+//! is the error llama.cpp accepts, slightly smaller for k-quants (ggml uses one step
+//! per 256 activations there).
+//!
+//! # Strategies
+//!
+//! Int8Dot always streams: each L2-sized group of W rows is unpacked once per 4 rows
+//! of X (AVX-512; 2 with AVX2), which serves decode at memory bandwidth and prefill
+//! at integer-dot speed. Exact streams up to the float kernels' threshold and uses
+//! the f32 blocked kernels above it, each task dequantizing its block of W rows once
+//! into scratch that its packing reads ([`Dequant`]).
+
+mod act;
+mod scalar;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::ops::Range;
+
+use crate::arch;
+use crate::blocked::{self, Microkernel, Tile};
+use crate::matmul::Strategy;
+use crate::problem::{OutPtr, Problem};
+use crate::{stream, Isa, Precision, QuantType, WeightSlice};
+
+/// The quantized weights of `p`, if they are quantized.
+pub(crate) fn quant_weights<'a>(p: &Problem<'a>) -> Option<(QuantType, &'a [u8])> {
+    match p.w {
+        WeightSlice::Quant(qtype, bytes) => Some((qtype, bytes)),
+        _ => None,
+    }
+}
+
+/// Whether `qtype` has per-group mins, whose terms need X's block sums.
+pub(crate) fn has_mins(qtype: QuantType) -> bool {
+    matches!(qtype, QuantType::Q4_K | QuantType::Q5_K)
+}
+
+/// Which kernels serve quantized weights for an instruction set.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavour {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Vnni,
+}
+
+impl Flavour {
+    /// AVX-512 without VNNI (Skylake-SP, Cascade Lake has it) falls back to the AVX2
+    /// kernels, which every AVX-512 CPU also runs.
+    fn of(isa: Isa) -> Flavour {
+        match isa {
+            Isa::Scalar => Flavour::Scalar,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Flavour::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 if crate::isa::avx512_vnni() => Flavour::Vnni,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 if Isa::Avx2.is_supported() => Flavour::Avx2,
+            _ => Flavour::Scalar,
+        }
+    }
+}
+
+/// `Y = X · Wᵀ` for quantized `W`, with `isa`'s kernels at `precision`.
+///
+/// # Safety
+/// The CPU must support `isa`; `p` must hold quantized weights.
+pub(crate) unsafe fn run(
+    isa: Isa,
+    precision: Precision,
+    p: &Problem<'_>,
+    out: OutPtr,
+    strategy: Strategy,
+) {
+    let flavour = Flavour::of(isa);
+    if precision != Precision::Exact {
+        match flavour {
+            Flavour::Scalar => stream::run::<scalar::Int8>(p, out),
+            #[cfg(target_arch = "x86_64")]
+            Flavour::Avx2 => stream::run::<x86::Int8Stream<x86::Avx2>>(p, out),
+            #[cfg(target_arch = "x86_64")]
+            Flavour::Vnni => stream::run::<x86::Int8Stream<x86::Vnni>>(p, out),
+        }
+        return;
+    }
+    match (strategy, flavour) {
+        (Strategy::Stream, Flavour::Scalar) => stream::run::<scalar::Exact>(p, out),
+        #[cfg(target_arch = "x86_64")]
+        (Strategy::Stream, Flavour::Avx2) => stream::run::<x86::ExactStream<x86::Avx2>>(p, out),
+        #[cfg(target_arch = "x86_64")]
+        (Strategy::Stream, Flavour::Vnni) => stream::run::<x86::ExactStream<x86::Vnni>>(p, out),
+        (Strategy::Blocked, _) => match (isa, flavour) {
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, Flavour::Vnni) => {
+                blocked::run::<Dequant<arch::avx512::Exact, x86::Vnni>>(p, out)
+            }
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx512, Flavour::Avx2) => {
+                blocked::run::<Dequant<arch::avx512::Exact, x86::Avx2>>(p, out)
+            }
+            #[cfg(target_arch = "x86_64")]
+            (Isa::Avx2, _) => blocked::run::<Dequant<arch::avx2::Exact, x86::Avx2>>(p, out),
+            _ => blocked::run::<Dequant<arch::scalar::Exact, scalar::Portable>>(p, out),
+        },
+    }
+}
+
+/// Whole rows of a quantized format to f32, one implementation per instruction set.
+pub(crate) trait RowDequant {
+    /// Dequantizes `bytes`, whole rows, into `out`.
+    ///
+    /// # Safety
+    /// The CPU must support the implementation's instruction set.
+    unsafe fn dequant(qtype: QuantType, bytes: &[u8], out: &mut [f32]);
+}
+
+thread_local! {
+    /// Per-thread f32 copy of the W rows a blocked task is packing, kept across calls
+    /// like the packing scratch itself (up to `NC_MAX × k` f32, 4 MiB at k = 8192).
+    static DEQUANTIZED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The f32 blocked micro-kernel `K` fed with quantized weights: each task's W rows are
+/// dequantized with `D` into per-thread scratch, and `K` packs them from there. Only
+/// packing changes, so the prefill kernels are the float ones, and each weight is
+/// dequantized once per call.
+pub(crate) struct Dequant<K, D>(PhantomData<(K, D)>);
+
+impl<K, D> Microkernel for Dequant<K, D>
+where
+    K: Microkernel<A = f32, B = f32>,
+    D: RowDequant,
+{
+    type A = f32;
+    type B = f32;
+    const MR: usize = K::MR;
+    const NR: usize = K::NR;
+    const KPACK: usize = 1;
+
+    fn a_element(row: &[f32], s: usize) -> f32 {
+        K::a_element(row, s)
+    }
+
+    unsafe fn pack(w: WeightSlice<'_>, k: usize, rows: Range<usize>, dst: &mut [f32]) {
+        let WeightSlice::Quant(qtype, bytes) = w else {
+            return K::pack(w, k, rows, dst);
+        };
+        let row_bytes = k / qtype.block_elems() * qtype.block_bytes();
+        let src = &bytes[rows.start * row_bytes..rows.end * row_bytes];
+        let len = rows.len() * k;
+        DEQUANTIZED.with_borrow_mut(|scratch| {
+            if scratch.len() < len {
+                scratch.resize(len, 0.0);
+            }
+            let rows_f32 = &mut scratch[..len];
+            D::dequant(qtype, src, rows_f32);
+            K::pack(WeightSlice::F32(rows_f32), k, 0..rows.len(), dst);
+        });
+    }
+
+    unsafe fn tile(steps: usize, a: *const f32, b: *const f32, tile: &Tile) {
+        K::tile(steps, a, b, tile);
+    }
+}
