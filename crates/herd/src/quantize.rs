@@ -27,7 +27,12 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
                 metadata.set(key, value.clone());
             }
         }
-        None => tokenizer_metadata(&tokenizer, &mut metadata)?,
+        None => {
+            tokenizer_metadata(&tokenizer, &mut metadata)?;
+            if let Some(template) = chat_template(path)? {
+                metadata.set("tokenizer.chat_template", template);
+            }
+        }
     }
     let mut writer = GgufWriter::with_metadata(metadata);
     add_model_tensors(&mut writer, &checkpoint.config, &checkpoint.tensors, &checkpoint.rope, file_type)?;
@@ -64,4 +69,13 @@ fn tokenizer_metadata(tokenizer: &Tokenizer, m: &mut Metadata) -> anyhow::Result
         m.set("tokenizer.ggml.add_bos_token", add);
     }
     Ok(())
+}
+
+/// The Jinja chat template of a Hugging Face directory, if it has one.
+fn chat_template(dir: &std::path::Path) -> anyhow::Result<Option<String>> {
+    let path = dir.join("tokenizer_config.json");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+    Ok(json.get("chat_template").and_then(|t| t.as_str()).map(str::to_string))
 }

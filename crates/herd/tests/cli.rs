@@ -184,3 +184,48 @@ fn invalid_flags_are_clear_errors() {
     let out = Command::new(env!("CARGO_BIN_EXE_herd")).args(["--threads", "0", "info"]).output().unwrap();
     assert_clean_failure(&out, "--threads");
 }
+
+#[test]
+fn quantize_then_generate_from_the_gguf_file() {
+    let reference = reference("llama31-tiny");
+    let prompt = reference["prompt_texts"][2].as_str().unwrap();
+    let dir = model("llama31-tiny");
+    let tmp = tempfile::tempdir().unwrap();
+    let greedy = |model: &Path| {
+        let out = herd(&["generate", "--model", model.to_str().unwrap(), "--prompt", prompt, "--greedy", "-n", "20"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        out.stdout
+    };
+    let from_safetensors = greedy(&dir);
+    for file_type in ["f32", "q8_0", "q4_k_m"] {
+        let gguf = tmp.path().join(format!("tiny-{file_type}.gguf"));
+        let out = herd(&["quantize", "--model", dir.to_str().unwrap(), "--type", file_type, "-o", gguf.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = greedy(&gguf);
+        if file_type == "f32" {
+            // Same weights, same math: the same text.
+            assert_eq!(stdout, from_safetensors);
+        }
+        let info = herd(&["info", "--model", gguf.to_str().unwrap()]);
+        assert!(text(&info.stdout).contains("rope_freqs"), "{}", text(&info.stdout));
+    }
+    // Re-quantizing a GGUF file keeps its tokenizer.
+    let f32_file = tmp.path().join("tiny-f32.gguf");
+    let again = tmp.path().join("again.gguf");
+    let out = herd(&["quantize", "--model", f32_file.to_str().unwrap(), "--type", "f16", "-o", again.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(herd(&["generate", "--model", again.to_str().unwrap(), "-p", "hello", "-n", "4"]).status.success());
+}
+
+#[test]
+fn quantize_rejects_unknown_types_and_keeps_existing_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_path = tmp.path().join("keep.gguf");
+    std::fs::write(&out_path, b"precious").unwrap();
+    let dir = model("llama31-tiny");
+    let out = herd(&["quantize", "--model", dir.to_str().unwrap(), "--type", "q3_k_xl", "-o", out_path.to_str().unwrap()]);
+    assert_clean_failure(&out, "q4_k_m");
+    let out = herd(&["quantize", "--model", "/no/such/dir", "--type", "q8_0", "-o", out_path.to_str().unwrap()]);
+    assert_clean_failure(&out, "/no/such/dir");
+    assert_eq!(std::fs::read(&out_path).unwrap(), b"precious");
+}
