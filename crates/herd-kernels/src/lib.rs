@@ -68,6 +68,7 @@ mod matmul;
 mod problem;
 mod qmatmul;
 mod qtype;
+mod quantize;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -77,3 +78,4 @@ pub use isa::{cpu_features, Isa};
 pub use matmul::{matmul_wt, Matmul, Precision};
 pub use problem::WeightSlice;
 pub use qtype::{dequantize, QuantType};
+pub use quantize::quantize;
