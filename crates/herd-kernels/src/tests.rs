@@ -232,8 +232,16 @@ fn public_entry_points_match_reference() {
             matmul_wt(&x, m, k, ws, n, &mut y).unwrap();
             assert_close(&y, &want, &scale, EXACT_TOL, &format!("matmul_wt m={m}"));
             let mut y = vec![f32::NAN; m * n];
-            Matmul::new(Precision::Bf16Dot).run(&x, m, k, ws, n, &mut y).unwrap();
-            assert_close(&y, &want, &scale, BF16_DOT_TOL, &format!("Matmul::new(Bf16Dot) m={m}"));
+            Matmul::new(Precision::Bf16Dot)
+                .run(&x, m, k, ws, n, &mut y)
+                .unwrap();
+            assert_close(
+                &y,
+                &want,
+                &scale,
+                BF16_DOT_TOL,
+                &format!("Matmul::new(Bf16Dot) m={m}"),
+            );
         }
     }
 }
