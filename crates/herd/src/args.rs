@@ -82,6 +82,10 @@ pub struct GenerateArgs {
     /// System prompt (implies --chat).
     #[arg(long)]
     pub system: Option<String>,
+    /// Print the generated token ids (space-separated) instead of text, for
+    /// scripts that compare engines token by token.
+    #[arg(long)]
+    pub ids: bool,
     #[command(flatten)]
     pub sampling: SamplingArgs,
 }

@@ -53,7 +53,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let mut write_error: Option<anyhow::Error> = None;
     let mut warned = false;
     let generation = generate(&loaded.model, &mut cache, &request, |token| {
-        let text = match decoder.step(&loaded.tokenizer, token) {
+        let text = if args.ids {
+            format!("{token} ")
+        } else {
+            match decoder.step(&loaded.tokenizer, token) {
             Ok(text) => text.unwrap_or_default(),
             Err(e) => {
                 // E.g. an id in the padding of the embedding table, past the
@@ -64,6 +67,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
                 }
                 String::new()
             }
+        }
         };
         if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
             // A closed pipe (`herd generate | head`) ends generation quietly.
@@ -81,7 +85,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = write_error {
         return Err(e);
     }
-    let _ = writeln!(stdout, "{}", decoder.finish(&loaded.tokenizer)?);
+    let tail = if args.ids { String::new() } else { decoder.finish(&loaded.tokenizer)? };
+    let _ = writeln!(stdout, "{tail}");
     report(&generation, request.prompt.len());
     Ok(ExitCode::SUCCESS)
 }

@@ -28,7 +28,7 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
             }
         }
         None => {
-            tokenizer_metadata(&tokenizer, &mut metadata)?;
+            tokenizer_metadata(&tokenizer, checkpoint.config.vocab_size, &mut metadata)?;
             if let Some(template) = chat_template(path)? {
                 metadata.set("tokenizer.chat_template", template);
             }
@@ -48,8 +48,18 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `tokenizer.ggml.*` keys as llama.cpp's converter writes them for Llama 3.
-fn tokenizer_metadata(tokenizer: &Tokenizer, m: &mut Metadata) -> anyhow::Result<()> {
-    let GgufVocab { model, pre, tokens, token_types, merges, bos_id, eos_id, add_bos } = tokenizer.to_gguf_vocab()?;
+/// llama.cpp wants one token per embedding row, so rows past the tokenizer's
+/// vocabulary get `[PAD{id}]` tokens of type "unused", as its converter does.
+fn tokenizer_metadata(tokenizer: &Tokenizer, vocab_size: usize, m: &mut Metadata) -> anyhow::Result<()> {
+    const UNUSED: i32 = 5;
+    let GgufVocab { model, pre, mut tokens, mut token_types, merges, bos_id, eos_id, add_bos } =
+        tokenizer.to_gguf_vocab()?;
+    for id in tokens.len()..vocab_size {
+        tokens.push(format!("[PAD{id}]"));
+        if let Some(types) = token_types.as_mut() {
+            types.push(UNUSED);
+        }
+    }
     m.set("tokenizer.ggml.model", model);
     if let Some(pre) = pre {
         m.set("tokenizer.ggml.pre", pre);
