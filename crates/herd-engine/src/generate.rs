@@ -54,7 +54,8 @@ pub struct Generation {
 impl Generation {
     /// Decoding speed after the first token, in tokens per second.
     pub fn decode_tokens_per_second(&self) -> f64 {
-        let n = self.tokens.len().saturating_sub(1) + matches!(self.finish, FinishReason::Stop(_)) as usize;
+        let n = self.tokens.len().saturating_sub(1)
+            + matches!(self.finish, FinishReason::Stop(_)) as usize;
         if self.decode_time.is_zero() || n == 0 {
             return 0.0;
         }

@@ -42,7 +42,11 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        SamplingParams { sampling: Sampling::Greedy, repetition_penalty: 1.0, seed: 0 }
+        SamplingParams {
+            sampling: Sampling::Greedy,
+            repetition_penalty: 1.0,
+            seed: 0,
+        }
     }
 }
 
@@ -51,11 +55,22 @@ impl SamplingParams {
     pub fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(EngineError::InvalidSampling(what));
         if !positive_finite(self.repetition_penalty) {
-            return bad(format!("repetition penalty must be > 0, got {}", self.repetition_penalty));
+            return bad(format!(
+                "repetition penalty must be > 0, got {}",
+                self.repetition_penalty
+            ));
         }
-        if let Sampling::Random { temperature, top_k, top_p, min_p } = &self.sampling {
+        if let Sampling::Random {
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+        } = &self.sampling
+        {
             if !positive_finite(*temperature) {
-                return bad(format!("temperature must be > 0 for sampling, got {temperature}"));
+                return bad(format!(
+                    "temperature must be > 0 for sampling, got {temperature}"
+                ));
             }
             if *top_k == Some(0) {
                 return bad("top-k must be at least 1".into());
@@ -109,7 +124,12 @@ impl Sampler {
         apply_repetition_penalty(logits, context, self.params.repetition_penalty);
         match self.params.sampling.clone() {
             Sampling::Greedy => Ok(argmax(logits)),
-            Sampling::Random { temperature, top_k, top_p, min_p } => {
+            Sampling::Random {
+                temperature,
+                top_k,
+                top_p,
+                min_p,
+            } => {
                 let candidates = filtered_distribution(logits, temperature, top_k, top_p, min_p);
                 let total: f64 = candidates.iter().map(|&(_, p)| p).sum();
                 let mut r = self.rng.random::<f64>() * total;
@@ -120,7 +140,10 @@ impl Sampler {
                     r -= p;
                 }
                 // Rounding can leave r a hair above the last bucket.
-                Ok(candidates.last().map(|&(id, _)| id).unwrap_or_else(|| argmax(logits)))
+                Ok(candidates
+                    .last()
+                    .map(|&(id, _)| id)
+                    .unwrap_or_else(|| argmax(logits)))
             }
         }
     }
@@ -163,7 +186,9 @@ fn filtered_distribution(
 ) -> Vec<(u32, f64)> {
     let mut order: Vec<u32> = (0..logits.len() as u32).collect();
     let by_logit_desc = |a: &u32, b: &u32| {
-        logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b))
+        logits[*b as usize]
+            .total_cmp(&logits[*a as usize])
+            .then(a.cmp(b))
     };
     // Partial selection first: sorting 128k logits per token would dominate decoding.
     if let Some(k) = top_k.filter(|&k| k < order.len()) {
@@ -173,8 +198,10 @@ fn filtered_distribution(
     order.sort_unstable_by(by_logit_desc);
     let max = logits[order[0] as usize] as f64;
     let t = temperature as f64;
-    let mut candidates: Vec<(u32, f64)> =
-        order.iter().map(|&id| (id, ((logits[id as usize] as f64 - max) / t).exp())).collect();
+    let mut candidates: Vec<(u32, f64)> = order
+        .iter()
+        .map(|&id| (id, ((logits[id as usize] as f64 - max) / t).exp()))
+        .collect();
     let total: f64 = candidates.iter().map(|&(_, p)| p).sum();
     if let Some(p) = top_p {
         let mut cumulative = 0.0;
@@ -199,9 +226,20 @@ fn filtered_distribution(
 mod tests {
     use super::*;
 
-    fn random(temperature: f32, top_k: Option<usize>, top_p: Option<f32>, min_p: Option<f32>, seed: u64) -> Sampler {
+    fn random(
+        temperature: f32,
+        top_k: Option<usize>,
+        top_p: Option<f32>,
+        min_p: Option<f32>,
+        seed: u64,
+    ) -> Sampler {
         Sampler::new(SamplingParams {
-            sampling: Sampling::Random { temperature, top_k, top_p, min_p },
+            sampling: Sampling::Random {
+                temperature,
+                top_k,
+                top_p,
+                min_p,
+            },
             repetition_penalty: 1.0,
             seed,
         })
@@ -209,7 +247,9 @@ mod tests {
     }
 
     fn draws(s: &mut Sampler, logits: &[f32], n: usize) -> Vec<u32> {
-        (0..n).map(|_| s.sample(&mut logits.to_vec(), &[]).unwrap()).collect()
+        (0..n)
+            .map(|_| s.sample(&mut logits.to_vec(), &[]).unwrap())
+            .collect()
     }
 
     #[test]
@@ -257,7 +297,9 @@ mod tests {
     #[test]
     fn low_temperature_approaches_greedy_high_spreads() {
         let logits = [1.0, 0.9, 0.8];
-        assert!(draws(&mut random(0.01, None, None, None, 5), &logits, 100).iter().all(|&t| t == 0));
+        assert!(draws(&mut random(0.01, None, None, None, 5), &logits, 100)
+            .iter()
+            .all(|&t| t == 0));
         let spread = draws(&mut random(5.0, None, None, None, 5), &logits, 300);
         assert!(spread.contains(&1) && spread.contains(&2));
     }
@@ -273,7 +315,11 @@ mod tests {
 
     #[test]
     fn repetition_penalty_discourages_seen_tokens() {
-        let mut s = Sampler::new(SamplingParams { repetition_penalty: 2.0, ..Default::default() }).unwrap();
+        let mut s = Sampler::new(SamplingParams {
+            repetition_penalty: 2.0,
+            ..Default::default()
+        })
+        .unwrap();
         // Token 0 (3.0 → 1.5) loses to token 1 (2.0); negative seen logits get more negative.
         let mut logits = [3.0, 2.0, -1.0];
         assert_eq!(s.sample(&mut logits, &[0, 0, 2]).unwrap(), 1);
@@ -283,15 +329,42 @@ mod tests {
     #[test]
     fn invalid_parameters_are_errors() {
         for sampling in [
-            Sampling::Random { temperature: 0.0, top_k: None, top_p: None, min_p: None },
-            Sampling::Random { temperature: 1.0, top_k: Some(0), top_p: None, min_p: None },
-            Sampling::Random { temperature: 1.0, top_k: None, top_p: Some(1.5), min_p: None },
-            Sampling::Random { temperature: 1.0, top_k: None, top_p: None, min_p: Some(-0.1) },
+            Sampling::Random {
+                temperature: 0.0,
+                top_k: None,
+                top_p: None,
+                min_p: None,
+            },
+            Sampling::Random {
+                temperature: 1.0,
+                top_k: Some(0),
+                top_p: None,
+                min_p: None,
+            },
+            Sampling::Random {
+                temperature: 1.0,
+                top_k: None,
+                top_p: Some(1.5),
+                min_p: None,
+            },
+            Sampling::Random {
+                temperature: 1.0,
+                top_k: None,
+                top_p: None,
+                min_p: Some(-0.1),
+            },
         ] {
-            let err = Sampler::new(SamplingParams { sampling, repetition_penalty: 1.0, seed: 0 });
+            let err = Sampler::new(SamplingParams {
+                sampling,
+                repetition_penalty: 1.0,
+                seed: 0,
+            });
             assert!(matches!(err, Err(EngineError::InvalidSampling(_))));
         }
-        let err = Sampler::new(SamplingParams { repetition_penalty: 0.0, ..Default::default() });
+        let err = Sampler::new(SamplingParams {
+            repetition_penalty: 0.0,
+            ..Default::default()
+        });
         assert!(err.is_err());
     }
 }

@@ -87,7 +87,13 @@ impl Checkpoint {
         let generation = GenerationConfig::from_file(&dir.join("generation_config.json"))?;
         let tensors = Tensors::Safetensors(WeightFiles::open_dir(dir)?);
         let rope = Rope::new(&config);
-        Ok(Checkpoint { config, generation, tensors, rope, path: dir.to_path_buf() })
+        Ok(Checkpoint {
+            config,
+            generation,
+            tensors,
+            rope,
+            path: dir.to_path_buf(),
+        })
     }
 
     /// Opens a `llama`-architecture GGUF file.
@@ -107,16 +113,30 @@ impl Checkpoint {
 
     /// A checkpoint held in memory (the model embedded in the `herd` binary);
     /// `name` stands in for the directory in errors.
-    pub fn from_memory(config_json: &str, generation_json: Option<&str>, safetensors: &[u8], name: &str) -> Result<Checkpoint> {
+    pub fn from_memory(
+        config_json: &str,
+        generation_json: Option<&str>,
+        safetensors: &[u8],
+        name: &str,
+    ) -> Result<Checkpoint> {
         let dir = Path::new(name);
         let config = Config::from_json(config_json, &dir.join("config.json"))?;
         let generation = match generation_json {
             Some(text) => GenerationConfig::from_json(text, &dir.join("generation_config.json"))?,
             None => GenerationConfig::default(),
         };
-        let files = WeightFiles::from_bytes(safetensors, &dir.join("model.safetensors").display().to_string())?;
+        let files = WeightFiles::from_bytes(
+            safetensors,
+            &dir.join("model.safetensors").display().to_string(),
+        )?;
         let rope = Rope::new(&config);
-        Ok(Checkpoint { config, generation, tensors: Tensors::Safetensors(files), rope, path: dir.to_path_buf() })
+        Ok(Checkpoint {
+            config,
+            generation,
+            tensors: Tensors::Safetensors(files),
+            rope,
+            path: dir.to_path_buf(),
+        })
     }
 
     /// The GGUF file, when the checkpoint is one (its tokenizer metadata).
@@ -140,7 +160,12 @@ impl Llama {
     }
 
     /// Builds a model whose files are held in memory; see [`Checkpoint::from_memory`].
-    pub fn from_memory(config_json: &str, generation_json: Option<&str>, safetensors: &[u8], name: &str) -> Result<Llama> {
+    pub fn from_memory(
+        config_json: &str,
+        generation_json: Option<&str>,
+        safetensors: &[u8],
+        name: &str,
+    ) -> Result<Llama> {
         Checkpoint::from_memory(config_json, generation_json, safetensors, name)?.into_model()
     }
 }

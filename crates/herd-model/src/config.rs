@@ -140,9 +140,8 @@ impl WeightDtype {
         match self {
             WeightDtype::F32 => elements.checked_mul(4),
             WeightDtype::F16 | WeightDtype::Bf16 => elements.checked_mul(2),
-            WeightDtype::Quant(q) => {
-                (elements % q.block_elems() == 0).then(|| elements / q.block_elems() * q.block_bytes())
-            }
+            WeightDtype::Quant(q) => (elements % q.block_elems() == 0)
+                .then(|| elements / q.block_elems() * q.block_bytes()),
         }
     }
 
@@ -219,11 +218,15 @@ impl Config {
             if source.kind() == std::io::ErrorKind::NotFound {
                 ModelError::MissingFile {
                     path: path.to_path_buf(),
-                    hint: "; a Hugging Face model directory has config.json beside its *.safetensors"
-                        .into(),
+                    hint:
+                        "; a Hugging Face model directory has config.json beside its *.safetensors"
+                            .into(),
                 }
             } else {
-                ModelError::Io { path: path.to_path_buf(), source }
+                ModelError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
             }
         })?;
         Config::from_json(&text, path)
@@ -241,7 +244,10 @@ impl Config {
 
     /// Validates a raw config; `path` is only used in error messages.
     pub fn resolve(raw: RawConfig, path: &Path) -> Result<Config> {
-        let invalid = |reason: String| ModelError::InvalidConfig { path: path.to_path_buf(), reason };
+        let invalid = |reason: String| ModelError::InvalidConfig {
+            path: path.to_path_buf(),
+            reason,
+        };
         check_architecture(&raw, path)?;
         let need = |v: Option<usize>, name: &str| -> Result<usize> {
             match v {
@@ -271,7 +277,9 @@ impl Config {
         let dtype = match dtype_name {
             None => None,
             Some(s) => Some(WeightDtype::parse(s).ok_or_else(|| {
-                invalid(format!("unsupported dtype {s:?}; herd loads float32, float16 and bfloat16"))
+                invalid(format!(
+                    "unsupported dtype {s:?}; herd loads float32, float16 and bfloat16"
+                ))
             })?),
         };
         let config = Config {
@@ -297,7 +305,12 @@ impl Config {
 
     /// Structural checks shared by every source of configuration.
     pub fn validate(&self, path: &Path) -> Result<()> {
-        let invalid = |reason: String| Err(ModelError::InvalidConfig { path: path.to_path_buf(), reason });
+        let invalid = |reason: String| {
+            Err(ModelError::InvalidConfig {
+                path: path.to_path_buf(),
+                reason,
+            })
+        };
         if self.num_attention_heads % self.num_key_value_heads != 0 {
             return invalid(format!(
                 "{} attention heads are not a multiple of {} key/value heads",
@@ -305,20 +318,33 @@ impl Config {
             ));
         }
         if self.head_dim % 2 != 0 {
-            return invalid(format!("head_dim ({}) must be even for rotary embeddings", self.head_dim));
+            return invalid(format!(
+                "head_dim ({}) must be even for rotary embeddings",
+                self.head_dim
+            ));
         }
         if !positive(self.rms_norm_eps) {
-            return invalid(format!("rms_norm_eps must be positive, got {}", self.rms_norm_eps));
+            return invalid(format!(
+                "rms_norm_eps must be positive, got {}",
+                self.rms_norm_eps
+            ));
         }
         if !positive(self.rope_theta) {
-            return invalid(format!("rope_theta must be positive, got {}", self.rope_theta));
+            return invalid(format!(
+                "rope_theta must be positive, got {}",
+                self.rope_theta
+            ));
         }
         Ok(())
     }
 
     /// Number of parameters, counting a tied embedding once.
     pub fn num_parameters(&self) -> u64 {
-        let (h, i, v) = (self.hidden_size as u64, self.intermediate_size as u64, self.vocab_size as u64);
+        let (h, i, v) = (
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+            self.vocab_size as u64,
+        );
         let q = (self.num_attention_heads * self.head_dim) as u64;
         let kv = (self.num_key_value_heads * self.head_dim) as u64;
         let attn = h * q + 2 * h * kv + q * h;
@@ -340,7 +366,10 @@ fn positive(x: f64) -> bool {
 }
 
 fn check_architecture(raw: &RawConfig, path: &Path) -> Result<()> {
-    let unsupported = |found: String| ModelError::UnsupportedArchitecture { path: path.to_path_buf(), found };
+    let unsupported = |found: String| ModelError::UnsupportedArchitecture {
+        path: path.to_path_buf(),
+        found,
+    };
     if let Some(archs) = &raw.architectures {
         if let Some(other) = archs.iter().find(|a| a.as_str() != "LlamaForCausalLM") {
             return Err(unsupported(other.clone()));
@@ -352,9 +381,14 @@ fn check_architecture(raw: &RawConfig, path: &Path) -> Result<()> {
         None if raw.architectures.is_none() => return Err(unsupported("(none declared)".into())),
         None => {}
     }
-    let invalid = |reason: &str| ModelError::InvalidConfig { path: path.to_path_buf(), reason: reason.into() };
+    let invalid = |reason: &str| ModelError::InvalidConfig {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    };
     if raw.attention_bias == Some(true) || raw.mlp_bias == Some(true) {
-        return Err(invalid("attention_bias/mlp_bias are set; Llama 3.x has no biases"));
+        return Err(invalid(
+            "attention_bias/mlp_bias are set; Llama 3.x has no biases",
+        ));
     }
     if let Some(act) = raw.hidden_act.as_deref() {
         if act != "silu" {
@@ -372,9 +406,18 @@ fn resolve_rope(raw: &RawConfig, path: &Path) -> Result<(f64, RopeScaling)> {
         .and_then(|b| b.rope_theta)
         .or(raw.rope_theta)
         .unwrap_or(10_000.0);
-    let invalid = |reason: String| ModelError::InvalidConfig { path: path.to_path_buf(), reason };
-    let Some(block) = block else { return Ok((theta, RopeScaling::None)) };
-    let kind = block.rope_type.as_deref().or(block.kind.as_deref()).unwrap_or("default");
+    let invalid = |reason: String| ModelError::InvalidConfig {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let Some(block) = block else {
+        return Ok((theta, RopeScaling::None));
+    };
+    let kind = block
+        .rope_type
+        .as_deref()
+        .or(block.kind.as_deref())
+        .unwrap_or("default");
     let scaling = match kind {
         "default" => RopeScaling::None,
         "llama3" => {
@@ -385,12 +428,24 @@ fn resolve_rope(raw: &RawConfig, path: &Path) -> Result<(f64, RopeScaling)> {
                 factor: field(block.factor, "factor")?,
                 low_freq_factor: field(block.low_freq_factor, "low_freq_factor")?,
                 high_freq_factor: field(block.high_freq_factor, "high_freq_factor")?,
-                original_max_position_embeddings: block.original_max_position_embeddings.ok_or_else(
-                    || invalid("llama3 rope scaling lacks original_max_position_embeddings".into()),
-                )?,
+                original_max_position_embeddings: block
+                    .original_max_position_embeddings
+                    .ok_or_else(|| {
+                        invalid("llama3 rope scaling lacks original_max_position_embeddings".into())
+                    })?,
             };
-            if let RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } = scaling {
-                if !positive(factor) || !positive(low_freq_factor) || !positive(high_freq_factor - low_freq_factor) || original_max_position_embeddings == 0 {
+            if let RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } = scaling
+            {
+                if !positive(factor)
+                    || !positive(low_freq_factor)
+                    || !positive(high_freq_factor - low_freq_factor)
+                    || original_max_position_embeddings == 0
+                {
                     return Err(invalid(format!(
                         "llama3 rope scaling needs factor > 0, 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0; got {scaling:?}"
                     )));
@@ -399,7 +454,10 @@ fn resolve_rope(raw: &RawConfig, path: &Path) -> Result<(f64, RopeScaling)> {
             scaling
         }
         other => {
-            return Err(ModelError::UnsupportedRope { path: path.to_path_buf(), found: other.to_string() })
+            return Err(ModelError::UnsupportedRope {
+                path: path.to_path_buf(),
+                found: other.to_string(),
+            })
         }
     };
     Ok((theta, scaling))
@@ -430,7 +488,10 @@ impl GenerationConfig {
         match std::fs::read_to_string(path) {
             Ok(text) => GenerationConfig::from_json(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(GenerationConfig::default()),
-            Err(source) => Err(ModelError::Io { path: PathBuf::from(path), source }),
+            Err(source) => Err(ModelError::Io {
+                path: PathBuf::from(path),
+                source,
+            }),
         }
     }
 

@@ -88,7 +88,9 @@ pub enum ModelError {
         location: String,
     },
     /// A tensor has a shape other than the config implies.
-    #[error("tensor {name} in {path} has shape {actual:?}, expected {expected:?} from config.json")]
+    #[error(
+        "tensor {name} in {path} has shape {actual:?}, expected {expected:?} from config.json"
+    )]
     WrongShape {
         /// The checkpoint name of the tensor.
         name: String,

@@ -89,7 +89,8 @@ impl FileType {
             // The output projection is the most sensitive matrix.
             Role::Output if quantized && base != GgmlType::Q8_0 => GgmlType::Q6_K,
             Role::AttnV { layer, layers } | Role::FfnDown { layer, layers }
-                if matches!(self, FileType::Q4KM | FileType::Q5KM) && use_more_bits(layer, layers) =>
+                if matches!(self, FileType::Q4KM | FileType::Q5KM)
+                    && use_more_bits(layer, layers) =>
             {
                 GgmlType::Q6_K
             }
@@ -111,7 +112,9 @@ impl FileType {
 /// llama.cpp's `use_more_bits`: the first and last eighth of the layers and
 /// every third in between get more bits.
 fn use_more_bits(layer: usize, layers: usize) -> bool {
-    layer < layers / 8 || layer >= 7 * layers / 8 || (layer >= layers / 8 && (layer - layers / 8) % 3 == 2)
+    layer < layers / 8
+        || layer >= 7 * layers / 8
+        || (layer >= layers / 8 && (layer - layers / 8) % 3 == 2)
 }
 
 /// What a 2-D tensor does, for the type rules.
@@ -134,38 +137,112 @@ struct Plan {
 
 fn plan(cfg: &Config, has_output: bool) -> Vec<Plan> {
     let (h, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
-    let (q, kv) = (cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim);
+    let (q, kv) = (
+        cfg.num_attention_heads * cfg.head_dim,
+        cfg.num_key_value_heads * cfg.head_dim,
+    );
     let layers = cfg.num_hidden_layers;
     let mut out = vec![Plan {
         gguf: "token_embd.weight".into(),
         hf: "model.embed_tokens.weight".into(),
         shape: vec![v, h],
         // A tied embedding doubles as the output projection.
-        role: if has_output { Role::Other } else { Role::Output },
+        role: if has_output {
+            Role::Other
+        } else {
+            Role::Output
+        },
         permute_heads: None,
     }];
-    let one = |gguf: &str, hf: &str, shape: Vec<usize>, role: Role, permute_heads: Option<usize>| Plan {
-        gguf: gguf.into(),
-        hf: hf.into(),
-        shape,
-        role,
-        permute_heads,
-    };
+    let one =
+        |gguf: &str, hf: &str, shape: Vec<usize>, role: Role, permute_heads: Option<usize>| Plan {
+            gguf: gguf.into(),
+            hf: hf.into(),
+            shape,
+            role,
+            permute_heads,
+        };
     for l in 0..layers {
         let (g, p) = (format!("blk.{l}"), format!("model.layers.{l}"));
-        out.push(one(&format!("{g}.attn_norm.weight"), &format!("{p}.input_layernorm.weight"), vec![h], Role::Other, None));
-        out.push(one(&format!("{g}.attn_q.weight"), &format!("{p}.self_attn.q_proj.weight"), vec![q, h], Role::Other, Some(cfg.num_attention_heads)));
-        out.push(one(&format!("{g}.attn_k.weight"), &format!("{p}.self_attn.k_proj.weight"), vec![kv, h], Role::Other, Some(cfg.num_key_value_heads)));
-        out.push(one(&format!("{g}.attn_v.weight"), &format!("{p}.self_attn.v_proj.weight"), vec![kv, h], Role::AttnV { layer: l, layers }, None));
-        out.push(one(&format!("{g}.attn_output.weight"), &format!("{p}.self_attn.o_proj.weight"), vec![h, q], Role::Other, None));
-        out.push(one(&format!("{g}.ffn_norm.weight"), &format!("{p}.post_attention_layernorm.weight"), vec![h], Role::Other, None));
-        out.push(one(&format!("{g}.ffn_gate.weight"), &format!("{p}.mlp.gate_proj.weight"), vec![i, h], Role::Other, None));
-        out.push(one(&format!("{g}.ffn_up.weight"), &format!("{p}.mlp.up_proj.weight"), vec![i, h], Role::Other, None));
-        out.push(one(&format!("{g}.ffn_down.weight"), &format!("{p}.mlp.down_proj.weight"), vec![h, i], Role::FfnDown { layer: l, layers }, None));
+        out.push(one(
+            &format!("{g}.attn_norm.weight"),
+            &format!("{p}.input_layernorm.weight"),
+            vec![h],
+            Role::Other,
+            None,
+        ));
+        out.push(one(
+            &format!("{g}.attn_q.weight"),
+            &format!("{p}.self_attn.q_proj.weight"),
+            vec![q, h],
+            Role::Other,
+            Some(cfg.num_attention_heads),
+        ));
+        out.push(one(
+            &format!("{g}.attn_k.weight"),
+            &format!("{p}.self_attn.k_proj.weight"),
+            vec![kv, h],
+            Role::Other,
+            Some(cfg.num_key_value_heads),
+        ));
+        out.push(one(
+            &format!("{g}.attn_v.weight"),
+            &format!("{p}.self_attn.v_proj.weight"),
+            vec![kv, h],
+            Role::AttnV { layer: l, layers },
+            None,
+        ));
+        out.push(one(
+            &format!("{g}.attn_output.weight"),
+            &format!("{p}.self_attn.o_proj.weight"),
+            vec![h, q],
+            Role::Other,
+            None,
+        ));
+        out.push(one(
+            &format!("{g}.ffn_norm.weight"),
+            &format!("{p}.post_attention_layernorm.weight"),
+            vec![h],
+            Role::Other,
+            None,
+        ));
+        out.push(one(
+            &format!("{g}.ffn_gate.weight"),
+            &format!("{p}.mlp.gate_proj.weight"),
+            vec![i, h],
+            Role::Other,
+            None,
+        ));
+        out.push(one(
+            &format!("{g}.ffn_up.weight"),
+            &format!("{p}.mlp.up_proj.weight"),
+            vec![i, h],
+            Role::Other,
+            None,
+        ));
+        out.push(one(
+            &format!("{g}.ffn_down.weight"),
+            &format!("{p}.mlp.down_proj.weight"),
+            vec![h, i],
+            Role::FfnDown { layer: l, layers },
+            None,
+        ));
     }
-    out.push(one("output_norm.weight", "model.norm.weight", vec![h], Role::Other, None));
+    out.push(one(
+        "output_norm.weight",
+        "model.norm.weight",
+        vec![h],
+        Role::Other,
+        None,
+    ));
     if has_output {
-        out.push(one("output.weight", "lm_head.weight", vec![v, h], Role::Output, None));
+        out.push(one(
+            "output.weight",
+            "lm_head.weight",
+            vec![v, h],
+            Role::Output,
+            None,
+        ));
     }
     out
 }
@@ -208,8 +285,14 @@ pub fn model_metadata(cfg: &Config, name: &str, file_type: FileType) -> Metadata
     m.set("llama.attention.head_count_kv", u(cfg.num_key_value_heads));
     m.set("llama.attention.key_length", u(cfg.head_dim));
     m.set("llama.attention.value_length", u(cfg.head_dim));
-    m.set("llama.attention.layer_norm_rms_epsilon", MetadataValue::F32(cfg.rms_norm_eps as f32));
-    m.set("llama.rope.freq_base", MetadataValue::F32(cfg.rope_theta as f32));
+    m.set(
+        "llama.attention.layer_norm_rms_epsilon",
+        MetadataValue::F32(cfg.rms_norm_eps as f32),
+    );
+    m.set(
+        "llama.rope.freq_base",
+        MetadataValue::F32(cfg.rope_theta as f32),
+    );
     m
 }
 
@@ -230,21 +313,34 @@ pub fn add_model_tensors<'a>(
         // Check presence and shape now, so errors surface before writing.
         let weight = source.get(&p.hf, &p.shape)?;
         let dims: Vec<u64> = p.shape.iter().rev().map(|&d| d as u64).collect();
-        let ggml_type = if p.shape.len() == 1 { GgmlType::F32 } else { file_type.tensor_type(p.role, p.shape[1]) };
+        let ggml_type = if p.shape.len() == 1 {
+            GgmlType::F32
+        } else {
+            file_type.tensor_type(p.role, p.shape[1])
+        };
         let permute_heads = p.permute_heads.filter(|_| permute);
         let cols = *p.shape.last().unwrap_or(&1);
         writer
-            .add_tensor_with(&p.gguf, ggml_type, &dims, move || -> std::result::Result<Vec<u8>, ModelError> {
-                let mut values = weight.to_f32_vec()?;
-                if let Some(heads) = permute_heads {
-                    values = permute_rows(&values, heads, cols);
-                }
-                encode(&values, ggml_type)
-            })
+            .add_tensor_with(
+                &p.gguf,
+                ggml_type,
+                &dims,
+                move || -> std::result::Result<Vec<u8>, ModelError> {
+                    let mut values = weight.to_f32_vec()?;
+                    if let Some(heads) = permute_heads {
+                        values = permute_rows(&values, heads, cols);
+                    }
+                    encode(&values, ggml_type)
+                },
+            )
             .map_err(gguf_err)?;
     }
-    if matches!(cfg.rope_scaling, RopeScaling::Llama3 { .. } | RopeScaling::FrequencyFactors) {
-        let unscaled = Rope::from_factors(cfg.rope_theta, cfg.head_dim, None, RopeLayout::Interleaved);
+    if matches!(
+        cfg.rope_scaling,
+        RopeScaling::Llama3 { .. } | RopeScaling::FrequencyFactors
+    ) {
+        let unscaled =
+            Rope::from_factors(cfg.rope_theta, cfg.head_dim, None, RopeLayout::Interleaved);
         let factors: Vec<u8> = unscaled
             .inv_freq()
             .iter()
@@ -252,7 +348,12 @@ pub fn add_model_tensors<'a>(
             .flat_map(|(base, scaled)| (base / scaled).to_le_bytes())
             .collect();
         writer
-            .add_tensor("rope_freqs.weight", GgmlType::F32, &[(cfg.head_dim / 2) as u64], factors)
+            .add_tensor(
+                "rope_freqs.weight",
+                GgmlType::F32,
+                &[(cfg.head_dim / 2) as u64],
+                factors,
+            )
             .map_err(gguf_err)?;
     }
     Ok(())
@@ -262,11 +363,18 @@ pub fn add_model_tensors<'a>(
 fn encode(values: &[f32], ggml_type: GgmlType) -> Result<Vec<u8>> {
     Ok(match ggml_type {
         GgmlType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        GgmlType::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
-        GgmlType::BF16 => values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
+        GgmlType::F16 => values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
+        GgmlType::BF16 => values
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect(),
         other => {
-            let qtype = crate::gguf::quant_type(other)
-                .ok_or_else(|| ModelError::Export(format!("cannot write tensors of type {}", other.name())))?;
+            let qtype = crate::gguf::quant_type(other).ok_or_else(|| {
+                ModelError::Export(format!("cannot write tensors of type {}", other.name()))
+            })?;
             let mut out = Vec::new();
             herd_kernels::quantize(qtype, values, &mut out)?;
             out
@@ -287,6 +395,9 @@ mod tests {
     #[test]
     fn permutation_pairs_adjacent_dimensions() {
         // One head of dim 4, one column: rows [a0 a1 b0 b1] → [a0 b0 a1 b1].
-        assert_eq!(permute_rows(&[0.0, 1.0, 2.0, 3.0], 1, 1), vec![0.0, 2.0, 1.0, 3.0]);
+        assert_eq!(
+            permute_rows(&[0.0, 1.0, 2.0, 3.0], 1, 1),
+            vec![0.0, 2.0, 1.0, 3.0]
+        );
     }
 }

@@ -33,7 +33,10 @@ pub struct GgufWeights {
 impl GgufWeights {
     /// Wraps a parsed file; `path` is used in error messages.
     pub fn new(file: GgufFile, path: &Path) -> GgufWeights {
-        GgufWeights { file, path: path.to_path_buf() }
+        GgufWeights {
+            file,
+            path: path.to_path_buf(),
+        }
     }
 
     /// The parsed file (metadata for the tokenizer and `herd info`).
@@ -42,7 +45,10 @@ impl GgufWeights {
     }
 
     fn gguf_error(&self, e: herd_gguf::GgufError) -> ModelError {
-        ModelError::Gguf { path: self.path.clone(), reason: e.to_string() }
+        ModelError::Gguf {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
     }
 }
 
@@ -98,12 +104,18 @@ pub(crate) fn quant_type(t: GgmlType) -> Option<QuantType> {
 
 impl TensorSource for GgufWeights {
     fn get(&self, name: &str, expected: &[usize]) -> Result<Weight> {
-        let missing = || ModelError::MissingTensor { name: name.to_string(), location: self.path.display().to_string() };
-        let gname = gguf_name(name).ok_or_else(missing)?;
-        let tensor = self.file.tensor(&gname).ok_or_else(|| ModelError::MissingTensor {
-            name: gname.clone(),
+        let missing = || ModelError::MissingTensor {
+            name: name.to_string(),
             location: self.path.display().to_string(),
-        })?;
+        };
+        let gname = gguf_name(name).ok_or_else(missing)?;
+        let tensor = self
+            .file
+            .tensor(&gname)
+            .ok_or_else(|| ModelError::MissingTensor {
+                name: gname.clone(),
+                location: self.path.display().to_string(),
+            })?;
         let info = tensor.info();
         // GGUF lists dims fastest-first; PyTorch order is the reverse.
         let shape: Vec<usize> = info.dims().iter().rev().map(|&d| d as usize).collect();
@@ -120,7 +132,12 @@ impl TensorSource for GgufWeights {
             path: self.path.clone(),
             dtype: info.ggml_type().name().to_string(),
         })?;
-        Ok(Weight::from_gguf(self.file.bytes(), info.file_range(), dtype, shape))
+        Ok(Weight::from_gguf(
+            self.file.bytes(),
+            info.file_range(),
+            dtype,
+            shape,
+        ))
     }
 
     fn has(&self, name: &str) -> bool {
@@ -128,7 +145,11 @@ impl TensorSource for GgufWeights {
     }
 
     fn total_bytes(&self) -> u64 {
-        self.file.tensor_infos().iter().map(|t| t.n_bytes() as u64).sum()
+        self.file
+            .tensor_infos()
+            .iter()
+            .map(|t| t.n_bytes() as u64)
+            .sum()
     }
 
     fn rope_layout(&self) -> RopeLayout {
@@ -154,21 +175,30 @@ pub(crate) fn gguf_rope(weights: &GgufWeights, config: &Config) -> Result<Rope> 
             Some(w)
         }
     };
-    Ok(Rope::from_factors(config.rope_theta, config.head_dim, factors.as_deref(), RopeLayout::Interleaved))
+    Ok(Rope::from_factors(
+        config.rope_theta,
+        config.head_dim,
+        factors.as_deref(),
+        RopeLayout::Interleaved,
+    ))
 }
 
 impl GgufWeights {
     /// A small f32 tensor by its GGUF name (e.g. `rope_freqs.weight`).
     fn get_raw_f32(&self, gname: &str, len: usize) -> Result<Vec<f32>> {
-        let t = self.file.tensor(gname).ok_or_else(|| ModelError::MissingTensor {
-            name: gname.to_string(),
-            location: self.path.display().to_string(),
-        })?;
-        let dtype = weight_dtype(t.info().ggml_type()).ok_or_else(|| ModelError::UnsupportedDtype {
-            name: gname.to_string(),
-            path: self.path.clone(),
-            dtype: t.info().ggml_type().name().to_string(),
-        })?;
+        let t = self
+            .file
+            .tensor(gname)
+            .ok_or_else(|| ModelError::MissingTensor {
+                name: gname.to_string(),
+                location: self.path.display().to_string(),
+            })?;
+        let dtype =
+            weight_dtype(t.info().ggml_type()).ok_or_else(|| ModelError::UnsupportedDtype {
+                name: gname.to_string(),
+                path: self.path.clone(),
+                dtype: t.info().ggml_type().name().to_string(),
+            })?;
         Weight::from_gguf(self.file.bytes(), t.info().file_range(), dtype, vec![len]).to_f32_vec()
     }
 }
@@ -180,12 +210,18 @@ pub(crate) fn gguf_config(weights: &GgufWeights) -> Result<Config> {
     let path = &weights.path;
     let arch = meta.architecture().map_err(|e| weights.gguf_error(e))?;
     if arch != "llama" {
-        return Err(ModelError::UnsupportedArchitecture { path: path.clone(), found: arch.to_string() });
+        return Err(ModelError::UnsupportedArchitecture {
+            path: path.clone(),
+            found: arch.to_string(),
+        });
     }
     let need = |key: &str| -> Result<usize> {
         let v = meta.get_usize(key).map_err(|e| weights.gguf_error(e))?;
         if v == 0 {
-            return Err(ModelError::InvalidConfig { path: path.clone(), reason: format!("{key} must be positive") });
+            return Err(ModelError::InvalidConfig {
+                path: path.clone(),
+                reason: format!("{key} must be positive"),
+            });
         }
         Ok(v)
     };
@@ -198,14 +234,17 @@ pub(crate) fn gguf_config(weights: &GgufWeights) -> Result<Config> {
     };
     let optional_f64 = |key: &str| -> Result<Option<f64>> {
         if meta.contains_key(key) {
-            meta.get_f64(key).map(Some).map_err(|e| weights.gguf_error(e))
+            meta.get_f64(key)
+                .map(Some)
+                .map_err(|e| weights.gguf_error(e))
         } else {
             Ok(None)
         }
     };
     let hidden_size = need("llama.embedding_length")?;
     let num_attention_heads = need("llama.attention.head_count")?;
-    let num_key_value_heads = optional_usize("llama.attention.head_count_kv")?.unwrap_or(num_attention_heads);
+    let num_key_value_heads =
+        optional_usize("llama.attention.head_count_kv")?.unwrap_or(num_attention_heads);
     let vocab_size = match optional_usize("llama.vocab_size")? {
         Some(v) => v,
         None => weights
@@ -213,7 +252,10 @@ pub(crate) fn gguf_config(weights: &GgufWeights) -> Result<Config> {
             .tensor("token_embd.weight")
             .and_then(|t| t.info().dims().get(1).copied())
             .map(|d| d as usize)
-            .ok_or_else(|| ModelError::MissingTensor { name: "token_embd.weight".into(), location: path.display().to_string() })?,
+            .ok_or_else(|| ModelError::MissingTensor {
+                name: "token_embd.weight".into(),
+                location: path.display().to_string(),
+            })?,
     };
     let head_dim = match optional_usize("llama.attention.key_length")? {
         Some(d) => d,
@@ -239,7 +281,9 @@ pub(crate) fn gguf_config(weights: &GgufWeights) -> Result<Config> {
         tie_word_embeddings: weights.file.tensor("output.weight").is_none(),
         dtype: None,
         bos_token_id: token_id("tokenizer.ggml.bos_token_id"),
-        eos_token_ids: token_id("tokenizer.ggml.eos_token_id").into_iter().collect(),
+        eos_token_ids: token_id("tokenizer.ggml.eos_token_id")
+            .into_iter()
+            .collect(),
     };
     config.validate(path)?;
     Ok(config)

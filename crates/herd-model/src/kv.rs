@@ -18,7 +18,10 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for a model of this shape.
     pub fn new(cfg: &Config) -> KvCache {
-        KvCache { layers: vec![None; cfg.num_hidden_layers], len: 0 }
+        KvCache {
+            layers: vec![None; cfg.num_hidden_layers],
+            len: 0,
+        }
     }
 
     /// Number of positions stored.
@@ -60,14 +63,22 @@ impl KvCache {
     }
 
     /// Appends this step's keys and values for `layer` and returns all of them.
-    pub(crate) fn append(&mut self, layer: usize, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn append(
+        &mut self,
+        layer: usize,
+        k: Tensor,
+        v: Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let slot = self
             .layers
             .get_mut(layer)
             .ok_or_else(|| ModelError::InvalidInput(format!("KV cache has no layer {layer}")))?;
         let (k, v) = match slot.take() {
             None => (k, v),
-            Some((old_k, old_v)) => (Tensor::cat(&[&old_k, &k], 2)?, Tensor::cat(&[&old_v, &v], 2)?),
+            Some((old_k, old_v)) => (
+                Tensor::cat(&[&old_k, &k], 2)?,
+                Tensor::cat(&[&old_v, &v], 2)?,
+            ),
         };
         *slot = Some((k.clone(), v.clone()));
         Ok((k, v))

@@ -30,7 +30,9 @@ mod rope;
 mod weights;
 
 pub use checkpoint::{Checkpoint, Tensors};
-pub use config::{Config, GenerationConfig, RawConfig, RawRope, RopeScaling, TokenIds, WeightDtype};
+pub use config::{
+    Config, GenerationConfig, RawConfig, RawRope, RopeScaling, TokenIds, WeightDtype,
+};
 pub use error::{ModelError, Result};
 pub use export::{add_model_tensors, model_metadata, FileType};
 pub use gguf::GgufWeights;

@@ -42,8 +42,15 @@ struct Linear {
 }
 
 impl Linear {
-    fn load(files: &dyn TensorSource, name: &str, out_features: usize, in_features: usize) -> Result<Linear> {
-        Ok(Linear { weight: files.get(&format!("{name}.weight"), &[out_features, in_features])? })
+    fn load(
+        files: &dyn TensorSource,
+        name: &str,
+        out_features: usize,
+        in_features: usize,
+    ) -> Result<Linear> {
+        Ok(Linear {
+            weight: files.get(&format!("{name}.weight"), &[out_features, in_features])?,
+        })
     }
 
     /// `x · Wᵀ` for `x: (n, in_features)`.
@@ -51,7 +58,9 @@ impl Linear {
         let (n, k) = x.dims2()?;
         let out_features = self.weight.shape()[0];
         let mut y = vec![0f32; n * out_features];
-        with_f32_slice(x, |xs| matmul_wt(xs, n, k, self.weight.as_slice(), out_features, &mut y))??;
+        with_f32_slice(x, |xs| {
+            matmul_wt(xs, n, k, self.weight.as_slice(), out_features, &mut y)
+        })??;
         Ok(Tensor::from_vec(y, (n, out_features), x.device())?)
     }
 }
@@ -61,7 +70,9 @@ fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cpu(cpu) = &*storage else {
-        return Err(ModelError::InvalidInput("herd's kernels run on CPU tensors".into()));
+        return Err(ModelError::InvalidInput(
+            "herd's kernels run on CPU tensors".into(),
+        ));
     };
     let data = cpu.as_slice::<f32>()?;
     let (start, end) = layout
@@ -79,7 +90,12 @@ struct RmsNorm {
 }
 
 impl RmsNorm {
-    fn load(files: &dyn TensorSource, name: &str, cfg: &Config, device: &Device) -> Result<RmsNorm> {
+    fn load(
+        files: &dyn TensorSource,
+        name: &str,
+        cfg: &Config,
+        device: &Device,
+    ) -> Result<RmsNorm> {
         let w = files.get(&format!("{name}.weight"), &[cfg.hidden_size])?;
         Ok(RmsNorm {
             weight: Tensor::from_vec(w.to_f32_vec()?, cfg.hidden_size, device)?,
@@ -127,7 +143,13 @@ impl Attention {
     }
 
     /// `x: (total_new_tokens, hidden)` packed over `batch`; returns the same shape.
-    fn forward(&self, x: &Tensor, layer: usize, batch: &mut [SeqInput<'_>], rope: &Rope) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        layer: usize,
+        batch: &mut [SeqInput<'_>],
+        rope: &Rope,
+    ) -> Result<Tensor> {
         // Projections for all sequences at once.
         let q = self.q_proj.forward(x)?;
         let k = self.k_proj.forward(x)?;
@@ -137,9 +159,15 @@ impl Attention {
         for seq in batch.iter_mut() {
             let n = seq.tokens.len();
             let past = seq.cache.len();
-            let q = q.narrow(0, row, n)?.reshape((1, n, self.n_heads, self.head_dim))?;
-            let k = k.narrow(0, row, n)?.reshape((1, n, self.n_kv_heads, self.head_dim))?;
-            let v = v.narrow(0, row, n)?.reshape((1, n, self.n_kv_heads, self.head_dim))?;
+            let q = q
+                .narrow(0, row, n)?
+                .reshape((1, n, self.n_heads, self.head_dim))?;
+            let k = k
+                .narrow(0, row, n)?
+                .reshape((1, n, self.n_kv_heads, self.head_dim))?;
+            let v = v
+                .narrow(0, row, n)?
+                .reshape((1, n, self.n_kv_heads, self.head_dim))?;
             row += n;
             // (1, heads, n, head_dim), rotated by absolute position.
             let q = rope.apply(&q.transpose(1, 2)?, past)?;
@@ -169,18 +197,32 @@ impl Attention {
         };
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let y = probs.matmul(v)?; // (1, n_kv_heads, group * n, d)
-        let y = y.reshape((1, self.n_heads, n, self.head_dim))?.transpose(1, 2)?;
+        let y = y
+            .reshape((1, self.n_heads, n, self.head_dim))?
+            .transpose(1, 2)?;
         Ok(y.reshape((n, self.n_heads * self.head_dim))?)
     }
 }
 
 /// `(group * n, total)`: row `g * n + i` is query position `past + i`, which
 /// may see keys `0..=past + i`.
-fn causal_mask(n: usize, group: usize, past: usize, total: usize, device: &Device) -> Result<Tensor> {
+fn causal_mask(
+    n: usize,
+    group: usize,
+    past: usize,
+    total: usize,
+    device: &Device,
+) -> Result<Tensor> {
     let mut mask = Vec::with_capacity(group * n * total);
     for _ in 0..group {
         for i in 0..n {
-            mask.extend((0..total).map(|j| if j <= past + i { 0f32 } else { f32::NEG_INFINITY }));
+            mask.extend((0..total).map(|j| {
+                if j <= past + i {
+                    0f32
+                } else {
+                    f32::NEG_INFINITY
+                }
+            }));
         }
     }
     Ok(Tensor::from_vec(mask, (group * n, total), device)?)
@@ -224,12 +266,22 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn load(files: &dyn TensorSource, i: usize, cfg: &Config, device: &Device) -> Result<DecoderLayer> {
+    fn load(
+        files: &dyn TensorSource,
+        i: usize,
+        cfg: &Config,
+        device: &Device,
+    ) -> Result<DecoderLayer> {
         let name = format!("model.layers.{i}");
         Ok(DecoderLayer {
             input_layernorm: RmsNorm::load(files, &format!("{name}.input_layernorm"), cfg, device)?,
             self_attn: Attention::load(files, &format!("{name}.self_attn"), cfg)?,
-            post_attention_layernorm: RmsNorm::load(files, &format!("{name}.post_attention_layernorm"), cfg, device)?,
+            post_attention_layernorm: RmsNorm::load(
+                files,
+                &format!("{name}.post_attention_layernorm"),
+                cfg,
+                device,
+            )?,
             mlp: Mlp::load(files, &format!("{name}.mlp"), cfg)?,
         })
     }
@@ -254,12 +306,22 @@ pub struct Llama {
 impl Llama {
     /// Builds the model from already-opened weight files (HF tensor names),
     /// with the rotary embedding that matches their q/k row layout.
-    pub fn from_weights(config: Config, generation: GenerationConfig, files: &dyn TensorSource, rope: Rope) -> Result<Llama> {
+    pub fn from_weights(
+        config: Config,
+        generation: GenerationConfig,
+        files: &dyn TensorSource,
+        rope: Rope,
+    ) -> Result<Llama> {
         let device = Device::Cpu;
         let cfg = &config;
-        let embed_tokens = files.get("model.embed_tokens.weight", &[cfg.vocab_size, cfg.hidden_size])?;
+        let embed_tokens = files.get(
+            "model.embed_tokens.weight",
+            &[cfg.vocab_size, cfg.hidden_size],
+        )?;
         let lm_head = if cfg.tie_word_embeddings {
-            Linear { weight: embed_tokens.clone() }
+            Linear {
+                weight: embed_tokens.clone(),
+            }
         } else {
             Linear::load(files, "lm_head", cfg.vocab_size, cfg.hidden_size)?
         };
@@ -311,7 +373,10 @@ impl Llama {
     pub fn forward(&self, batch: &mut [SeqInput<'_>], which: Logits) -> Result<Vec<Tensor>> {
         self.check_batch(batch)?;
         // Embed all new tokens of all sequences into one packed matrix.
-        let tokens: Vec<u32> = batch.iter().flat_map(|s| s.tokens.iter().copied()).collect();
+        let tokens: Vec<u32> = batch
+            .iter()
+            .flat_map(|s| s.tokens.iter().copied())
+            .collect();
         let mut x = self.embed(&tokens)?;
         for (i, layer) in self.layers.iter().enumerate() {
             // x = x + attn(norm(x))
@@ -353,10 +418,16 @@ impl Llama {
     }
 
     /// Convenience: logits of one sequence's new tokens.
-    pub fn forward_one(&self, tokens: &[u32], cache: &mut KvCache, which: Logits) -> Result<Tensor> {
+    pub fn forward_one(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        which: Logits,
+    ) -> Result<Tensor> {
         let mut batch = [SeqInput { tokens, cache }];
         let mut out = self.forward(&mut batch, which)?;
-        out.pop().ok_or_else(|| ModelError::InvalidInput("empty batch".into()))
+        out.pop()
+            .ok_or_else(|| ModelError::InvalidInput("empty batch".into()))
     }
 
     fn check_batch(&self, batch: &[SeqInput<'_>]) -> Result<()> {
@@ -365,7 +436,9 @@ impl Llama {
         }
         for seq in batch {
             if seq.tokens.is_empty() {
-                return Err(ModelError::InvalidInput("a sequence in the batch has no new tokens".into()));
+                return Err(ModelError::InvalidInput(
+                    "a sequence in the batch has no new tokens".into(),
+                ));
             }
             if seq.cache.num_layers() != self.config.num_hidden_layers {
                 return Err(ModelError::InvalidInput(format!(
@@ -376,10 +449,20 @@ impl Llama {
             }
             let requested = seq.cache.len() + seq.tokens.len();
             if requested > self.config.max_position_embeddings {
-                return Err(ModelError::ContextOverflow { limit: self.config.max_position_embeddings, requested });
+                return Err(ModelError::ContextOverflow {
+                    limit: self.config.max_position_embeddings,
+                    requested,
+                });
             }
-            if let Some(&id) = seq.tokens.iter().find(|&&t| t as usize >= self.config.vocab_size) {
-                return Err(ModelError::TokenOutOfRange { id, vocab_size: self.config.vocab_size });
+            if let Some(&id) = seq
+                .tokens
+                .iter()
+                .find(|&&t| t as usize >= self.config.vocab_size)
+            {
+                return Err(ModelError::TokenOutOfRange {
+                    id,
+                    vocab_size: self.config.vocab_size,
+                });
             }
         }
         Ok(())
@@ -398,5 +481,9 @@ impl Llama {
 
 /// Logits row as a plain vector (for samplers and tests).
 pub fn logits_row(logits: &Tensor, row: usize) -> Result<Vec<f32>> {
-    Ok(logits.narrow(0, row, 1)?.squeeze(0)?.to_dtype(candle_core::DType::F32)?.to_vec1()?)
+    Ok(logits
+        .narrow(0, row, 1)?
+        .squeeze(0)?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1()?)
 }

@@ -39,8 +39,17 @@ impl Rope {
         let inv_freq = match cfg.rope_scaling {
             // Factors live in the weights; the GGUF loader uses `from_factors`.
             RopeScaling::None | RopeScaling::FrequencyFactors => inv_freq,
-            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
-                let (factor, low, high) = (factor as f32, low_freq_factor as f32, high_freq_factor as f32);
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
+                let (factor, low, high) = (
+                    factor as f32,
+                    low_freq_factor as f32,
+                    high_freq_factor as f32,
+                );
                 let old_context = original_max_position_embeddings as f32;
                 let low_freq_wavelen = old_context / low;
                 let high_freq_wavelen = old_context / high;
@@ -63,19 +72,29 @@ impl Rope {
                     .collect()
             }
         };
-        Rope { inv_freq, layout: RopeLayout::HalfSplit }
+        Rope {
+            inv_freq,
+            layout: RopeLayout::HalfSplit,
+        }
     }
 
     /// Frequencies `base^(-2i/d) / factors[i]`, as llama.cpp applies a GGUF
     /// file's `rope_freqs` tensor (which encodes Llama 3.1's scaling).
-    pub fn from_factors(base: f64, head_dim: usize, factors: Option<&[f32]>, layout: RopeLayout) -> Rope {
+    pub fn from_factors(
+        base: f64,
+        head_dim: usize,
+        factors: Option<&[f32]>,
+        layout: RopeLayout,
+    ) -> Rope {
         let base = base as f32;
         let inv_freq = (0..head_dim)
             .step_by(2)
             .enumerate()
             .map(|(j, i)| {
                 let f = 1.0 / base.powf(i as f32 / head_dim as f32);
-                factors.and_then(|fs| fs.get(j)).map_or(f, |factor| f / factor)
+                factors
+                    .and_then(|fs| fs.get(j))
+                    .map_or(f, |factor| f / factor)
             })
             .collect();
         Rope { inv_freq, layout }

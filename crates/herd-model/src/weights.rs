@@ -23,7 +23,10 @@ use crate::rope::RopeLayout;
 /// memory, such as the model embedded in the `herd` binary.
 enum Source {
     Mapped(Mmap),
-    Words { words: Vec<u64>, len: usize },
+    Words {
+        words: Vec<u64>,
+        len: usize,
+    },
     /// A GGUF file's bytes, shared with its parser.
     Gguf(herd_gguf::FileBytes),
 }
@@ -33,9 +36,16 @@ impl Source {
         let mut words = vec![0u64; bytes.len().div_ceil(8)];
         // SAFETY: `words` spans at least `bytes.len()` bytes and does not overlap `bytes`.
         unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast::<u8>(), bytes.len())
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                words.as_mut_ptr().cast::<u8>(),
+                bytes.len(),
+            )
         };
-        Source::Words { words, len: bytes.len() }
+        Source::Words {
+            words,
+            len: bytes.len(),
+        }
     }
 
     fn as_slice(&self) -> &[u8] {
@@ -43,7 +53,9 @@ impl Source {
             Source::Mapped(map) => map,
             // SAFETY: a Vec<u64> of ceil(len / 8) words holds at least `len`
             // initialised bytes, and u8 has no alignment requirement.
-            Source::Words { words, len } => unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), *len) },
+            Source::Words { words, len } => unsafe {
+                std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), *len)
+            },
             Source::Gguf(bytes) => bytes,
         }
     }
@@ -63,7 +75,11 @@ impl Bytes {
     }
 
     fn copy_of(bytes: &[u8]) -> Bytes {
-        Bytes { source: Arc::new(Source::copy_of(bytes)), start: 0, len: bytes.len() }
+        Bytes {
+            source: Arc::new(Source::copy_of(bytes)),
+            start: 0,
+            len: bytes.len(),
+        }
     }
 }
 
@@ -112,9 +128,15 @@ impl Weight {
         // n * size, and every bit pattern is a valid f32/f16/bf16.
         unsafe {
             match self.dtype {
-                WeightDtype::F32 => WeightSlice::F32(std::slice::from_raw_parts(bytes.as_ptr().cast(), n)),
-                WeightDtype::F16 => WeightSlice::F16(std::slice::from_raw_parts(bytes.as_ptr().cast(), n)),
-                WeightDtype::Bf16 => WeightSlice::Bf16(std::slice::from_raw_parts(bytes.as_ptr().cast(), n)),
+                WeightDtype::F32 => {
+                    WeightSlice::F32(std::slice::from_raw_parts(bytes.as_ptr().cast(), n))
+                }
+                WeightDtype::F16 => {
+                    WeightSlice::F16(std::slice::from_raw_parts(bytes.as_ptr().cast(), n))
+                }
+                WeightDtype::Bf16 => {
+                    WeightSlice::Bf16(std::slice::from_raw_parts(bytes.as_ptr().cast(), n))
+                }
                 WeightDtype::Quant(q) => WeightSlice::Quant(q, bytes),
             }
         }
@@ -126,16 +148,27 @@ impl Weight {
     pub fn read_f32(&self, start: usize, out: &mut [f32]) -> Result<()> {
         let end = start + out.len();
         if end > self.len() {
-            return Err(ModelError::InvalidInput(format!("elements {start}..{end} of a {}-element tensor", self.len())));
+            return Err(ModelError::InvalidInput(format!(
+                "elements {start}..{end} of a {}-element tensor",
+                self.len()
+            )));
         }
         match self.as_slice() {
             WeightSlice::F32(s) => out.copy_from_slice(&s[start..end]),
-            WeightSlice::F16(s) => out.iter_mut().zip(&s[start..end]).for_each(|(o, v)| *o = f16::to_f32(*v)),
-            WeightSlice::Bf16(s) => out.iter_mut().zip(&s[start..end]).for_each(|(o, v)| *o = bf16::to_f32(*v)),
+            WeightSlice::F16(s) => out
+                .iter_mut()
+                .zip(&s[start..end])
+                .for_each(|(o, v)| *o = f16::to_f32(*v)),
+            WeightSlice::Bf16(s) => out
+                .iter_mut()
+                .zip(&s[start..end])
+                .for_each(|(o, v)| *o = bf16::to_f32(*v)),
             WeightSlice::Quant(q, bytes) => {
                 let (elems, size) = (q.block_elems(), q.block_bytes());
                 if start % elems != 0 || out.len() % elems != 0 {
-                    return Err(ModelError::InvalidInput(format!("{q:?} reads must cover whole blocks of {elems}")));
+                    return Err(ModelError::InvalidInput(format!(
+                        "{q:?} reads must cover whole blocks of {elems}"
+                    )));
                 }
                 herd_kernels::dequantize(q, &bytes[start / elems * size..end / elems * size], out)?;
             }
@@ -160,18 +193,31 @@ impl Weight {
     ) -> Weight {
         let data: &[u8] = file;
         let bytes = if (data.as_ptr() as usize + range.start).is_multiple_of(dtype.alignment()) {
-            Bytes { source: Arc::new(Source::Gguf(file.clone())), start: range.start, len: range.len() }
+            Bytes {
+                source: Arc::new(Source::Gguf(file.clone())),
+                start: range.start,
+                len: range.len(),
+            }
         } else {
             Bytes::copy_of(&data[range])
         };
-        Weight { bytes, dtype, shape }
+        Weight {
+            bytes,
+            dtype,
+            shape,
+        }
     }
 
     /// A weight built from f32 values held in memory (tests, tools).
     pub fn from_f32(values: &[f32], shape: Vec<usize>) -> Weight {
         // SAFETY: reinterpreting initialised f32s as bytes.
-        let bytes = unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), values.len() * 4) };
-        Weight { bytes: Bytes::copy_of(bytes), dtype: WeightDtype::F32, shape }
+        let bytes =
+            unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), values.len() * 4) };
+        Weight {
+            bytes: Bytes::copy_of(bytes),
+            dtype: WeightDtype::F32,
+            shape,
+        }
     }
 }
 
@@ -240,20 +286,32 @@ impl WeightFiles {
     pub fn open_dir(dir: &Path) -> Result<WeightFiles> {
         let index_path = dir.join("model.safetensors.index.json");
         let (names, location) = if index_path.exists() {
-            let text = std::fs::read_to_string(&index_path)
-                .map_err(|source| ModelError::Io { path: index_path.clone(), source })?;
-            let index: ShardIndex = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            let text = std::fs::read_to_string(&index_path).map_err(|source| ModelError::Io {
                 path: index_path.clone(),
-                what: "safetensors shard index",
                 source,
             })?;
+            let index: ShardIndex =
+                serde_json::from_str(&text).map_err(|source| ModelError::Json {
+                    path: index_path.clone(),
+                    what: "safetensors shard index",
+                    source,
+                })?;
             let shards: BTreeSet<String> = index.weight_map.values().cloned().collect();
-            (shards.into_iter().collect::<Vec<_>>(), index_path.display().to_string())
+            (
+                shards.into_iter().collect::<Vec<_>>(),
+                index_path.display().to_string(),
+            )
         } else if dir.join("model.safetensors").exists() {
-            (vec!["model.safetensors".to_string()], dir.join("model.safetensors").display().to_string())
+            (
+                vec!["model.safetensors".to_string()],
+                dir.join("model.safetensors").display().to_string(),
+            )
         } else {
             let mut found: Vec<String> = std::fs::read_dir(dir)
-                .map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?
+                .map_err(|source| ModelError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?
                 .filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .filter(|n| n.ends_with(".safetensors"))
@@ -280,9 +338,16 @@ impl WeightFiles {
             for (name, entry) in parse_header(&map, path, file)? {
                 entries.insert(name, entry);
             }
-            files.push(MappedFile { path: path.clone(), source: Arc::new(Source::Mapped(map)) });
+            files.push(MappedFile {
+                path: path.clone(),
+                source: Arc::new(Source::Mapped(map)),
+            });
         }
-        Ok(WeightFiles { files, entries, location })
+        Ok(WeightFiles {
+            files,
+            entries,
+            location,
+        })
     }
 
     /// Indexes one safetensors file held in memory; `name` is used in errors.
@@ -290,7 +355,11 @@ impl WeightFiles {
         let path = PathBuf::from(name);
         let entries = parse_header(bytes, &path, 0)?.into_iter().collect();
         let source = Arc::new(Source::copy_of(bytes));
-        Ok(WeightFiles { files: vec![MappedFile { path, source }], entries, location: name.to_string() })
+        Ok(WeightFiles {
+            files: vec![MappedFile { path, source }],
+            entries,
+            location: name.to_string(),
+        })
     }
 
     /// Names of all tensors.
@@ -310,10 +379,13 @@ impl WeightFiles {
 
     /// The tensor `name`, checked against the `expected` shape.
     pub fn get(&self, name: &str, expected: &[usize]) -> Result<Weight> {
-        let entry = self.entries.get(name).ok_or_else(|| ModelError::MissingTensor {
-            name: name.to_string(),
-            location: self.location.clone(),
-        })?;
+        let entry = self
+            .entries
+            .get(name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                name: name.to_string(),
+                location: self.location.clone(),
+            })?;
         let file = &self.files[entry.file];
         if entry.shape != expected {
             return Err(ModelError::WrongShape {
@@ -324,39 +396,66 @@ impl WeightFiles {
             });
         }
         let data = file.source.as_slice();
-        let bytes = if (data.as_ptr() as usize + entry.start).is_multiple_of(entry.dtype.alignment()) {
-            Bytes { source: file.source.clone(), start: entry.start, len: entry.len }
-        } else {
-            Bytes::copy_of(&data[entry.start..entry.start + entry.len])
-        };
-        Ok(Weight { bytes, dtype: entry.dtype, shape: entry.shape.clone() })
+        let bytes =
+            if (data.as_ptr() as usize + entry.start).is_multiple_of(entry.dtype.alignment()) {
+                Bytes {
+                    source: file.source.clone(),
+                    start: entry.start,
+                    len: entry.len,
+                }
+            } else {
+                Bytes::copy_of(&data[entry.start..entry.start + entry.len])
+            };
+        Ok(Weight {
+            bytes,
+            dtype: entry.dtype,
+            shape: entry.shape.clone(),
+        })
     }
 
     /// The dtype most bytes are stored in (for `herd info`).
     pub fn dominant_dtype(&self) -> Option<WeightDtype> {
         let mut by_dtype: HashMap<String, (u64, WeightDtype)> = HashMap::new();
         for e in self.entries.values() {
-            by_dtype.entry(e.dtype.to_string()).or_insert((0, e.dtype)).0 += e.len as u64;
+            by_dtype
+                .entry(e.dtype.to_string())
+                .or_insert((0, e.dtype))
+                .0 += e.len as u64;
         }
-        by_dtype.into_values().max_by_key(|(n, _)| *n).map(|(_, d)| d)
+        by_dtype
+            .into_values()
+            .max_by_key(|(n, _)| *n)
+            .map(|(_, d)| d)
     }
 }
 
 fn map_file(path: &Path) -> Result<Mmap> {
     let file = std::fs::File::open(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
-            ModelError::MissingFile { path: path.to_path_buf(), hint: String::new() }
+            ModelError::MissingFile {
+                path: path.to_path_buf(),
+                hint: String::new(),
+            }
         } else {
-            ModelError::Io { path: path.to_path_buf(), source }
+            ModelError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
         }
     })?;
     // SAFETY: the map is read-only; as with every mmap-based loader, a file
     // truncated by another process while mapped is outside our control.
-    unsafe { Mmap::map(&file) }.map_err(|source| ModelError::Io { path: path.to_path_buf(), source })
+    unsafe { Mmap::map(&file) }.map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn parse_header(map: &[u8], path: &Path, file: usize) -> Result<Vec<(String, Entry)>> {
-    let bad = |reason: String| ModelError::Safetensors { path: path.to_path_buf(), reason };
+    let bad = |reason: String| ModelError::Safetensors {
+        path: path.to_path_buf(),
+        reason,
+    };
     let (header_len, metadata) =
         safetensors::SafeTensors::read_metadata(map).map_err(|e| bad(e.to_string()))?;
     let data_start = 8 + header_len;
@@ -385,7 +484,13 @@ fn parse_header(map: &[u8], path: &Path, file: usize) -> Result<Vec<(String, Ent
         }
         out.push((
             name,
-            Entry { file, dtype, shape: info.shape.clone(), start: data_start + begin, len: end - begin },
+            Entry {
+                file,
+                dtype,
+                shape: info.shape.clone(),
+                start: data_start + begin,
+                len: end - begin,
+            },
         ));
     }
     Ok(out)

@@ -21,13 +21,17 @@ fn copy_fixture(name: &str) -> tempfile::TempDir {
 
 fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let path = dir.join("config.json");
-    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     edit(&mut json);
     std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
 }
 
 /// Rewrites `model.safetensors` through `edit`, which gets name → (dtype, shape, bytes).
-fn edit_weights(dir: &Path, edit: impl FnOnce(&mut HashMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)>)) {
+fn edit_weights(
+    dir: &Path,
+    edit: impl FnOnce(&mut HashMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)>),
+) {
     let path = dir.join("model.safetensors");
     let bytes = std::fs::read(&path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -39,7 +43,12 @@ fn edit_weights(dir: &Path, edit: impl FnOnce(&mut HashMap<String, (safetensors:
     edit(&mut tensors);
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()
-        .map(|(n, (d, s, b))| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .map(|(n, (d, s, b))| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, None, &path).unwrap();
 }
@@ -60,7 +69,10 @@ fn missing_config() {
     let tmp = copy_fixture("llama32-tied");
     std::fs::remove_file(tmp.path().join("config.json")).unwrap();
     let msg = load_err(tmp.path());
-    assert!(msg.contains("config.json") && msg.contains("not found"), "{msg}");
+    assert!(
+        msg.contains("config.json") && msg.contains("not found"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -68,7 +80,10 @@ fn corrupt_config() {
     let tmp = copy_fixture("llama32-tied");
     std::fs::write(tmp.path().join("config.json"), "{\"hidden_size\": 64,,}").unwrap();
     let msg = load_err(tmp.path());
-    assert!(msg.contains("config.json") && msg.contains("line 1"), "{msg}");
+    assert!(
+        msg.contains("config.json") && msg.contains("line 1"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -89,7 +104,10 @@ fn unsupported_architecture() {
         c["model_type"] = serde_json::json!("mistral");
     });
     let err = Llama::load(tmp.path()).unwrap_err();
-    assert!(matches!(err, ModelError::UnsupportedArchitecture { .. }), "{err}");
+    assert!(
+        matches!(err, ModelError::UnsupportedArchitecture { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("MistralForCausalLM"));
 }
 
@@ -114,13 +132,18 @@ fn missing_tensor() {
         t.remove("model.layers.1.mlp.up_proj.weight");
     });
     let msg = load_err(tmp.path());
-    assert!(msg.contains("model.layers.1.mlp.up_proj.weight") && msg.contains("model.safetensors"), "{msg}");
+    assert!(
+        msg.contains("model.layers.1.mlp.up_proj.weight") && msg.contains("model.safetensors"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn wrong_shape() {
     let tmp = copy_fixture("llama32-tied");
-    edit_config(tmp.path(), |c| c["intermediate_size"] = serde_json::json!(200));
+    edit_config(tmp.path(), |c| {
+        c["intermediate_size"] = serde_json::json!(200)
+    });
     let err = Llama::load(tmp.path()).unwrap_err();
     assert!(matches!(err, ModelError::WrongShape { .. }), "{err}");
     let msg = err.to_string();
@@ -140,9 +163,16 @@ fn truncated_weights_file() {
 #[test]
 fn garbage_weights_file() {
     let tmp = copy_fixture("llama32-tied");
-    std::fs::write(tmp.path().join("model.safetensors"), b"not a safetensors file at all").unwrap();
+    std::fs::write(
+        tmp.path().join("model.safetensors"),
+        b"not a safetensors file at all",
+    )
+    .unwrap();
     let msg = load_err(tmp.path());
-    assert!(msg.contains("model.safetensors") && msg.contains("not a valid safetensors"), "{msg}");
+    assert!(
+        msg.contains("model.safetensors") && msg.contains("not a valid safetensors"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -152,7 +182,10 @@ fn missing_shard() {
         &std::fs::read_to_string(tmp.path().join("model.safetensors.index.json")).unwrap(),
     )
     .unwrap();
-    let shard = index["weight_map"]["lm_head.weight"].as_str().unwrap().to_string();
+    let shard = index["weight_map"]["lm_head.weight"]
+        .as_str()
+        .unwrap()
+        .to_string();
     std::fs::remove_file(tmp.path().join(&shard)).unwrap();
     let msg = load_err(tmp.path());
     assert!(msg.contains(&shard) && msg.contains("not found"), "{msg}");
@@ -163,7 +196,9 @@ fn prompt_longer_than_context() {
     let model = Llama::load(&model_dir("llama32-tied")).unwrap();
     let limit = model.config().max_position_embeddings;
     let prompt = vec![1u32; limit + 1];
-    let err = model.forward_one(&prompt, &mut model.new_cache(), Logits::Last).unwrap_err();
+    let err = model
+        .forward_one(&prompt, &mut model.new_cache(), Logits::Last)
+        .unwrap_err();
     assert!(matches!(err, ModelError::ContextOverflow { .. }), "{err}");
     assert!(err.to_string().contains(&limit.to_string()));
 }
@@ -172,9 +207,13 @@ fn prompt_longer_than_context() {
 fn token_outside_vocabulary_leaves_cache_untouched() {
     let model = Llama::load(&model_dir("llama32-tied")).unwrap();
     let mut cache = model.new_cache();
-    model.forward_one(&[1, 2, 3], &mut cache, Logits::Last).unwrap();
+    model
+        .forward_one(&[1, 2, 3], &mut cache, Logits::Last)
+        .unwrap();
     let vocab = model.config().vocab_size as u32;
-    let err = model.forward_one(&[4, vocab], &mut cache, Logits::Last).unwrap_err();
+    let err = model
+        .forward_one(&[4, vocab], &mut cache, Logits::Last)
+        .unwrap_err();
     assert!(matches!(err, ModelError::TokenOutOfRange { .. }), "{err}");
     assert_eq!(cache.len(), 3);
 }

@@ -12,7 +12,14 @@ use herd_model::{add_model_tensors, model_metadata, Checkpoint, FileType, Llama,
 fn export(name: &str, file_type: FileType) -> (tempfile::TempDir, std::path::PathBuf) {
     let checkpoint = Checkpoint::open(&model_dir(name)).unwrap();
     let mut writer = GgufWriter::with_metadata(model_metadata(&checkpoint.config, name, file_type));
-    add_model_tensors(&mut writer, &checkpoint.config, &checkpoint.tensors, &checkpoint.rope, file_type).unwrap();
+    add_model_tensors(
+        &mut writer,
+        &checkpoint.config,
+        &checkpoint.tensors,
+        &checkpoint.rope,
+        file_type,
+    )
+    .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join(format!("{name}.gguf"));
     writer.write_to_path(&path).unwrap();
@@ -20,7 +27,11 @@ fn export(name: &str, file_type: FileType) -> (tempfile::TempDir, std::path::Pat
 }
 
 fn all_logits(model: &Llama, prompt: &[u32]) -> Vec<f32> {
-    flat(&model.forward_one(prompt, &mut model.new_cache(), Logits::All).unwrap())
+    flat(
+        &model
+            .forward_one(prompt, &mut model.new_cache(), Logits::All)
+            .unwrap(),
+    )
 }
 
 #[test]
@@ -31,7 +42,10 @@ fn f32_gguf_reproduces_the_safetensors_logits() {
         let reference = Reference::load(name);
         for (i, prompt) in reference.prompts.iter().enumerate() {
             let diff = max_abs_diff(&all_logits(&gguf, prompt), &reference.logits("logits", i));
-            assert!(diff < 1e-4, "{name} prompt {i}: GGUF f32 vs transformers differ by {diff}");
+            assert!(
+                diff < 1e-4,
+                "{name} prompt {i}: GGUF f32 vs transformers differ by {diff}"
+            );
         }
     }
 }
@@ -58,8 +72,14 @@ fn quantized_gguf_stays_within_quantization_error() {
         let (_tmp, path) = export("llama32-tied", file_type);
         let model = Llama::load(&path).unwrap();
         let diff = max_abs_diff(&all_logits(&model, prompt), &want);
-        eprintln!("{file_type:?}: max |Δlogit| = {diff:.4} ({:.2}% of the largest logit)", 100.0 * diff / scale);
-        assert!(diff > 0.0 && diff < tolerance * scale, "{file_type:?}: max |Δ| = {diff} vs logit scale {scale}");
+        eprintln!(
+            "{file_type:?}: max |Δlogit| = {diff:.4} ({:.2}% of the largest logit)",
+            100.0 * diff / scale
+        );
+        assert!(
+            diff > 0.0 && diff < tolerance * scale,
+            "{file_type:?}: max |Δ| = {diff} vs logit scale {scale}"
+        );
     }
 }
 

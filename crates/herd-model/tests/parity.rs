@@ -22,7 +22,9 @@ fn greedy(model: &Llama, prompt: &[u32], n: usize) -> Vec<u32> {
         let row = flat(&logits);
         let next = argmax(&row);
         out.push(next);
-        logits = model.forward_one(&[next], &mut cache, Logits::Last).unwrap();
+        logits = model
+            .forward_one(&[next], &mut cache, Logits::Last)
+            .unwrap();
     }
     out
 }
@@ -46,8 +48,15 @@ fn logits_match_transformers() {
             let mut cache = model.new_cache();
             let logits = model.forward_one(prompt, &mut cache, Logits::All).unwrap();
             let diff = max_abs_diff(&flat(&logits), &reference.logits("logits", i));
-            eprintln!("{name} prompt {i} ({} tokens): max |Δlogit| = {diff:.2e}", prompt.len());
-            assert!(diff < F32_TOL, "{name} prompt {i} ({} tokens): max |Δlogit| = {diff}", prompt.len());
+            eprintln!(
+                "{name} prompt {i} ({} tokens): max |Δlogit| = {diff:.2e}",
+                prompt.len()
+            );
+            assert!(
+                diff < F32_TOL,
+                "{name} prompt {i} ({} tokens): max |Δlogit| = {diff}",
+                prompt.len()
+            );
         }
     }
 }
@@ -67,7 +76,10 @@ fn bf16_checkpoint_is_close_to_pytorch_bf16_arithmetic() {
         let bf16 = reference.logits("logits_bf16", i);
         let diff = max_abs_diff(&logits, &bf16);
         let scale = bf16.iter().fold(0f32, |m, x| m.max(x.abs()));
-        assert!(diff < 0.05 * scale.max(1.0), "prompt {i}: max |Δ| = {diff} vs logit scale {scale}");
+        assert!(
+            diff < 0.05 * scale.max(1.0),
+            "prompt {i}: max |Δ| = {diff} vs logit scale {scale}"
+        );
     }
 }
 
@@ -78,7 +90,11 @@ fn greedy_continuations_match_transformers() {
         let reference = Reference::load(name);
         for (i, prompt) in reference.prompts.iter().enumerate() {
             let want = &reference.greedy[i];
-            assert_eq!(&greedy(&model, prompt, want.len()), want, "{name} prompt {i}");
+            assert_eq!(
+                &greedy(&model, prompt, want.len()),
+                want,
+                "{name} prompt {i}"
+            );
         }
     }
 }
@@ -90,9 +106,19 @@ fn batch_of_different_lengths_equals_each_alone() {
     let alone: Vec<Vec<f32>> = reference
         .prompts
         .iter()
-        .map(|p| flat(&model.forward_one(p, &mut model.new_cache(), Logits::All).unwrap()))
+        .map(|p| {
+            flat(
+                &model
+                    .forward_one(p, &mut model.new_cache(), Logits::All)
+                    .unwrap(),
+            )
+        })
         .collect();
-    let mut caches: Vec<KvCache> = reference.prompts.iter().map(|_| model.new_cache()).collect();
+    let mut caches: Vec<KvCache> = reference
+        .prompts
+        .iter()
+        .map(|_| model.new_cache())
+        .collect();
     let mut batch: Vec<SeqInput> = reference
         .prompts
         .iter()
@@ -103,19 +129,32 @@ fn batch_of_different_lengths_equals_each_alone() {
     for (i, logits) in together.iter().enumerate() {
         let diff = max_abs_diff(&flat(logits), &alone[i]);
         // Batching changes the kernels' blocking (and so f32 summation order), nothing else.
-        assert!(diff < F32_TOL, "sequence {i}: batched vs alone differ by {diff}");
+        assert!(
+            diff < F32_TOL,
+            "sequence {i}: batched vs alone differ by {diff}"
+        );
     }
     // Then decode one token for all sequences at once (mixed positions).
     let next: Vec<[u32; 1]> = reference.greedy.iter().map(|g| [g[0]]).collect();
-    let mut batch: Vec<SeqInput> =
-        next.iter().zip(caches.iter_mut()).map(|(t, cache)| SeqInput { tokens: t, cache }).collect();
+    let mut batch: Vec<SeqInput> = next
+        .iter()
+        .zip(caches.iter_mut())
+        .map(|(t, cache)| SeqInput { tokens: t, cache })
+        .collect();
     let stepped = model.forward(&mut batch, Logits::Last).unwrap();
     for (i, logits) in stepped.iter().enumerate() {
         let mut full: Vec<u32> = reference.prompts[i].clone();
         full.push(next[i][0]);
-        let want = flat(&model.forward_one(&full, &mut model.new_cache(), Logits::Last).unwrap());
+        let want = flat(
+            &model
+                .forward_one(&full, &mut model.new_cache(), Logits::Last)
+                .unwrap(),
+        );
         let diff = max_abs_diff(&flat(logits), &want);
-        assert!(diff < 1e-4, "sequence {i}: batched decode step differs by {diff}");
+        assert!(
+            diff < 1e-4,
+            "sequence {i}: batched decode step differs by {diff}"
+        );
     }
 }
 
@@ -125,14 +164,24 @@ fn incremental_decoding_equals_full_recomputation() {
         let model = Llama::load(&model_dir(name)).unwrap();
         let reference = Reference::load(name);
         let prompt = reference.prompts.last().unwrap();
-        let full = flat(&model.forward_one(prompt, &mut model.new_cache(), Logits::All).unwrap());
+        let full = flat(
+            &model
+                .forward_one(prompt, &mut model.new_cache(), Logits::All)
+                .unwrap(),
+        );
         let vocab = model.config().vocab_size;
         // Prefill a prefix, then feed one token at a time.
         let split = prompt.len() / 3;
         let mut cache = model.new_cache();
-        let mut pieces = flat(&model.forward_one(&prompt[..split], &mut cache, Logits::All).unwrap());
+        let mut pieces = flat(
+            &model
+                .forward_one(&prompt[..split], &mut cache, Logits::All)
+                .unwrap(),
+        );
         for &t in &prompt[split..] {
-            pieces.extend(flat(&model.forward_one(&[t], &mut cache, Logits::All).unwrap()));
+            pieces.extend(flat(
+                &model.forward_one(&[t], &mut cache, Logits::All).unwrap(),
+            ));
         }
         assert_eq!(cache.len(), prompt.len());
         assert_eq!(pieces.len(), prompt.len() * vocab);
@@ -146,11 +195,17 @@ fn chunked_prefill_equals_one_shot() {
     let model = Llama::load(&model_dir("llama32-tied")).unwrap();
     let reference = Reference::load("llama32-tied");
     let prompt = reference.prompts.last().unwrap();
-    let full = flat(&model.forward_one(prompt, &mut model.new_cache(), Logits::All).unwrap());
+    let full = flat(
+        &model
+            .forward_one(prompt, &mut model.new_cache(), Logits::All)
+            .unwrap(),
+    );
     let mut cache = model.new_cache();
     let mut chunks = Vec::new();
     for chunk in prompt.chunks(17) {
-        chunks.extend(flat(&model.forward_one(chunk, &mut cache, Logits::All).unwrap()));
+        chunks.extend(flat(
+            &model.forward_one(chunk, &mut cache, Logits::All).unwrap(),
+        ));
     }
     let diff = max_abs_diff(&chunks, &full);
     assert!(diff < 1e-4, "chunked vs one-shot differ by {diff}");
@@ -160,8 +215,12 @@ fn chunked_prefill_equals_one_shot() {
 fn last_logits_equal_last_row_of_all() {
     let model = Llama::load(&model_dir("llama31-tiny")).unwrap();
     let prompt = &Reference::load("llama31-tiny").prompts[1];
-    let all = model.forward_one(prompt, &mut model.new_cache(), Logits::All).unwrap();
-    let last = model.forward_one(prompt, &mut model.new_cache(), Logits::Last).unwrap();
+    let all = model
+        .forward_one(prompt, &mut model.new_cache(), Logits::All)
+        .unwrap();
+    let last = model
+        .forward_one(prompt, &mut model.new_cache(), Logits::Last)
+        .unwrap();
     let want = flat(&all.narrow(0, prompt.len() - 1, 1).unwrap());
     assert!(max_abs_diff(&flat(&last), &want) < F32_TOL);
 }
@@ -174,8 +233,16 @@ fn truncated_cache_recomputes_the_same_continuation() {
     model.forward_one(prompt, &mut cache, Logits::All).unwrap();
     cache.truncate(10).unwrap();
     assert_eq!(cache.len(), 10);
-    let resumed = flat(&model.forward_one(&prompt[10..], &mut cache, Logits::All).unwrap());
-    let full = flat(&model.forward_one(prompt, &mut model.new_cache(), Logits::All).unwrap());
+    let resumed = flat(
+        &model
+            .forward_one(&prompt[10..], &mut cache, Logits::All)
+            .unwrap(),
+    );
+    let full = flat(
+        &model
+            .forward_one(prompt, &mut model.new_cache(), Logits::All)
+            .unwrap(),
+    );
     let vocab = model.config().vocab_size;
     assert!(max_abs_diff(&resumed, &full[10 * vocab..]) < 1e-4);
 }

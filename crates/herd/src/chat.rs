@@ -38,8 +38,15 @@ pub fn run(args: ChatArgs) -> anyhow::Result<ExitCode> {
         })?;
     }
 
-    eprintln!("herd chat with {} — /reset clears the conversation, /exit or Ctrl-D quits.", loaded.name);
-    let mut dialog: Vec<Message> = args.system.iter().map(|s| Message::new(Role::System, s)).collect();
+    eprintln!(
+        "herd chat with {} — /reset clears the conversation, /exit or Ctrl-D quits.",
+        loaded.name
+    );
+    let mut dialog: Vec<Message> = args
+        .system
+        .iter()
+        .map(|s| Message::new(Role::System, s))
+        .collect();
     let mut cache = loaded.model.new_cache();
     let mut cached: Vec<u32> = Vec::new();
     let mut stdin = std::io::stdin().lock();
@@ -75,11 +82,20 @@ pub fn run(args: ChatArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         // Keep the cache for the prefix this prompt shares with the last one.
-        let shared = cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
+        let shared = cached
+            .iter()
+            .zip(&prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
         cache.truncate(shared)?;
         let mut params = sampling.clone();
         params.seed = params.seed.wrapping_add(turn);
-        let request = GenerateRequest { prompt, max_new_tokens: args.sampling.max_tokens, sampling: params, stop_ids: stops.clone() };
+        let request = GenerateRequest {
+            prompt,
+            max_new_tokens: args.sampling.max_tokens,
+            sampling: params,
+            stop_ids: stops.clone(),
+        };
 
         let mut decoder = StreamDecoder::new(true);
         generating.store(true, Ordering::SeqCst);
@@ -100,7 +116,12 @@ pub fn run(args: ChatArgs) -> anyhow::Result<ExitCode> {
         report(&generation, request.prompt.len());
         let answer = loaded.tokenizer.decode(&generation.tokens, true)?;
         cached = request.prompt;
-        cached.extend(generation.tokens.iter().take(cache.len().saturating_sub(cached.len())));
+        cached.extend(
+            generation
+                .tokens
+                .iter()
+                .take(cache.len().saturating_sub(cached.len())),
+        );
         dialog.push(Message::new(Role::Assistant, &answer));
         turn += 1;
         if interrupted.load(Ordering::SeqCst) {

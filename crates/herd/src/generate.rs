@@ -57,19 +57,22 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
             format!("{token} ")
         } else {
             match decoder.step(&loaded.tokenizer, token) {
-            Ok(text) => text.unwrap_or_default(),
-            Err(e) => {
-                // E.g. an id in the padding of the embedding table, past the
-                // tokenizer's vocabulary: nothing to print, keep generating.
-                if !warned {
-                    eprintln!("warning: {e}");
-                    warned = true;
+                Ok(text) => text.unwrap_or_default(),
+                Err(e) => {
+                    // E.g. an id in the padding of the embedding table, past the
+                    // tokenizer's vocabulary: nothing to print, keep generating.
+                    if !warned {
+                        eprintln!("warning: {e}");
+                        warned = true;
+                    }
+                    String::new()
                 }
-                String::new()
             }
-        }
         };
-        if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+        if let Err(e) = stdout
+            .write_all(text.as_bytes())
+            .and_then(|_| stdout.flush())
+        {
             // A closed pipe (`herd generate | head`) ends generation quietly.
             if e.kind() != std::io::ErrorKind::BrokenPipe {
                 write_error = Some(e.into());
@@ -85,7 +88,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = write_error {
         return Err(e);
     }
-    let tail = if args.ids { String::new() } else { decoder.finish(&loaded.tokenizer)? };
+    let tail = if args.ids {
+        String::new()
+    } else {
+        decoder.finish(&loaded.tokenizer)?
+    };
     let _ = writeln!(stdout, "{tail}");
     report(&generation, request.prompt.len());
     Ok(ExitCode::SUCCESS)

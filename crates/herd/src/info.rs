@@ -12,7 +12,10 @@ pub fn run(args: InfoArgs) -> anyhow::Result<ExitCode> {
     let cfg = loaded.model.config();
     let context = args.context.unwrap_or(cfg.max_position_embeddings);
     if context == 0 || context > cfg.max_position_embeddings {
-        anyhow::bail!("--context must be between 1 and the model's {} tokens", cfg.max_position_embeddings);
+        anyhow::bail!(
+            "--context must be between 1 and the model's {} tokens",
+            cfg.max_position_embeddings
+        );
     }
     let params = cfg.num_parameters();
     let weights = loaded.model.weight_bytes();
@@ -32,13 +35,27 @@ pub fn run(args: InfoArgs) -> anyhow::Result<ExitCode> {
     println!("dtype:          {}", loaded.model.dtype());
     println!(
         "layers:         {} x (hidden {}, MLP {}, {} query heads / {} KV heads of {})",
-        cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        cfg.num_hidden_layers,
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        cfg.head_dim
     );
-    println!("vocabulary:     {} (tokenizer {}), tied embeddings: {}", cfg.vocab_size, tok.vocab_size(), cfg.tie_word_embeddings);
+    println!(
+        "vocabulary:     {} (tokenizer {}), tied embeddings: {}",
+        cfg.vocab_size,
+        tok.vocab_size(),
+        cfg.tie_word_embeddings
+    );
     println!("rope:           {rope}");
     println!("context length: {} tokens", cfg.max_position_embeddings);
-    println!("memory:         {} weights (memory-mapped) + {} KV cache for {context} tokens = {}",
-        human_bytes(weights), human_bytes(kv), human_bytes(weights + kv));
+    println!(
+        "memory:         {} weights (memory-mapped) + {} KV cache for {context} tokens = {}",
+        human_bytes(weights),
+        human_bytes(kv),
+        human_bytes(weights + kv)
+    );
     println!("cpu:            {}", herd_kernels::cpu_features());
     Ok(ExitCode::SUCCESS)
 }

@@ -17,11 +17,14 @@ use crate::args::{ModelArgs, SamplingArgs};
 /// gibberish, but exercises every code path of a real checkpoint).
 mod embedded {
     pub const NAME: &str = "<embedded llama32-tied>";
-    pub const CONFIG: &str = include_str!("../../../tests/fixtures/models/llama32-tied/config.json");
+    pub const CONFIG: &str =
+        include_str!("../../../tests/fixtures/models/llama32-tied/config.json");
     pub const GENERATION: &str =
         include_str!("../../../tests/fixtures/models/llama32-tied/generation_config.json");
-    pub const WEIGHTS: &[u8] = include_bytes!("../../../tests/fixtures/models/llama32-tied/model.safetensors");
-    pub const TOKENIZER: &[u8] = include_bytes!("../../../tests/fixtures/models/llama32-tied/tokenizer.json");
+    pub const WEIGHTS: &[u8] =
+        include_bytes!("../../../tests/fixtures/models/llama32-tied/model.safetensors");
+    pub const TOKENIZER: &[u8] =
+        include_bytes!("../../../tests/fixtures/models/llama32-tied/tokenizer.json");
 }
 
 /// A model with its tokenizer and a name for messages.
@@ -38,10 +41,19 @@ pub fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
             let (checkpoint, tokenizer) = open(path)?;
             let model = checkpoint.into_model()?;
             check_vocab(&model, &tokenizer, path)?;
-            Ok(Loaded { model, tokenizer, name: path.display().to_string() })
+            Ok(Loaded {
+                model,
+                tokenizer,
+                name: path.display().to_string(),
+            })
         }
         None => Ok(Loaded {
-            model: Llama::from_memory(embedded::CONFIG, Some(embedded::GENERATION), embedded::WEIGHTS, embedded::NAME)?,
+            model: Llama::from_memory(
+                embedded::CONFIG,
+                Some(embedded::GENERATION),
+                embedded::WEIGHTS,
+                embedded::NAME,
+            )?,
             tokenizer: Tokenizer::from_json_bytes(embedded::TOKENIZER)
                 .with_context(|| format!("{}: tokenizer.json", embedded::NAME))?,
             name: embedded::NAME.to_string(),
@@ -53,7 +65,8 @@ pub fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
 pub fn open(path: &Path) -> anyhow::Result<(Checkpoint, Tokenizer)> {
     let checkpoint = Checkpoint::open(path)?;
     let tokenizer = match checkpoint.gguf() {
-        Some(file) => gguf_tokenizer(file.metadata()).with_context(|| format!("{}: tokenizer metadata", path.display()))?,
+        Some(file) => gguf_tokenizer(file.metadata())
+            .with_context(|| format!("{}: tokenizer metadata", path.display()))?,
         None => Tokenizer::from_dir(path)?,
     };
     Ok((checkpoint, tokenizer))
@@ -64,10 +77,20 @@ fn gguf_tokenizer(meta: &herd_gguf::Metadata) -> anyhow::Result<Tokenizer> {
     let optional_u32 = |key: &str| meta.get_u32(key).optional();
     let vocab = GgufVocab {
         model: meta.get_str("tokenizer.ggml.model")?.to_string(),
-        pre: meta.get_str("tokenizer.ggml.pre").optional()?.map(str::to_string),
+        pre: meta
+            .get_str("tokenizer.ggml.pre")
+            .optional()?
+            .map(str::to_string),
         tokens: meta.get_array_str("tokenizer.ggml.tokens")?.to_vec(),
-        token_types: meta.get_array_i32("tokenizer.ggml.token_type").optional()?.map(<[i32]>::to_vec),
-        merges: meta.get_array_str("tokenizer.ggml.merges").optional()?.map(<[String]>::to_vec).unwrap_or_default(),
+        token_types: meta
+            .get_array_i32("tokenizer.ggml.token_type")
+            .optional()?
+            .map(<[i32]>::to_vec),
+        merges: meta
+            .get_array_str("tokenizer.ggml.merges")
+            .optional()?
+            .map(<[String]>::to_vec)
+            .unwrap_or_default(),
         bos_id: optional_u32("tokenizer.ggml.bos_token_id")?,
         eos_id: optional_u32("tokenizer.ggml.eos_token_id")?,
         add_bos: meta.get_bool("tokenizer.ggml.add_bos_token").optional()?,
@@ -123,7 +146,13 @@ pub fn sampling_params(args: &SamplingArgs, model: &Llama) -> anyhow::Result<Sam
 pub fn stop_ids(loaded: &Loaded) -> Vec<u32> {
     let mut ids = loaded.tokenizer.stop_ids();
     let cfg = loaded.model.config();
-    let gen = loaded.model.generation_config().eos_token_id.as_ref().map(|t| t.to_vec()).unwrap_or_default();
+    let gen = loaded
+        .model
+        .generation_config()
+        .eos_token_id
+        .as_ref()
+        .map(|t| t.to_vec())
+        .unwrap_or_default();
     for id in cfg.eos_token_ids.iter().chain(gen.iter()) {
         if !ids.contains(id) {
             ids.push(*id);

@@ -30,13 +30,18 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn reference(name: &str) -> serde_json::Value {
-    let path = root().join("tests/fixtures/reference").join(format!("{name}.json"));
+    let path = root()
+        .join("tests/fixtures/reference")
+        .join(format!("{name}.json"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn assert_clean_failure(out: &Output, needle: &str) {
     let stderr = text(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
     assert!(stderr.contains(needle), "stderr lacks {needle:?}: {stderr}");
 }
@@ -45,22 +50,51 @@ fn assert_clean_failure(out: &Output, needle: &str) {
 fn greedy_generation_matches_transformers() {
     let reference = reference("llama31-tiny");
     let prompt = reference["prompt_texts"][2].as_str().unwrap();
-    let want: Vec<u32> = reference["greedy"][2].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let want: Vec<u32> = reference["greedy"][2]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
     let dir = model("llama31-tiny");
-    let out = herd(&["generate", "--model", dir.to_str().unwrap(), "--prompt", prompt, "--greedy", "-n", "20"]);
+    let out = herd(&[
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt",
+        prompt,
+        "--greedy",
+        "-n",
+        "20",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let tokenizer = herd_tokenizer::Tokenizer::from_dir(&dir).unwrap();
     let expected = tokenizer.decode(&want, true).unwrap();
     assert_eq!(text(&out.stdout).trim_end_matches('\n'), expected);
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("time to first token") && stderr.contains("tok/s"), "{stderr}");
+    assert!(
+        stderr.contains("time to first token") && stderr.contains("tok/s"),
+        "{stderr}"
+    );
     assert!(stderr.contains("generated 20 tokens"), "{stderr}");
 }
 
 #[test]
 fn same_seed_same_text_other_seed_other_text() {
     let run = |seed: &str| {
-        let out = herd(&["generate", "--prompt", "Anna reads", "--temperature", "1.0", "--top-p", "0.95", "--seed", seed, "-n", "24"]);
+        let out = herd(&[
+            "generate",
+            "--prompt",
+            "Anna reads",
+            "--temperature",
+            "1.0",
+            "--top-p",
+            "0.95",
+            "--seed",
+            seed,
+            "-n",
+            "24",
+        ]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         out.stdout
     };
@@ -71,22 +105,56 @@ fn same_seed_same_text_other_seed_other_text() {
 #[test]
 fn chat_holds_a_conversation_and_exits_on_eof() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
-        .args(["--threads", "2", "chat", "--system", "You are terse.", "--greedy", "-n", "8"])
+        .args([
+            "--threads",
+            "2",
+            "chat",
+            "--system",
+            "You are terse.",
+            "--greedy",
+            "-n",
+            "8",
+        ])
         .env_remove("HERD_MODEL")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"hello there\nand a second question\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello there\nand a second question\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stderr.matches("time to first token").count(), 2, "{stderr}");
     // The second turn reuses the cached first turn: fewer tokens computed than in the prompt.
-    let second = stderr.lines().filter(|l| l.contains("time to first token")).nth(1).unwrap();
-    let prompt: usize = second.split("prompt ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
-    let computed: usize = second.split('(').nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    let second = stderr
+        .lines()
+        .filter(|l| l.contains("time to first token"))
+        .nth(1)
+        .unwrap();
+    let prompt: usize = second
+        .split("prompt ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let computed: usize = second
+        .split('(')
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(computed < prompt, "{second}");
     assert!(!stderr.contains("panicked"));
 }
@@ -110,14 +178,20 @@ fn chat_exits_cleanly_on_ctrl_c() {
         assert!(n > 0, "herd chat ended early: {}", text(&seen));
         seen.extend_from_slice(&buf[..n]);
     }
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "herd chat ignored Ctrl-C");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "herd chat ignored Ctrl-C"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     stderr.read_to_end(&mut seen).unwrap();
@@ -134,7 +208,14 @@ fn info_describes_the_model() {
     // Parameters equal the elements stored in the (untied, f32) checkpoint.
     let files = herd_model::WeightFiles::open_dir(&dir).unwrap();
     let params = files.total_bytes() / 4;
-    for needle in ["LlamaForCausalLM", &format!("({params})"), "f32", "context length: 512 tokens", "llama3 scaling x8", "KV cache"] {
+    for needle in [
+        "LlamaForCausalLM",
+        &format!("({params})"),
+        "f32",
+        "context length: 512 tokens",
+        "llama3 scaling x8",
+        "KV cache",
+    ] {
         assert!(stdout.contains(needle), "info lacks {needle:?}:\n{stdout}");
     }
     let out = herd(&["info", "--model", model("llama31-bf16").to_str().unwrap()]);
@@ -153,7 +234,13 @@ fn model_without_tokenizer_is_a_clear_error() {
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(model("llama32-tied").join(f), tmp.path().join(f)).unwrap();
     }
-    let out = herd(&["generate", "--model", tmp.path().to_str().unwrap(), "--prompt", "hi"]);
+    let out = herd(&[
+        "generate",
+        "--model",
+        tmp.path().to_str().unwrap(),
+        "--prompt",
+        "hi",
+    ]);
     assert_clean_failure(&out, "tokenizer");
 }
 
@@ -173,15 +260,30 @@ fn corrupt_config_is_a_clear_error() {
 fn prompt_longer_than_the_context_is_a_clear_error() {
     let long = "the small city finds the old table ".repeat(200);
     let dir = model("llama31-tiny");
-    let out = herd(&["generate", "--model", dir.to_str().unwrap(), "--prompt", &long]);
+    let out = herd(&[
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt",
+        &long,
+    ]);
     assert_clean_failure(&out, "context length is 512 tokens");
 }
 
 #[test]
 fn invalid_flags_are_clear_errors() {
-    assert_clean_failure(&herd(&["generate", "--prompt", "x", "--top-p", "1.5"]), "top-p");
-    assert_clean_failure(&herd(&["generate", "--prompt", "x", "--temperature=-1"]), "temperature");
-    let out = Command::new(env!("CARGO_BIN_EXE_herd")).args(["--threads", "0", "info"]).output().unwrap();
+    assert_clean_failure(
+        &herd(&["generate", "--prompt", "x", "--top-p", "1.5"]),
+        "top-p",
+    );
+    assert_clean_failure(
+        &herd(&["generate", "--prompt", "x", "--temperature=-1"]),
+        "temperature",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .args(["--threads", "0", "info"])
+        .output()
+        .unwrap();
     assert_clean_failure(&out, "--threads");
 }
 
@@ -192,14 +294,31 @@ fn quantize_then_generate_from_the_gguf_file() {
     let dir = model("llama31-tiny");
     let tmp = tempfile::tempdir().unwrap();
     let greedy = |model: &Path| {
-        let out = herd(&["generate", "--model", model.to_str().unwrap(), "--prompt", prompt, "--greedy", "-n", "20"]);
+        let out = herd(&[
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            prompt,
+            "--greedy",
+            "-n",
+            "20",
+        ]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         out.stdout
     };
     let from_safetensors = greedy(&dir);
     for file_type in ["f32", "q8_0", "q4_k_m"] {
         let gguf = tmp.path().join(format!("tiny-{file_type}.gguf"));
-        let out = herd(&["quantize", "--model", dir.to_str().unwrap(), "--type", file_type, "-o", gguf.to_str().unwrap()]);
+        let out = herd(&[
+            "quantize",
+            "--model",
+            dir.to_str().unwrap(),
+            "--type",
+            file_type,
+            "-o",
+            gguf.to_str().unwrap(),
+        ]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let stdout = greedy(&gguf);
         if file_type == "f32" {
@@ -207,14 +326,36 @@ fn quantize_then_generate_from_the_gguf_file() {
             assert_eq!(stdout, from_safetensors);
         }
         let info = herd(&["info", "--model", gguf.to_str().unwrap()]);
-        assert!(text(&info.stdout).contains("rope_freqs"), "{}", text(&info.stdout));
+        assert!(
+            text(&info.stdout).contains("rope_freqs"),
+            "{}",
+            text(&info.stdout)
+        );
     }
     // Re-quantizing a GGUF file keeps its tokenizer.
     let f32_file = tmp.path().join("tiny-f32.gguf");
     let again = tmp.path().join("again.gguf");
-    let out = herd(&["quantize", "--model", f32_file.to_str().unwrap(), "--type", "f16", "-o", again.to_str().unwrap()]);
+    let out = herd(&[
+        "quantize",
+        "--model",
+        f32_file.to_str().unwrap(),
+        "--type",
+        "f16",
+        "-o",
+        again.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(herd(&["generate", "--model", again.to_str().unwrap(), "-p", "hello", "-n", "4"]).status.success());
+    assert!(herd(&[
+        "generate",
+        "--model",
+        again.to_str().unwrap(),
+        "-p",
+        "hello",
+        "-n",
+        "4"
+    ])
+    .status
+    .success());
 }
 
 #[test]
@@ -223,9 +364,25 @@ fn quantize_rejects_unknown_types_and_keeps_existing_output() {
     let out_path = tmp.path().join("keep.gguf");
     std::fs::write(&out_path, b"precious").unwrap();
     let dir = model("llama31-tiny");
-    let out = herd(&["quantize", "--model", dir.to_str().unwrap(), "--type", "q3_k_xl", "-o", out_path.to_str().unwrap()]);
+    let out = herd(&[
+        "quantize",
+        "--model",
+        dir.to_str().unwrap(),
+        "--type",
+        "q3_k_xl",
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
     assert_clean_failure(&out, "q4_k_m");
-    let out = herd(&["quantize", "--model", "/no/such/dir", "--type", "q8_0", "-o", out_path.to_str().unwrap()]);
+    let out = herd(&[
+        "quantize",
+        "--model",
+        "/no/such/dir",
+        "--type",
+        "q8_0",
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
     assert_clean_failure(&out, "/no/such/dir");
     assert_eq!(std::fs::read(&out_path).unwrap(), b"precious");
 }
