@@ -17,16 +17,22 @@ pub enum Precision {
     /// "upcasting" is [`crate::dequantize`] (bit-identical).
     Exact,
     /// The default, and what llama.cpp does: for quantized weights
-    /// ([`WeightSlice::Quant`]) each row of `X` is rounded to 8-bit integers with one
-    /// f32 step per 32 values, and products are exact integer dot products (AVX-512
-    /// VNNI `vpdpbusd`, AVX2 `vpmaddubsw`) scaled in f32. Float weights are computed as
-    /// under `Exact`.
+    /// ([`WeightSlice::Quant`]) each row of `X` is rounded to 8-bit integers with an
+    /// f32 step per block of 32 values, and products are exact integer dot products
+    /// (AVX-512 VNNI `vpdpbusd`/`vpdpwssd`, AVX2 `vpmaddubsw`) scaled in f32. Float
+    /// weights are computed as under `Exact`.
     ///
-    /// Error: rounding moves each `x` by at most half its block's step
-    /// `d = max|x| / 127`, so an output differs from `Exact` by at most
-    /// `Σ_blocks (d/2)·Σ|w|` over each block of 32 (0.4% of `Σ|x|·|w|` at worst);
-    /// typically ~1e-3 of `sqrt(Σ(x·w)²)`, small next to the weights' own
-    /// quantization error. NaN or infinite `x` gives NaN outputs.
+    /// Steps: `d = amax₃₂ / 127` for Q8_0 and Q4_0; for k-quants a multiple `k ≤ 16`
+    /// of a unit `amax₂₅₆ / 2032` per 256 values (so a whole super-block sums in
+    /// integers), `d ≤ amax₃₂ / 127 + amax₂₅₆ / 2032`. ggml uses `amax₂₅₆ / 127` there.
+    ///
+    /// Error: rounding moves each `x` by at most `d / 2`, so an output differs from
+    /// `Exact` by at most `Σ_blocks (d/2)·Σ|w|` over the blocks of 32 (about 0.4% of
+    /// `Σ|x|·|w|` at worst); typically ~1e-3 of `sqrt(Σ(x·w)²)`, small next to the
+    /// weights' own quantization error. NaN or infinite `x` gives NaN outputs.
+    ///
+    /// Only streaming-sized calls (m ≤ 32, decode) use it: prefill is faster through
+    /// the exact f32 blocked kernels, so larger calls are computed as under `Exact`.
     #[default]
     Int8Dot,
     /// Opt-in prefill for bf16 weights that trades accuracy for `vdpbf16ps`

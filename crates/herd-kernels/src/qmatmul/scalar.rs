@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use super::act::{quantize_row, QRow, QuantizedX, XBLOCK};
+use super::act::{quantize_row, QRow, QuantizedX, XLayout, XBLOCK, XSUPER};
 use super::{has_mins, quant_weights, RowDequant};
 use crate::problem::{OutPtr, Problem};
 use crate::qtype::IntBlock;
@@ -23,10 +23,18 @@ pub(crate) struct Int8;
 impl RowKernel for Int8 {
     type Shared = QuantizedX;
 
+    /// The SIMD kernels' activation steps (per super-block for k-quants), so every
+    /// instruction set rounds X alike; the offsets and extra sums are not needed.
     unsafe fn prepare(p: &Problem<'_>) -> QuantizedX {
-        let sums = quant_weights(p).is_some_and(|(q, _)| has_mins(q));
+        let qtype = quant_weights(p).map(|(q, _)| q);
+        let layout = XLayout {
+            super_blocks: qtype.is_some_and(|q| q.block_elems() == XSUPER),
+            offset: 0,
+            sums: qtype.is_some_and(has_mins),
+            sums16: false,
+        };
         QuantizedX::new(p.x, p.k, |row: &[f32]| -> QRow {
-            quantize_row(row, 0, sums)
+            quantize_row(row, layout)
         })
     }
 

@@ -74,15 +74,16 @@ fn random_x(m: usize, k: usize, seed: u64) -> Vec<f32> {
 }
 
 /// The f64 product with the dequantized weights, the scale `Σ|x·w|` of each output,
-/// and Int8Dot's error bound: `Σ_blocks (d/2)·Σ|w|`, `d = max|x| / 127` per block of
-/// 32 activations.
+/// and Int8Dot's error bound `Σ_blocks (d/2)·Σ|w|` over blocks of 32 activations,
+/// with the largest step the activation layout allows: `d = amax₃₂ / 127`, plus
+/// `amax₂₅₆ / 2032` for k-quants (see `act`).
 struct Reference {
     y: Vec<f64>,
     scale: Vec<f64>,
     int8_bound: Vec<f64>,
 }
 
-fn reference(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Reference {
+fn reference(qtype: QuantType, x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Reference {
     let mut r = Reference {
         y: vec![0.0; m * n],
         scale: vec![0.0; m * n],
@@ -90,9 +91,14 @@ fn reference(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Reference {
     };
     for i in 0..m {
         let xr = &x[i * k..(i + 1) * k];
+        let amax = |b: &[f32]| b.iter().fold(0.0f64, |a, &v| a.max(f64::from(v.abs())));
         let steps: Vec<f64> = xr
             .chunks_exact(32)
-            .map(|b| b.iter().fold(0.0f64, |a, &v| a.max(f64::from(v.abs()))) / 127.0)
+            .enumerate()
+            .map(|(b, xb)| match qtype.block_elems() {
+                32 => amax(xb) / 127.0,
+                _ => amax(xb) / 127.0 + amax(&xr[b / 8 * 256..][..256]) / 2032.0,
+            })
             .collect();
         for j in 0..n {
             let wr = &w[j * k..(j + 1) * k];
@@ -162,7 +168,7 @@ fn all_paths(qtype: QuantType) {
             for m in [1, 2, 5, 64] {
                 seed += 1;
                 let x = random_x(m, k, seed);
-                let r = reference(&x, m, k, &w, n);
+                let r = reference(qtype, &x, m, k, &w, n);
                 let exact = |o: usize| EXACT_TOL * r.scale[o] + 1e-30;
                 let int8 = |o: usize| 1.001 * r.int8_bound[o] + EXACT_TOL * r.scale[o] + 1e-30;
                 let shape = (m, k, n);
@@ -175,6 +181,9 @@ fn all_paths(qtype: QuantType) {
                         check(&got, &r.y, exact, &what(&format!("exact {strategy:?}")));
                     }
                     let matmul = Matmul::with_isa(isa, Precision::Int8Dot).expect("supported");
+                    // Prefill-sized calls are exact under Int8Dot too.
+                    let got = run(matmul, Strategy::Blocked, &x, shape, ws);
+                    check(&got, &r.y, exact, &what("int8 blocked"));
                     let got = run(matmul, Strategy::Stream, &x, shape, ws);
                     check(&got, &r.y, int8, &what("int8"));
                     // The integer dot products are exact, so instruction sets may
@@ -426,8 +435,8 @@ fn bad_lengths_are_errors() {
     }
 }
 
-/// The public entry points: `matmul_wt` uses Int8Dot for quantized weights, and
-/// `Precision::Exact` is exact, on both sides of the streaming threshold.
+/// The public entry points: `matmul_wt` uses Int8Dot for quantized weights (exact
+/// past the streaming threshold), and `Precision::Exact` is exact.
 #[test]
 fn public_entry_points() {
     assert_eq!(Precision::default(), Precision::Int8Dot);
@@ -440,7 +449,7 @@ fn public_entry_points() {
         dequantize(qtype, &bytes[1..], &mut w).unwrap();
         for m in [3, 40] {
             let x = random_x(m, k, 6);
-            let r = reference(&x, m, k, &w, n);
+            let r = reference(qtype, &x, m, k, &w, n);
             let mut y = vec![f32::NAN; m * n];
             matmul_wt(&x, m, k, ws, n, &mut y).unwrap();
             let int8 = |o: usize| 1.001 * r.int8_bound[o] + EXACT_TOL * r.scale[o];

@@ -33,7 +33,11 @@ use std::arch::x86_64::*;
 use std::marker::PhantomData;
 use std::ops::Range;
 
-use super::act::{quantize_row, QRow, QuantizedX, XBLOCK};
+mod kquant;
+
+use kquant::kq_block;
+
+use super::act::{quantize_row, QRow, QuantizedX, XLayout, XBLOCK};
 use super::{has_mins, quant_weights, RowDequant};
 use crate::problem::{OutPtr, Problem};
 use crate::qtype::k_scales_u64;
@@ -55,6 +59,9 @@ pub(crate) trait Dot: 'static {
     const I8_OFFSET: i32;
     /// Rows of X per kernel block (registers: `MR · NR` accumulators).
     const MR: usize;
+    /// Rows of X per k-quant kernel block (which also keeps `MR · NR` integer
+    /// accumulators and scale vectors).
+    const KMR: usize;
 
     /// `acc + Σ₄ w·x` per 32-bit lane, `w` unsigned bytes up to 63 (so AVX2's 16-bit
     /// pair sums cannot saturate), `x` signed bytes in -127..=127.
@@ -64,8 +71,14 @@ pub(crate) trait Dot: 'static {
     /// `-I8_OFFSET · Σ₄ x` per lane.
     unsafe fn dot_i8(acc: __m256i, w: __m256i, x: __m256i) -> __m256i;
 
+    /// `acc + p₀·s₀ + p₁·s₁` per 32-bit lane of 16-bit pairs.
+    unsafe fn dot_i16(acc: __m256i, p: __m256i, s: __m256i) -> __m256i;
+
+    /// [`Dot::dot_i16`] with `s` the 32 bits at `s` in every lane.
+    unsafe fn dot_i16_bcast(acc: __m256i, p: __m256i, s: &i32) -> __m256i;
+
     /// [`quantize_row`] compiled for this flavour.
-    unsafe fn quantize(x: &[f32], offset: i32, sums: bool) -> QRow;
+    unsafe fn quantize(x: &[f32], layout: XLayout) -> QRow;
 
     /// The Int8Dot streaming kernel over W rows `rows`.
     unsafe fn int8_rows(p: &Problem<'_>, xq: &QuantizedX, rows: Range<usize>, out: OutPtr);
@@ -86,6 +99,7 @@ pub(crate) struct Vnni;
 impl Dot for Avx2 {
     const I8_OFFSET: i32 = 0;
     const MR: usize = 2;
+    const KMR: usize = 1;
 
     #[inline(always)]
     unsafe fn dot_u8(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
@@ -98,8 +112,18 @@ impl Dot for Avx2 {
         Avx2::dot_u8(acc, _mm256_abs_epi8(w), _mm256_sign_epi8(x, w))
     }
 
-    unsafe fn quantize(x: &[f32], offset: i32, sums: bool) -> QRow {
-        avx2_quantize(x, offset, sums)
+    #[inline(always)]
+    unsafe fn dot_i16(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(p, s))
+    }
+
+    #[inline(always)]
+    unsafe fn dot_i16_bcast(acc: __m256i, p: __m256i, s: &i32) -> __m256i {
+        Avx2::dot_i16(acc, p, _mm256_set1_epi32(*s))
+    }
+
+    unsafe fn quantize(x: &[f32], layout: XLayout) -> QRow {
+        avx2_quantize(x, layout)
     }
 
     unsafe fn int8_rows(p: &Problem<'_>, xq: &QuantizedX, rows: Range<usize>, out: OutPtr) {
@@ -114,6 +138,7 @@ impl Dot for Avx2 {
 impl Dot for Vnni {
     const I8_OFFSET: i32 = 128;
     const MR: usize = 4;
+    const KMR: usize = 2;
 
     #[inline(always)]
     unsafe fn dot_u8(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
@@ -125,8 +150,18 @@ impl Dot for Vnni {
         _mm256_dpbusd_epi32(acc, _mm256_xor_si256(w, _mm256_set1_epi8(-128)), x)
     }
 
-    unsafe fn quantize(x: &[f32], offset: i32, sums: bool) -> QRow {
-        vnni_quantize(x, offset, sums)
+    #[inline(always)]
+    unsafe fn dot_i16(acc: __m256i, p: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpwssd_epi32(acc, p, s)
+    }
+
+    #[inline(always)]
+    unsafe fn dot_i16_bcast(acc: __m256i, p: __m256i, s: &i32) -> __m256i {
+        vpdpwssd_bcast(acc, p, s)
+    }
+
+    unsafe fn quantize(x: &[f32], layout: XLayout) -> QRow {
+        vnni_quantize(x, layout)
     }
 
     unsafe fn int8_rows(p: &Problem<'_>, xq: &QuantizedX, rows: Range<usize>, out: OutPtr) {
@@ -138,9 +173,26 @@ impl Dot for Vnni {
     }
 }
 
+/// `vpdpwssd acc, p, [s]{1to8}`, written as assembly so the broadcast stays a memory
+/// operand: from intrinsics, LLVM builds the broadcast with two shuffles and splits
+/// the `vpdpwssd` into `vpmaddwd` + `vpaddd`, three more instructions per group.
+#[target_feature(enable = "avx512f,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn vpdpwssd_bcast(acc: __m256i, p: __m256i, s: &i32) -> __m256i {
+    let mut acc = acc;
+    std::arch::asm!(
+        "vpdpwssd {acc:y}, {p:y}, dword ptr [{s}]{{1to8}}",
+        acc = inout(zmm_reg) acc,
+        p = in(zmm_reg) p,
+        s = in(reg) s,
+        options(pure, readonly, nostack, preserves_flags),
+    );
+    acc
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn avx2_quantize(x: &[f32], offset: i32, sums: bool) -> QRow {
-    quantize_row(x, offset, sums)
+unsafe fn avx2_quantize(x: &[f32], layout: XLayout) -> QRow {
+    quantize_row(x, layout)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -159,8 +211,8 @@ unsafe fn avx2_dequant(qtype: QuantType, bytes: &[u8], out: &mut [f32]) {
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn vnni_quantize(x: &[f32], offset: i32, sums: bool) -> QRow {
-    quantize_row(x, offset, sums)
+unsafe fn vnni_quantize(x: &[f32], layout: XLayout) -> QRow {
+    quantize_row(x, layout)
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -188,12 +240,9 @@ impl<D: Dot> RowKernel for Int8Stream<D> {
         let Some((qtype, _)) = quant_weights(p) else {
             return QuantizedX { rows: Vec::new() };
         };
-        let offset = x_offset::<D>(qtype);
-        let sums = has_mins(qtype);
+        let layout = x_layout::<D>(qtype);
         // SAFETY: the caller of `prepare` guarantees the CPU supports flavour `D`.
-        QuantizedX::new(p.x, p.k, |row: &[f32]| unsafe {
-            D::quantize(row, offset, sums)
-        })
+        QuantizedX::new(p.x, p.k, |row: &[f32]| unsafe { D::quantize(row, layout) })
     }
 
     unsafe fn rows(p: &Problem<'_>, xq: &QuantizedX, rows: Range<usize>, out: OutPtr) {
@@ -226,21 +275,31 @@ impl RowDequant for Vnni {
     }
 }
 
-/// The `corr` offset X needs for `qtype`'s kernel in flavour `D`.
-fn x_offset<D: Dot>(qtype: QuantType) -> i32 {
-    fn of<D: Dot, F: Format>() -> i32 {
-        if F::SIGNED {
+/// The activation layout `qtype`'s Int8Dot kernel in flavour `D` reads.
+fn x_layout<D: Dot>(qtype: QuantType) -> XLayout {
+    /// Q8_0 and Q4_0: per-block steps, `corr` for the weights' unsigned offset.
+    fn blocks<D: Dot, F: Format>() -> XLayout {
+        let offset = if F::SIGNED {
             D::I8_OFFSET
         } else {
             i32::from(F::OFFSET)
+        };
+        XLayout {
+            super_blocks: false,
+            offset,
+            sums: false,
+            sums16: false,
         }
     }
     match qtype {
-        QuantType::Q8_0 => of::<D, Q8_0>(),
-        QuantType::Q4_0 => of::<D, Q4_0>(),
-        QuantType::Q4_K => of::<D, Q4_K>(),
-        QuantType::Q5_K => of::<D, Q5_K>(),
-        QuantType::Q6_K => of::<D, Q6_K>(),
+        QuantType::Q8_0 => blocks::<D, Q8_0>(),
+        QuantType::Q4_0 => blocks::<D, Q4_0>(),
+        QuantType::Q4_K | QuantType::Q5_K | QuantType::Q6_K => XLayout {
+            super_blocks: true,
+            offset: 0,
+            sums: has_mins(qtype),
+            sums16: qtype == QuantType::Q6_K,
+        },
     }
 }
 
@@ -266,8 +325,11 @@ trait Format {
     /// Decodes the header of the block at `b`.
     unsafe fn head(b: *const u8) -> Self::Head;
 
-    /// Group `g`'s 32 integers in element order and the scale of each 4-element lane.
-    unsafe fn group(b: *const u8, h: &Self::Head, g: usize) -> (__m256i, __m256);
+    /// Group `g`'s 32 integers in element order.
+    unsafe fn weights(b: *const u8, g: usize) -> __m256i;
+
+    /// The scale of each 4-element lane of group `g`.
+    unsafe fn lanes(h: &Self::Head, g: usize) -> __m256;
 
     /// `dmin · m` of the 8 groups (formats with `MINS`).
     #[inline(always)]
@@ -291,6 +353,12 @@ unsafe fn bcast_f16(p: *const u8) -> __m256 {
 #[inline(always)]
 unsafe fn u8_lanes(v: u64) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(v as i64)))
+}
+
+/// The low 8 signed bytes of `v` as f32 lanes.
+#[inline(always)]
+unsafe fn i8_lanes(v: __m128i) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))
 }
 
 /// The low (`high = false`) or high nibbles of 32 bytes.
@@ -330,8 +398,13 @@ impl Format for Q8_0 {
     }
 
     #[inline(always)]
-    unsafe fn group(b: *const u8, d: &__m256, _: usize) -> (__m256i, __m256) {
-        (loadu(b.add(2)), *d)
+    unsafe fn weights(b: *const u8, _: usize) -> __m256i {
+        loadu(b.add(2))
+    }
+
+    #[inline(always)]
+    unsafe fn lanes(d: &__m256, _: usize) -> __m256 {
+        *d
     }
 }
 
@@ -350,10 +423,15 @@ impl Format for Q4_0 {
     }
 
     #[inline(always)]
-    unsafe fn group(b: *const u8, d: &__m256, _: usize) -> (__m256i, __m256) {
+    unsafe fn weights(b: *const u8, _: usize) -> __m256i {
         let v = _mm_loadu_si128(b.add(2).cast());
         let both = _mm256_set_m128i(_mm_srli_epi16::<4>(v), v);
-        (_mm256_and_si256(both, _mm256_set1_epi8(0x0F)), *d)
+        _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+    }
+
+    #[inline(always)]
+    unsafe fn lanes(d: &__m256, _: usize) -> __m256 {
+        *d
     }
 }
 
@@ -395,9 +473,13 @@ impl Format for Q4_K {
     }
 
     #[inline(always)]
-    unsafe fn group(b: *const u8, h: &KHead, g: usize) -> (__m256i, __m256) {
-        let qs = loadu(b.add(16 + 32 * (g / 2)));
-        (nibbles(qs, g % 2 == 1), lane(h.scale, g))
+    unsafe fn weights(b: *const u8, g: usize) -> __m256i {
+        nibbles(loadu(b.add(16 + 32 * (g / 2))), g % 2 == 1)
+    }
+
+    #[inline(always)]
+    unsafe fn lanes(h: &KHead, g: usize) -> __m256 {
+        lane(h.scale, g)
     }
 
     #[inline(always)]
@@ -422,11 +504,15 @@ impl Format for Q5_K {
     }
 
     #[inline(always)]
-    unsafe fn group(b: *const u8, h: &KHead, g: usize) -> (__m256i, __m256) {
+    unsafe fn weights(b: *const u8, g: usize) -> __m256i {
         let qs = loadu(b.add(48 + 32 * (g / 2)));
         let fifth = high_bits(loadu(b.add(16)), g, 0x10);
-        let w = _mm256_or_si256(nibbles(qs, g % 2 == 1), fifth);
-        (w, lane(h.scale, g))
+        _mm256_or_si256(nibbles(qs, g % 2 == 1), fifth)
+    }
+
+    #[inline(always)]
+    unsafe fn lanes(h: &KHead, g: usize) -> __m256 {
+        lane(h.scale, g)
     }
 
     #[inline(always)]
@@ -459,23 +545,26 @@ impl Format for Q6_K {
     unsafe fn head(b: *const u8) -> Q6Head {
         let d = bcast_f16(b.add(208));
         let sc = _mm_loadu_si128(b.add(192).cast());
-        let widen = |v: __m128i| _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
         Q6Head {
-            lo: _mm256_mul_ps(d, widen(sc)),
-            hi: _mm256_mul_ps(d, widen(_mm_srli_si128::<8>(sc))),
+            lo: _mm256_mul_ps(d, i8_lanes(sc)),
+            hi: _mm256_mul_ps(d, i8_lanes(_mm_srli_si128::<8>(sc))),
         }
     }
 
     #[inline(always)]
-    unsafe fn group(b: *const u8, h: &Q6Head, g: usize) -> (__m256i, __m256) {
+    unsafe fn weights(b: *const u8, g: usize) -> __m256i {
         let (half, j) = (g / 4, g % 4);
         let ql = loadu(b.add(64 * half + 32 * (j % 2)));
         let top = high_bits(loadu(b.add(128 + 32 * half)), 2 * j, 0x30);
-        let w = _mm256_or_si256(nibbles(ql, j >= 2), top);
-        let (s0, s1) = (2 * j as i32, 2 * j as i32 + 1);
+        _mm256_or_si256(nibbles(ql, j >= 2), top)
+    }
+
+    /// Scales 2g and 2g+1 (a pair within one half of the 16).
+    #[inline(always)]
+    unsafe fn lanes(h: &Q6Head, g: usize) -> __m256 {
+        let (s0, s1) = (2 * (g % 4) as i32, 2 * (g % 4) as i32 + 1);
         let idx = _mm256_setr_epi32(s0, s0, s0, s0, s1, s1, s1, s1);
-        let scales = if half == 0 { h.lo } else { h.hi };
-        (w, _mm256_permutevar8x32_ps(scales, idx))
+        _mm256_permutevar8x32_ps(if g < 4 { h.lo } else { h.hi }, idx)
     }
 }
 
@@ -531,7 +620,7 @@ macro_rules! walk_rows {
 #[inline(always)]
 unsafe fn int8_rows<D: Dot>(p: &Problem<'_>, xq: &QuantizedX, rows: Range<usize>, out: OutPtr) {
     #[inline(always)]
-    unsafe fn of<D: Dot, F: Format>(
+    unsafe fn blocks<D: Dot, F: Format>(
         p: &Problem<'_>,
         xq: &QuantizedX,
         rows: Range<usize>,
@@ -544,17 +633,32 @@ unsafe fn int8_rows<D: Dot>(p: &Problem<'_>, xq: &QuantizedX, rows: Range<usize>
             p, w, xq, i, j, out
         ));
     }
+    #[inline(always)]
+    unsafe fn supers<D: Dot, F: kquant::KFormat>(
+        p: &Problem<'_>,
+        xq: &QuantizedX,
+        rows: Range<usize>,
+        out: OutPtr,
+    ) {
+        let Some((_, w)) = quant_weights(p) else {
+            return;
+        };
+        walk_rows!(p, rows, D::KMR, |i, j| kq_block::<D, F>(
+            p, w, xq, i, j, out
+        ));
+    }
     match quant_weights(p).map(|(q, _)| q) {
-        Some(QuantType::Q8_0) => of::<D, Q8_0>(p, xq, rows, out),
-        Some(QuantType::Q4_0) => of::<D, Q4_0>(p, xq, rows, out),
-        Some(QuantType::Q4_K) => of::<D, Q4_K>(p, xq, rows, out),
-        Some(QuantType::Q5_K) => of::<D, Q5_K>(p, xq, rows, out),
-        Some(QuantType::Q6_K) => of::<D, Q6_K>(p, xq, rows, out),
+        Some(QuantType::Q8_0) => blocks::<D, Q8_0>(p, xq, rows, out),
+        Some(QuantType::Q4_0) => blocks::<D, Q4_0>(p, xq, rows, out),
+        Some(QuantType::Q4_K) => supers::<D, Q4_K>(p, xq, rows, out),
+        Some(QuantType::Q5_K) => supers::<D, Q5_K>(p, xq, rows, out),
+        Some(QuantType::Q6_K) => supers::<D, Q6_K>(p, xq, rows, out),
         None => {}
     }
 }
 
-/// `Y[i0..i0+M][j0..j0+R]` with the integer dot: M quantized X rows × R W rows.
+/// `Y[i0..i0+M][j0..j0+R]` for a format of one group per block (Q8_0, Q4_0): M
+/// quantized X rows × R W rows, each block's integer dot scaled in f32.
 #[inline(always)]
 unsafe fn int8_block<D: Dot, F: Format, const M: usize, const R: usize>(
     p: &Problem<'_>,
@@ -566,9 +670,14 @@ unsafe fn int8_block<D: Dot, F: Format, const M: usize, const R: usize>(
 ) {
     let blocks = p.k / F::ELEMS;
     let row_bytes = blocks * F::BYTES;
-    let rows: [*const u8; R] =
-        std::array::from_fn(|r| w.as_ptr().wrapping_add((j0 + r) * row_bytes));
-    let x: [&QRow; M] = std::array::from_fn(|i| &xq.rows[i0 + i]);
+    let mut rows = [w.as_ptr(); R];
+    for (r, row) in rows.iter_mut().enumerate() {
+        *row = w.as_ptr().add((j0 + r) * row_bytes);
+    }
+    let mut x = [&xq.rows[i0]; M];
+    for (i, x) in x.iter_mut().enumerate() {
+        *x = &xq.rows[i0 + i];
+    }
     let corr = if F::SIGNED {
         D::I8_OFFSET != 0
     } else {
@@ -579,34 +688,23 @@ unsafe fn int8_block<D: Dot, F: Format, const M: usize, const R: usize>(
     for b in 0..blocks {
         let at = b * F::BYTES;
         prefetch(&rows, &mut next, at + F::BYTES);
-        let heads: [F::Head; R] = std::array::from_fn(|r| F::head(rows[r].add(at)));
-        if F::MINS {
+        for (r, &row) in rows.iter().enumerate() {
+            let d = F::lanes(&F::head(row.add(at)), 0);
+            let wv = F::weights(row.add(at), 0);
             for (acc_i, x) in acc.iter_mut().zip(&x) {
-                let sums = _mm256_loadu_ps(x.sum.as_ptr().add(b * 8));
-                for (a, h) in acc_i.iter_mut().zip(&heads) {
-                    *a = _mm256_fnmadd_ps(F::mins(h), sums, *a);
-                }
-            }
-        }
-        for g in 0..F::GROUPS {
-            let xb = b * F::GROUPS + g;
-            for r in 0..R {
-                let (wv, s) = F::group(rows[r].add(at), &heads[r], g);
-                for (acc_i, x) in acc.iter_mut().zip(&x) {
-                    let init = if corr {
-                        _mm256_loadu_si256(x.corr.as_ptr().add(xb * 8).cast())
-                    } else {
-                        _mm256_setzero_si256()
-                    };
-                    let xv = _mm256_loadu_si256(x.q.as_ptr().add(xb * XBLOCK).cast());
-                    let dot = if F::SIGNED {
-                        D::dot_i8(init, wv, xv)
-                    } else {
-                        D::dot_u8(init, wv, xv)
-                    };
-                    let scale = _mm256_mul_ps(s, _mm256_set1_ps(*x.d.get_unchecked(xb)));
-                    acc_i[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc_i[r]);
-                }
+                let init = if corr {
+                    _mm256_loadu_si256(x.corr.as_ptr().add(b * 8).cast())
+                } else {
+                    _mm256_setzero_si256()
+                };
+                let xv = loadu(x.q.as_ptr().add(b * XBLOCK).cast());
+                let dot = if F::SIGNED {
+                    D::dot_i8(init, wv, xv)
+                } else {
+                    D::dot_u8(init, wv, xv)
+                };
+                let scale = _mm256_mul_ps(d, _mm256_set1_ps(*x.d.get_unchecked(b)));
+                acc_i[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc_i[r]);
             }
         }
     }
@@ -621,7 +719,7 @@ unsafe fn int8_block<D: Dot, F: Format, const M: usize, const R: usize>(
 /// subtracted in integers first, the operations of [`crate::dequantize`].
 #[inline(always)]
 unsafe fn group_f32<F: Format>(b: *const u8, h: &F::Head, g: usize) -> [__m256; 4] {
-    let (w, s) = F::group(b, h, g);
+    let (w, s) = (F::weights(b, g), F::lanes(h, g));
     let w = if F::OFFSET != 0 {
         _mm256_sub_epi8(w, _mm256_set1_epi8(F::OFFSET))
     } else {
@@ -640,16 +738,26 @@ unsafe fn group_f32<F: Format>(b: *const u8, h: &F::Head, g: usize) -> [__m256; 
         hi,
         _mm_unpackhi_epi64(hi, hi),
     ];
-    std::array::from_fn(|c| {
+    let mut out = [_mm256_setzero_ps(); 4];
+    for (c, (o, &part)) in out.iter_mut().zip(&parts).enumerate() {
         // Lanes 2c and 2c+1 of `s` cover these 8 elements.
         let scale = if F::UNIFORM { s } else { lane(s, 2 * c) };
-        let wf = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[c])), scale);
-        if F::MINS {
-            _mm256_sub_ps(wf, min)
-        } else {
-            wf
-        }
-    })
+        let wf = _mm256_mul_ps(i8_lanes(part), scale);
+        *o = if F::MINS { _mm256_sub_ps(wf, min) } else { wf };
+    }
+    out
+}
+
+/// The headers of the block at byte `at` of each row. (A loop, not a closure: closures
+/// are compiled without the caller's target features, so the intrinsics in them would
+/// not be inlined.)
+#[inline(always)]
+unsafe fn heads<F: Format, const R: usize>(rows: &[*const u8; R], at: usize) -> [F::Head; R] {
+    let mut heads = [F::head(rows[0].add(at)); R];
+    for (h, &row) in heads.iter_mut().zip(rows).skip(1) {
+        *h = F::head(row.add(at));
+    }
+    heads
 }
 
 #[inline(always)]
@@ -683,15 +791,17 @@ unsafe fn exact_block<F: Format, const M: usize, const R: usize>(
     let k = p.k;
     let blocks = k / F::ELEMS;
     let row_bytes = blocks * F::BYTES;
-    let rows: [*const u8; R] =
-        std::array::from_fn(|r| w.as_ptr().wrapping_add((j0 + r) * row_bytes));
+    let mut rows = [w.as_ptr(); R];
+    for (r, row) in rows.iter_mut().enumerate() {
+        *row = w.as_ptr().add((j0 + r) * row_bytes);
+    }
     let x = p.x.as_ptr().add(i0 * k);
     let mut acc = [[_mm256_setzero_ps(); R]; M];
     let mut next = 0;
     for b in 0..blocks {
         let at = b * F::BYTES;
         prefetch(&rows, &mut next, at + F::BYTES);
-        let heads: [F::Head; R] = std::array::from_fn(|r| F::head(rows[r].add(at)));
+        let heads = heads::<F, R>(&rows, at);
         for g in 0..F::GROUPS {
             let e = b * F::ELEMS + g * 32;
             for r in 0..R {
