@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p herd-kernels --example kernel_bench \
-//!     [-- --threads N --cold-mib MIB --only baseline,decode,isa,batch,prefill]
+//!     [-- --threads N --cold-mib MIB --only baseline,decode,isa,batch,prefill,qdecode,qprefill]
 //! ```
 //!
 //! Decode (m = 1) is memory-bound, so it is reported as GB/s of weights read and as a
@@ -15,12 +15,17 @@
 //! Prefill (m = 512) is compute-bound and reported in GFLOP/s. Shapes are the Llama
 //! 3.2 1B linear layers. Each number is the median of several timed repetitions, with
 //! the best in brackets.
+//!
+//! `qdecode` and `qprefill` do the same for ggml-quantized weights (blocks from
+//! `herd_kernels::quantize`); `qdecode` also turns the three shapes' speeds into
+//! tokens per second for a Llama 3.2 1B whose linear layers (and tied output
+//! projection) were all of that format.
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use half::{bf16, f16};
-use herd_kernels::{cpu_features, Isa, Matmul, Precision, WeightSlice};
+use herd_kernels::{cpu_features, quantize, Isa, Matmul, Precision, QuantType, WeightSlice};
 use rayon::prelude::*;
 
 /// Llama 3.2 1B linear layers as (k, n): attention q/o, MLP gate/up, MLP down.
@@ -28,7 +33,13 @@ const SHAPES: [(usize, usize); 3] = [(2048, 2048), (2048, 8192), (8192, 2048)];
 /// Timed repetitions per measurement.
 const REPS: usize = 7;
 /// Every section, in run order.
-const SECTIONS: [&str; 5] = ["baseline", "decode", "isa", "batch", "prefill"];
+const SECTIONS: [&str; 7] = [
+    "baseline", "decode", "isa", "batch", "prefill", "qdecode", "qprefill",
+];
+/// Weights a Llama 3.2 1B token reads per shape of `SHAPES`: 16 layers of q, k, v, o
+/// (k and v are 2048 × 512, counted with q and o), of gate and up plus the tied
+/// 128256 × 2048 output projection, and of down.
+const LLAMA_1B_WEIGHTS: [f64; 3] = [168e6, 800e6, 268e6];
 
 struct Args {
     threads: Option<usize>,
@@ -131,7 +142,7 @@ fn decode_vs_baseline(
 ) -> (f64, f64, f64) {
     let x = values(k, 7);
     let mut y = vec![0.0f32; n];
-    let bytes = (n * k * copies[0].slice().element_size() * copies.len()) as f64;
+    let bytes = (copies[0].slice().byte_len() * copies.len()) as f64;
     let mut pass = || {
         for w in copies {
             matmul
@@ -210,10 +221,12 @@ fn values(len: usize, seed: u32) -> Vec<f32> {
 }
 
 /// The same random matrix stored in one dtype.
+#[derive(Clone)]
 enum Stored {
     F32(Vec<f32>),
     Bf16(Vec<bf16>),
     F16(Vec<f16>),
+    Quant(QuantType, Vec<u8>),
 }
 
 impl Stored {
@@ -221,7 +234,19 @@ impl Stored {
         match dtype {
             "f32" => Stored::F32(v.to_vec()),
             "bf16" => Stored::Bf16(v.iter().map(|&x| bf16::from_f32(x)).collect()),
-            _ => Stored::F16(v.iter().map(|&x| f16::from_f32(x)).collect()),
+            "f16" => Stored::F16(v.iter().map(|&x| f16::from_f32(x)).collect()),
+            name => {
+                let qtype = QuantType::ALL
+                    .into_iter()
+                    .find(|q| q.name() == name)
+                    .expect("a dtype or ggml type name");
+                // Quantizing is slow next to the kernels: quantize 1 Mi values and
+                // repeat their blocks (the kernels' speed does not depend on them).
+                let mut proto = Vec::new();
+                quantize(qtype, &v[..v.len().min(1 << 20)], &mut proto).expect("whole blocks");
+                let len = qtype.row_bytes(v.len()).expect("whole blocks");
+                Stored::Quant(qtype, proto.iter().copied().cycle().take(len).collect())
+            }
         }
     }
 
@@ -230,10 +255,8 @@ impl Stored {
     fn cold(dtype: &str, k: usize, n: usize, bytes: usize) -> Vec<Stored> {
         let v = values(n * k, 1);
         let one = Stored::new(dtype, &v);
-        let count = bytes.div_ceil(n * k * one.slice().element_size()).max(2);
-        std::iter::once(one)
-            .chain((1..count).map(|_| Stored::new(dtype, &v)))
-            .collect()
+        let count = bytes.div_ceil(one.slice().byte_len()).max(2);
+        vec![one; count]
     }
 
     fn slice(&self) -> WeightSlice<'_> {
@@ -241,6 +264,7 @@ impl Stored {
             Stored::F32(w) => WeightSlice::F32(w),
             Stored::Bf16(w) => WeightSlice::Bf16(w),
             Stored::F16(w) => WeightSlice::F16(w),
+            Stored::Quant(q, w) => WeightSlice::Quant(*q, w),
         }
     }
 }
@@ -272,7 +296,7 @@ fn decode(baseline: &Baseline, cold_bytes: usize) {
     for dtype in ["bf16", "f16", "f32"] {
         for (k, n) in SHAPES {
             let cold = Stored::cold(dtype, k, n, cold_bytes);
-            let bytes = (n * k * cold[0].slice().element_size()) as f64;
+            let bytes = cold[0].slice().byte_len() as f64;
             let (gbs, best, ratio) = decode_vs_baseline(baseline, Matmul::default(), k, n, &cold);
             let (hot_s, _) = bench_matmul(Matmul::default(), 1, k, n, &cold[..1]);
             println!(
@@ -358,6 +382,71 @@ fn prefill() {
     }
 }
 
+/// Decode (m = 1) with quantized weights, default kernels (Int8Dot).
+fn quant_decode(baseline: &Baseline, cold_bytes: usize) {
+    println!(
+        "\nquantized decode, m = 1, default kernels ({}, Int8Dot): GB/s of weights, % of the baseline",
+        Isa::best()
+    );
+    println!(
+        "{:>6} {:>11} {:>24} {:>10} {:>9}   Llama 3.2 1B tok/s",
+        "type", "k × n", "cold GB/s [best] (%)", "hot GB/s", "GFLOP/s"
+    );
+    for qtype in QuantType::ALL {
+        let mut token_s = 0.0;
+        for ((k, n), weights) in SHAPES.into_iter().zip(LLAMA_1B_WEIGHTS) {
+            let cold = Stored::cold(qtype.name(), k, n, cold_bytes);
+            let bytes = cold[0].slice().byte_len() as f64;
+            let (gbs, best, ratio) = decode_vs_baseline(baseline, Matmul::default(), k, n, &cold);
+            let (hot_s, _) = bench_matmul(Matmul::default(), 1, k, n, &cold[..1]);
+            token_s += weights * bytes / (n * k) as f64 / (gbs * 1e9);
+            print!(
+                "{:>6} {:>11} {gbs:>6.1} [{best:>5.1}] ({:>3.0}%) {:>10.1} {:>9.1}",
+                qtype.name(),
+                format!("{k}×{n}"),
+                100.0 * ratio,
+                bytes / hot_s / 1e9,
+                2.0 * gbs * (n * k) as f64 / bytes,
+            );
+            if (k, n) == SHAPES[2] {
+                print!("   {:>6.1}", 1.0 / token_s);
+            }
+            println!();
+        }
+    }
+}
+
+/// Prefill (m = 512) with quantized weights: default kernels (dequantized into the
+/// f32 blocked kernels) and, where it is not the default, AVX2.
+fn quant_prefill() {
+    let m = 512;
+    println!("\nquantized prefill, m = {m}: GFLOP/s (median [best])");
+    let mut columns = vec![("default", Matmul::default())];
+    if Isa::Avx2.is_supported() && Isa::best() != Isa::Avx2 {
+        columns.push((
+            "avx2",
+            Matmul::with_isa(Isa::Avx2, Precision::Int8Dot).expect("supported"),
+        ));
+    }
+    print!("{:>6} {:>11}", "type", "k × n");
+    for (name, _) in &columns {
+        print!(" {name:>16}");
+    }
+    println!();
+    for qtype in QuantType::ALL {
+        for (k, n) in SHAPES {
+            let w = [Stored::new(qtype.name(), &values(n * k, 1))];
+            print!("{:>6} {:>11}", qtype.name(), format!("{k}×{n}"));
+            for (_, matmul) in &columns {
+                let (s, best) = bench_matmul(*matmul, m, k, n, &w);
+                let gflops = |s: f64| 2.0 * (m * n * k) as f64 / s / 1e9;
+                print!(" {:>7.1} [{:>6.1}]", gflops(s), gflops(best));
+            }
+            println!();
+        }
+    }
+}
+
 fn main() {
     let args = parse_args();
     if let Some(threads) = args.threads {
@@ -370,7 +459,7 @@ fn main() {
     println!("cpu: {}", cpu_features());
     println!("rayon threads: {}", rayon::current_num_threads());
 
-    if run("baseline") || run("decode") || run("isa") {
+    if run("baseline") || run("decode") || run("isa") || run("qdecode") {
         println!(
             "\nstreaming read, {} MiB buffer, all threads:",
             args.cold_bytes >> 20
@@ -390,11 +479,17 @@ fn main() {
         if run("isa") {
             decode_per_isa(&baseline, args.cold_bytes);
         }
+        if run("qdecode") {
+            quant_decode(&baseline, args.cold_bytes);
+        }
     }
     if run("batch") {
         small_batches(args.cold_bytes);
     }
     if run("prefill") {
         prefill();
+    }
+    if run("qprefill") {
+        quant_prefill();
     }
 }
