@@ -244,7 +244,7 @@ pub(super) unsafe fn kq_block<D: Dot, F: KFormat, const M: usize, const R: usize
     let mut next = 0;
     for sb in 0..blocks {
         let at = sb * F::BYTES;
-        prefetch(&rows, &mut next, at + F::BYTES);
+        prefetch(&rows, &mut next, at + F::BYTES, row_bytes);
         // SAFETY (both): plain vectors and floats, for which all-zero bits are valid;
         // every element is overwritten below.
         let mut scales: [KScales; R] = std::mem::zeroed();
