@@ -35,6 +35,12 @@ def herd_quantize(src, qtype):
     return out
 
 
+def last_logits(llm):
+    """The last evaluated position's logits (only those are kept without logits_all)."""
+    import numpy as np
+    return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+
+
 def run_llama_cpp(path, ids, threads, decode_tokens):
     from llama_cpp import Llama
     llm = Llama(model_path=str(path), n_ctx=len(ids) + decode_tokens + 8, n_threads=threads,
@@ -42,11 +48,11 @@ def run_llama_cpp(path, ids, threads, decode_tokens):
     t0 = time.perf_counter()
     llm.eval(ids)
     prefill_s = time.perf_counter() - t0
-    token = int(llm.scores[llm.n_tokens - 1].argmax())
+    token = int(last_logits(llm).argmax())
     t0 = time.perf_counter()
     for _ in range(decode_tokens - 1):
         llm.eval([token])
-        token = int(llm.scores[llm.n_tokens - 1].argmax())
+        token = int(last_logits(llm).argmax())
     decode_s = time.perf_counter() - t0
     return dict(prefill_tok_s=len(ids) / prefill_s, decode_tok_s=(decode_tokens - 1) / decode_s)
 
