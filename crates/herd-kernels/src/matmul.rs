@@ -31,8 +31,9 @@ pub enum Precision {
     /// `Σ|x|·|w|` at worst); typically ~1e-3 of `sqrt(Σ(x·w)²)`, small next to the
     /// weights' own quantization error. NaN or infinite `x` gives NaN outputs.
     ///
-    /// Only streaming-sized calls (m ≤ 32, decode) use it: prefill is faster through
-    /// the exact f32 blocked kernels, so larger calls are computed as under `Exact`.
+    /// Prefill-sized calls (m > 32) use it only on AVX-512 VNNI (an integer GEMM,
+    /// with per-block steps `amax₃₂ / 127` for every format); elsewhere they are
+    /// faster through the f32 blocked kernels and computed as under `Exact`.
     #[default]
     Int8Dot,
     /// Opt-in prefill for bf16 weights that trades accuracy for `vdpbf16ps`

@@ -173,17 +173,14 @@ impl IntBlock {
     pub fn decode(&mut self, qtype: QuantType, block: &[u8]) {
         debug_assert_eq!(block.len(), qtype.block_bytes());
         self.len = qtype.block_elems();
-        self.group = 32;
-        self.min = [0.0; 16];
+        self.group = block_scales(qtype, block, &mut self.scale, &mut self.min);
         match qtype {
             QuantType::Q8_0 => {
-                self.scale[0] = f16_at(block, 0);
                 for (q, &b) in self.q.iter_mut().zip(&block[2..34]) {
                     *q = b as i8;
                 }
             }
             QuantType::Q4_0 => {
-                self.scale[0] = f16_at(block, 0);
                 for (l, &b) in block[2..18].iter().enumerate() {
                     self.q[l] = (b & 0x0F) as i8 - 8;
                     self.q[l + 16] = (b >> 4) as i8 - 8;
@@ -198,12 +195,6 @@ impl IntBlock {
     /// (elements 64j..64j+32) and high nibbles the second; Q5_K's `qh` byte `l` holds
     /// the fifth bit of element `l` of group `g` in bit `g`.
     fn decode_k45(&mut self, qtype: QuantType, block: &[u8]) {
-        let (d, dmin) = (f16_at(block, 0), f16_at(block, 2));
-        let (sc, m) = k_scales(scales12(block));
-        for g in 0..8 {
-            self.scale[g] = d * f32::from(sc[g]);
-            self.min[g] = dmin * f32::from(m[g]);
-        }
         let (qh, qs): (&[u8], &[u8]) = match qtype {
             QuantType::Q5_K => (&block[16..48], &block[48..176]),
             _ => (&[0; 32], &block[16..144]),
@@ -224,11 +215,6 @@ impl IntBlock {
     /// `ql[l + 32·(j % 2)]` (low nibble for j < 2, high for j ≥ 2) and its top 2
     /// bits in bits `2j..2j+2` of `qh[l]`. Scales are signed, one per 16 elements.
     fn decode_q6_k(&mut self, block: &[u8]) {
-        let d = f16_at(block, 208);
-        self.group = 16;
-        for (g, &sc) in block[192..208].iter().enumerate() {
-            self.scale[g] = d * f32::from(sc as i8);
-        }
         for half in 0..2 {
             let ql = &block[64 * half..64 * half + 64];
             let qh = &block[128 + 32 * half..128 + 32 * half + 32];
@@ -252,6 +238,40 @@ impl IntBlock {
             for (o, &q) in out.iter_mut().zip(q) {
                 *o = scale * f32::from(q) - min;
             }
+        }
+    }
+}
+
+/// Decodes a block's per-group scales (`d`, or `d · sc[g]` rounded to f32 as ggml
+/// does) into `scale` and its per-group mins (`dmin · m[g]`, zero for formats
+/// without mins) into `min`, and returns the group length (32, or 16 for Q6_K).
+pub(crate) fn block_scales(
+    qtype: QuantType,
+    block: &[u8],
+    scale: &mut [f32; 16],
+    min: &mut [f32; 16],
+) -> usize {
+    *min = [0.0; 16];
+    match qtype {
+        QuantType::Q8_0 | QuantType::Q4_0 => {
+            scale[0] = f16_at(block, 0);
+            32
+        }
+        QuantType::Q4_K | QuantType::Q5_K => {
+            let (d, dmin) = (f16_at(block, 0), f16_at(block, 2));
+            let (sc, m) = k_scales(scales12(block));
+            for g in 0..8 {
+                scale[g] = d * f32::from(sc[g]);
+                min[g] = dmin * f32::from(m[g]);
+            }
+            32
+        }
+        QuantType::Q6_K => {
+            let d = f16_at(block, 208);
+            for (s, &sc) in scale.iter_mut().zip(&block[192..208]) {
+                *s = d * f32::from(sc as i8);
+            }
+            16
         }
     }
 }

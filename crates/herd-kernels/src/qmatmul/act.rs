@@ -135,7 +135,16 @@ fn round_block(x: &[f32], step: f32, q: &mut [i8]) {
         0.0
     };
     for (q, &v) in q.iter_mut().zip(x) {
-        *q = round_even(v * inv).clamp(-127.0, 127.0) as i8;
+        let t = round_even(v * inv);
+        // NaN (an infinite `v` times a zero `inv`) becomes 0; finite values are
+        // within ±127 after the clamp. Spelled out, unlike `as i8`, so it vectorises.
+        let t = if t.is_nan() {
+            0.0
+        } else {
+            t.clamp(-127.0, 127.0)
+        };
+        // SAFETY: `t` is finite and within i32's range.
+        *q = unsafe { t.to_int_unchecked::<i32>() } as i8;
     }
 }
 

@@ -181,9 +181,8 @@ fn all_paths(qtype: QuantType) {
                         check(&got, &r.y, exact, &what(&format!("exact {strategy:?}")));
                     }
                     let matmul = Matmul::with_isa(isa, Precision::Int8Dot).expect("supported");
-                    // Prefill-sized calls are exact under Int8Dot too.
                     let got = run(matmul, Strategy::Blocked, &x, shape, ws);
-                    check(&got, &r.y, exact, &what("int8 blocked"));
+                    check(&got, &r.y, int8, &what("int8 blocked"));
                     let got = run(matmul, Strategy::Stream, &x, shape, ws);
                     check(&got, &r.y, int8, &what("int8"));
                     // The integer dot products are exact, so instruction sets may
