@@ -31,9 +31,10 @@ pub enum Precision {
     /// `Σ|x|·|w|` at worst); typically ~1e-3 of `sqrt(Σ(x·w)²)`, small next to the
     /// weights' own quantization error. NaN or infinite `x` gives NaN outputs.
     ///
-    /// Prefill-sized calls (m > 32) use it only on AVX-512 VNNI (an integer GEMM,
-    /// with per-block steps `amax₃₂ / 127` for every format); elsewhere they are
-    /// faster through the f32 blocked kernels and computed as under `Exact`.
+    /// Prefill-sized calls use it only on AVX-512 VNNI (an integer GEMM from m = 9,
+    /// with per-block steps `amax₃₂ / 127` for every format); elsewhere calls with
+    /// m > 32 are faster through the f32 blocked kernels and computed as under
+    /// `Exact`.
     #[default]
     Int8Dot,
     /// Opt-in prefill for bf16 weights that trades accuracy for `vdpbf16ps`
@@ -155,7 +156,9 @@ impl Matmul {
         y: &mut [f32],
     ) -> Result<(), KernelError> {
         let problem = Problem::new(x, m, k, w, n, y.len())?;
-        self.run_with(&problem, y, Strategy::for_rows(m));
+        let strategy = qmatmul::strategy(self.isa, self.precision, &problem)
+            .unwrap_or_else(|| Strategy::for_rows(m));
+        self.run_with(&problem, y, strategy);
         Ok(())
     }
 

@@ -27,16 +27,17 @@
 //!
 //! # Strategies
 //!
-//! Up to the float kernels' threshold (m ≤ 32, decode) both precisions stream W:
-//! each L2-sized group of W rows is unpacked once per few rows of X and read from
-//! memory once. Above it:
+//! Decode-sized products stream W: each L2-sized group of W rows is unpacked once
+//! per few rows of X and read from memory once. Larger ones:
 //!
-//! * Int8Dot on AVX-512 VNNI runs an integer GEMM ([`x86::gemm`]): each task unpacks
-//!   its block of W rows once into `vpdpbusd`'s operand layout and every row of X
-//!   passes over it (measured ~3-4× the f32 path at m = 512 on Zen 4).
-//! * Everything else (Exact, and Int8Dot without VNNI) uses the f32 blocked kernels,
-//!   each task dequantizing its block of W rows once into scratch that its packing
-//!   reads ([`Dequant`]), so it runs near the FMA peak.
+//! * Int8Dot on AVX-512 VNNI, from m = 9 ([`VNNI_STREAM_MAX_M`]), runs an integer
+//!   GEMM ([`x86::gemm`]): each task unpacks its block of W rows once into
+//!   `vpdpbusd`'s operand layout and every row of X passes over it (measured ~4-5×
+//!   the f32 path at m = 512 on Zen 4).
+//! * Everything else (Exact, and Int8Dot without VNNI) switches at the float
+//!   kernels' threshold (m > 32) to the f32 blocked kernels, each task
+//!   dequantizing its block of W rows once into scratch that its packing reads
+//!   ([`Dequant`]), so it runs near the FMA peak.
 
 mod act;
 mod scalar;
@@ -66,6 +67,26 @@ pub(crate) fn quant_weights<'a>(p: &Problem<'a>) -> Option<(QuantType, &'a [u8])
 /// Whether `qtype` has per-group mins, whose terms need X's block sums.
 pub(crate) fn has_mins(qtype: QuantType) -> bool {
     matches!(qtype, QuantType::Q4_K | QuantType::Q5_K)
+}
+
+/// Largest `m` the Int8Dot kernels stream on AVX-512 VNNI; larger products run
+/// the integer GEMM. Its packing (one pass over W) outweighs the streaming kernel's
+/// re-unpacking of W for each 4 rows of X from about m = 10: measured on the Llama
+/// 3.2 1B shapes, streaming is ahead up to m = 8 and the GEMM 1.1-2.4x ahead from
+/// m = 12.
+const VNNI_STREAM_MAX_M: usize = 8;
+
+/// The strategy for `p` when quantized weights choose their own: Int8Dot on
+/// AVX-512 VNNI, whose GEMM pays off at a smaller `m` than the float kernels.
+pub(crate) fn strategy(isa: Isa, precision: Precision, p: &Problem<'_>) -> Option<Strategy> {
+    let int8 = precision != Precision::Exact;
+    (int8 && quant_weights(p).is_some() && Flavour::of(isa) == Flavour::Vnni).then_some(
+        if p.m <= VNNI_STREAM_MAX_M {
+            Strategy::Stream
+        } else {
+            Strategy::Blocked
+        },
+    )
 }
 
 /// Which kernels serve quantized weights for an instruction set.

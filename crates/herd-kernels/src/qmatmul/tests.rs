@@ -446,7 +446,7 @@ fn public_entry_points() {
         let ws = WeightSlice::Quant(qtype, &bytes[1..]);
         let mut w = vec![0.0f32; n * k];
         dequantize(qtype, &bytes[1..], &mut w).unwrap();
-        for m in [3, 40] {
+        for m in [3, 10, 40] {
             let x = random_x(m, k, 6);
             let r = reference(qtype, &x, m, k, &w, n);
             let mut y = vec![f32::NAN; m * n];

@@ -202,6 +202,11 @@ unsafe fn task<F: GemmFormat>(
 
 /// Unpacks `rows` of W (whole rows of `F` blocks in `w`) into `packed`; lanes past
 /// the last row of the last panel are zero.
+///
+/// Weights go 16 rows at a time: each row's group of 32 bytes is one register of 8
+/// quads, and [`transpose_16x8`] turns 16 of them into 8 vectors of one quad of 16
+/// rows, stored whole (a scalar scatter of each quad cost more than the GEMM
+/// itself below m ≈ 64).
 #[inline(always)]
 unsafe fn pack<F: GemmFormat>(w: &[u8], k: usize, rows: Range<usize>, packed: &mut Packed) {
     let blocks = k / F::ELEMS;
@@ -219,32 +224,80 @@ unsafe fn pack<F: GemmFormat>(w: &[u8], k: usize, rows: Range<usize>, packed: &m
         packed.min.resize(padded * groups, 0.0);
     }
     let (mut scale, mut min) = ([0.0f32; 16], [0.0f32; 16]);
-    let mut quads = [0u32; 8];
-    for (index, r) in rows.enumerate() {
-        let (panel, lane) = (index / NR, index % NR);
-        let quad_base = panel * k * NR;
-        let group_base = panel * groups * NR;
+    for (index, r) in rows.clone().enumerate() {
+        let group_base = index / NR * groups * NR + index % NR;
         for b in 0..blocks {
             let block = &w[r * row_bytes + b * F::BYTES..][..F::BYTES];
             block_scales(F::QTYPE, block, &mut scale, &mut min);
             for s in 0..subs {
-                let at = group_base + (b * subs + s) * NR + lane;
+                let at = group_base + (b * subs + s) * NR;
                 packed.scale[at] = scale[s];
                 if F::MINS {
                     packed.min[at] = min[s];
                 }
             }
+        }
+    }
+    for (half, r0) in (rows.start..rows.end).step_by(16).enumerate() {
+        let valid = (rows.end - r0).min(16);
+        // Quads of this half's 16 rows start at byte 64 · (half % 2) of each 128.
+        let base = half / 2 * k * NR + half % 2 * 64;
+        let src = w.as_ptr().add(r0 * row_bytes);
+        for b in 0..blocks {
             for g in 0..F::GROUPS {
-                let v = F::unsigned(block.as_ptr(), g);
-                _mm256_storeu_si256(quads.as_mut_ptr().cast(), v);
+                let mut v = [_mm256_setzero_si256(); 16];
+                for (r, v) in v.iter_mut().enumerate().take(valid) {
+                    *v = F::unsigned(src.add(r * row_bytes + b * F::BYTES), g);
+                }
                 let quad0 = (b * F::ELEMS + g * XBLOCK) / 4;
-                for (t, &q) in quads.iter().enumerate() {
-                    let at = quad_base + ((quad0 + t) * NR + lane) * 4;
-                    packed.w[at..at + 4].copy_from_slice(&q.to_le_bytes());
+                let dst = packed.w.as_mut_ptr().add(base + quad0 * NR * 4);
+                for (t, q) in transpose_16x8(&v).into_iter().enumerate() {
+                    _mm512_storeu_si512(dst.add(t * NR * 4).cast(), q);
                 }
             }
         }
     }
+}
+
+/// 16 rows of 8 dwords to 8 vectors of one dword (quad) from each of the 16 rows.
+///
+/// Rows r and r + 8 share a 512-bit register, so one 8 × 8 transpose (two unpack
+/// stages within 128-bit lanes) runs on both halves at once; a final lane shuffle
+/// gathers each quad's four 128-bit pieces in row order.
+#[inline(always)]
+unsafe fn transpose_16x8(v: &[__m256i; 16]) -> [__m512i; 8] {
+    let mut z = [_mm512_setzero_si512(); 8];
+    for (r, z) in z.iter_mut().enumerate() {
+        *z = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(v[r]), v[r + 8]);
+    }
+    // Stage 1: dword pairs of rows (2i, 2i+1).
+    let mut t = [_mm512_setzero_si512(); 8];
+    for i in 0..4 {
+        t[2 * i] = _mm512_unpacklo_epi32(z[2 * i], z[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(z[2 * i], z[2 * i + 1]);
+    }
+    // Stage 2: qword pairs; u[4h + d] holds, in 128-bit lane L, dword d of lane L of
+    // rows 4h..4h+4 (h = 0: rows 0-3 / 8-11, h = 1: rows 4-7 / 12-15).
+    let mut u = [_mm512_setzero_si512(); 8];
+    for h in 0..2 {
+        let (a0, a1, b0, b1) = (t[4 * h], t[4 * h + 1], t[4 * h + 2], t[4 * h + 3]);
+        u[4 * h] = _mm512_unpacklo_epi64(a0, b0);
+        u[4 * h + 1] = _mm512_unpackhi_epi64(a0, b0);
+        u[4 * h + 2] = _mm512_unpacklo_epi64(a1, b1);
+        u[4 * h + 3] = _mm512_unpackhi_epi64(a1, b1);
+    }
+    // Stage 3: quad q < 4 sits in lanes 0 (rows 0-7) and 2 (rows 8-15) of u[q] and
+    // u[4 + q]; quad q ≥ 4 in lanes 1 and 3 of u[q - 4] and u[q].
+    let mut out = [_mm512_setzero_si512(); 8];
+    for q in 0..4 {
+        let (lo, hi) = (u[q], u[4 + q]);
+        // [lo.0, lo.2, hi.0, hi.2] then reordered to [lo.0, hi.0, lo.2, hi.2].
+        let even = _mm512_shuffle_i32x4::<0b10_00_10_00>(lo, hi);
+        out[q] = _mm512_shuffle_i32x4::<0b11_01_10_00>(even, even);
+        let odd = _mm512_shuffle_i32x4::<0b11_01_11_01>(lo, hi);
+        out[q + 4] = _mm512_shuffle_i32x4::<0b11_01_10_00>(odd, odd);
+    }
+    out
 }
 
 /// Where a tile's packed operands start and which part of `Y` it writes.
