@@ -48,8 +48,9 @@
 //! are llama.cpp's: each call quantizes X to 8 bits (one step per 32 values) and the
 //! weights meet it in exact integer dot products (AVX-512 VNNI `vpdpbusd`, AVX2
 //! `vpmaddubsw`), so decode stays bound by reading 4.5-8.5 bits per weight rather than
-//! by converting them; the error this adds is bounded and documented on the variant.
-//! [`Precision::Exact`] dequantizes in registers and uses f32 FMAs instead.
+//! by converting them, and prefill on AVX-512 VNNI runs an integer GEMM at several
+//! times the f32 kernels' rate; the error this adds is bounded and documented on the
+//! variant. [`Precision::Exact`] dequantizes in registers and uses f32 FMAs instead.
 //! [`dequantize`] decodes whole rows (embedding lookups).
 //!
 //! # Instruction sets
