@@ -5,9 +5,10 @@
 //! * [`Precision::Int8Dot`] (the default), llama.cpp's method: each row of `X` is
 //!   quantized once per call to 8-bit blocks of 32 (see [`act`]), and each group of
 //!   32 weights meets its 32 activations in an exact integer dot product
-//!   (`vpdpbusd` with AVX-512 VNNI, `vpmaddubsw` with AVX2), scaled once per group in
-//!   f32. Decode is then bound by reading the 4.5-8.5 bits per weight, not by
-//!   converting them.
+//!   (`vpdpbusd` with AVX-512 VNNI, `vpmaddubsw` with AVX2), scaled in f32 once per
+//!   block of 32 (k-quants: once per super-block of 256, their group scales applied
+//!   in integers). Decode is then bound by reading the 4.5-8.5 bits per weight, not
+//!   by converting them.
 //! * [`Precision::Exact`]: weights are dequantized to f32 in registers with
 //!   [`crate::dequantize`]'s arithmetic and multiplied with f32 `X`, as the float
 //!   kernels do. Decode streams the same bytes with about three times the

@@ -1,8 +1,9 @@
 //! x86 kernels for quantized weights, in two flavours that share everything but the
 //! integer dot product: AVX2 (`vpmaddubsw` + `vpmaddwd`) and AVX-512 VNNI
-//! (`vpdpbusd`). Both work on 256-bit registers.
+//! (`vpdpbusd`). Both stream on 256-bit registers; only the VNNI prefill GEMM, whose
+//! lanes are W rows rather than weights of one group, uses 512 bits.
 //!
-//! # Why 256 bits on AVX-512 too
+//! # Why 256 bits for streaming, on AVX-512 too
 //!
 //! Every ggml format is built from groups of 32 weights that share one scale, and 32
 //! weights as bytes are exactly one 256-bit register: a group unpacks into one
@@ -14,20 +15,21 @@
 //! VNNI and 32 registers (EVEX encodes ymm16-31), which allow 4 rows of X × 4 rows
 //! of W in registers instead of AVX2's 2 × 4.
 //!
-//! # The inner loop (Int8Dot), per group of 32 weights of one W row
+//! # Kernels
+//!
+//! Int8Dot streaming (decode), Q8_0 and Q4_0, per block of 32 weights of a W row:
 //!
 //! ```text
-//! w   = unpack(block, g)               32 × u8 (or i8 for Q8_0), element order
-//! s   = scale lanes of the group       8 × f32 (d, d·sc[g], or Q6_K's two)
+//! w   = unpack(block)                  32 × u8 (or i8 for Q8_0), element order
 //! for each row i of X:
 //!   dot = corr_i + Σ₄ w · xq_i         8 × i32, exact (corr folds the format's offset)
-//!   acc = fma(f32(dot), s · dx_i, acc)
-//! once per block, k-quants with mins:  acc -= (dmin·m) · Σx   (8 groups at once)
+//!   acc = fma(f32(dot), d · dx_i, acc)
 //! ```
 //!
-//! The exact kernels share the unpacking and turn each group into four vectors of 8
-//! f32 weights (the same operations as [`crate::dequantize`], so bit-identical to it)
-//! and do f32 FMAs with X.
+//! k-quants sum a whole super-block in integers instead ([`kquant`]); prefill runs
+//! an integer GEMM ([`gemm`]). The exact kernels share the unpacking ([`formats`])
+//! and turn each group into four vectors of 8 f32 weights (the same operations as
+//! [`crate::dequantize`], so bit-identical to it) and do f32 FMAs with X.
 
 use std::arch::x86_64::*;
 use std::marker::PhantomData;
