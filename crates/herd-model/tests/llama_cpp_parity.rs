@@ -53,12 +53,18 @@ struct Case {
 fn cases() -> Vec<Case> {
     let dir = repo_root().join("tests/fixtures/gguf");
     let mut out = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(&dir).expect("tests/fixtures/gguf").filter_map(|e| e.ok()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tests/fixtures/gguf")
+        .filter_map(|e| e.ok())
+        .collect();
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(stem) = name.strip_suffix(".ref.json") else { continue };
-        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(entry.path()).unwrap()).unwrap();
+        let Some(stem) = name.strip_suffix(".ref.json") else {
+            continue;
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(entry.path()).unwrap()).unwrap();
         if json["gguf_committed"] != serde_json::Value::Bool(true) {
             continue;
         }
@@ -66,7 +72,13 @@ fn cases() -> Vec<Case> {
             v.as_array()
                 .unwrap()
                 .iter()
-                .map(|p| p.as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as u32).collect())
+                .map(|p| {
+                    p.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|t| t.as_u64().unwrap() as u32)
+                        .collect()
+                })
                 .collect()
         };
         let refs = dir.join(format!("{stem}.ref.safetensors"));
@@ -75,10 +87,18 @@ fn cases() -> Vec<Case> {
             kind: json["type"].as_str().unwrap().to_string(),
             prompts: ids(&json["prompts"]),
             greedy: ids(&json["greedy"]),
-            logits: WeightFiles::open_files(std::slice::from_ref(&refs), refs.display().to_string()).unwrap(),
+            logits: WeightFiles::open_files(
+                std::slice::from_ref(&refs),
+                refs.display().to_string(),
+            )
+            .unwrap(),
         });
     }
-    assert!(out.len() >= 8, "expected the llama.cpp GGUF fixtures, found {}", out.len());
+    assert!(
+        out.len() >= 8,
+        "expected the llama.cpp GGUF fixtures, found {}",
+        out.len()
+    );
     out
 }
 
@@ -88,11 +108,25 @@ fn logits_match_llama_cpp_for_every_type() {
         let model = Llama::load(&case.gguf).unwrap();
         let vocab = model.config().vocab_size;
         for (i, prompt) in case.prompts.iter().enumerate() {
-            let want: Weight = case.logits.get(&format!("logits.{i}"), &[prompt.len(), vocab]).unwrap();
-            let got = flat(&model.forward_one(prompt, &mut model.new_cache(), Logits::All).unwrap());
+            let want: Weight = case
+                .logits
+                .get(&format!("logits.{i}"), &[prompt.len(), vocab])
+                .unwrap();
+            let got = flat(
+                &model
+                    .forward_one(prompt, &mut model.new_cache(), Logits::All)
+                    .unwrap(),
+            );
             let diff = max_abs_diff(&got, &want.to_f32_vec().unwrap());
-            eprintln!("{} prompt {i}: max |Δlogit| vs llama.cpp = {diff:.2e}", case.gguf.display());
-            assert!(diff < tolerance(&case.kind), "{} prompt {i}: {diff}", case.gguf.display());
+            eprintln!(
+                "{} prompt {i}: max |Δlogit| vs llama.cpp = {diff:.2e}",
+                case.gguf.display()
+            );
+            assert!(
+                diff < tolerance(&case.kind),
+                "{} prompt {i}: {diff}",
+                case.gguf.display()
+            );
         }
     }
 }
@@ -107,13 +141,21 @@ fn greedy_continuations_match_llama_cpp() {
             let mut got = Vec::new();
             for _ in 0..want.len() {
                 let row = flat(&logits);
-                let next = (0..row.len()).fold(0, |best, i| if row[i] > row[best] { i } else { best }) as u32;
+                let next = (0..row.len())
+                    .fold(0, |best, i| if row[i] > row[best] { i } else { best })
+                    as u32;
                 got.push(next);
-                logits = model.forward_one(&[next], &mut cache, Logits::Last).unwrap();
+                logits = model
+                    .forward_one(&[next], &mut cache, Logits::Last)
+                    .unwrap();
             }
             let n = greedy_prefix(&case.kind);
             let same = got.iter().zip(want).take_while(|(a, b)| a == b).count();
-            eprintln!("{}: first {same} of {} greedy tokens agree", case.gguf.display(), want.len());
+            eprintln!(
+                "{}: first {same} of {} greedy tokens agree",
+                case.gguf.display(),
+                want.len()
+            );
             assert_eq!(got[..n], want[..n], "{}", case.gguf.display());
         }
     }

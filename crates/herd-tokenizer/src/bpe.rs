@@ -71,7 +71,8 @@ pub(crate) fn build(
     vocab_error: impl Fn(VocabProblem) -> TokenizerError,
 ) -> Result<tokenizers::Tokenizer, TokenizerError> {
     let BpeVocab { tokens, merges } = vocab;
-    let count = u32::try_from(tokens.len()).map_err(|_| vocab_error(VocabProblem::TooManyTokens(tokens.len())))?;
+    let count = u32::try_from(tokens.len())
+        .map_err(|_| vocab_error(VocabProblem::TooManyTokens(tokens.len())))?;
     let mut id_of: HashMap<&str, u32> = HashMap::with_capacity(tokens.len());
     for (id, (text, _)) in (0..count).zip(&tokens) {
         if text.is_empty() {
@@ -94,7 +95,9 @@ pub(crate) fn build(
     // Byte-level BPE can encode any text only if every byte is a token;
     // otherwise `tokenizers` (and llama.cpp) silently drop the byte.
     let byte_chars = gpt2_byte_chars();
-    if let Some(byte) = (0..=255u8).find(|b| !is_ordinary(byte_chars[usize::from(*b)].encode_utf8(&mut [0; 4]))) {
+    if let Some(byte) =
+        (0..=255u8).find(|b| !is_ordinary(byte_chars[usize::from(*b)].encode_utf8(&mut [0; 4])))
+    {
         return Err(vocab_error(VocabProblem::MissingByte(byte)));
     }
     // `tokenizers` would refuse these too, but without saying which merge.
@@ -105,7 +108,10 @@ pub(crate) fn build(
             .find(|t| !is_ordinary(t))
             .map(str::to_owned);
         if let Some(token) = unknown {
-            return Err(vocab_error(VocabProblem::MergeUnknownToken { index, token }));
+            return Err(vocab_error(VocabProblem::MergeUnknownToken {
+                index,
+                token,
+            }));
         }
     }
 
@@ -227,7 +233,10 @@ mod tests {
                 .map(|c| (c.to_string(), TokenKind::Ordinary))
                 .chain(extra.iter().map(|(t, k)| ((*t).to_owned(), *k)))
                 .collect(),
-            merges: merges.iter().map(|(l, r)| ((*l).to_owned(), (*r).to_owned())).collect(),
+            merges: merges
+                .iter()
+                .map(|(l, r)| ((*l).to_owned(), (*r).to_owned()))
+                .collect(),
         }
     }
 
@@ -250,7 +259,11 @@ mod tests {
         assert_eq!(tok.token_to_id("ab"), Some(257));
         assert_eq!(tok.token_to_id("<u>"), Some(258));
         assert_eq!(tok.token_to_id("<end>"), Some(259));
-        let ids = tok.encode_fast("ab<u>", false).expect("encode").get_ids().to_vec();
+        let ids = tok
+            .encode_fast("ab<u>", false)
+            .expect("encode")
+            .get_ids()
+            .to_vec();
         assert_eq!(ids, vec![257, 258]);
     }
 
@@ -263,7 +276,11 @@ mod tests {
             problem: crate::error::GgufVocabProblem::Vocab(p),
         }) {
             Err(TokenizerError::GgufVocab {
-                problem: crate::error::GgufVocabProblem::Vocab(VocabProblem::MergeUnknownToken { index: 0, token }),
+                problem:
+                    crate::error::GgufVocabProblem::Vocab(VocabProblem::MergeUnknownToken {
+                        index: 0,
+                        token,
+                    }),
             }) => assert_eq!(token, "ab"),
             other => panic!("unexpected {other:?}"),
         }

@@ -298,11 +298,13 @@ impl<'t> ChatFormat<'t> {
     pub fn encode_dialog_prompt(&self, messages: &[Message]) -> Result<Vec<u32>, TokenizerError> {
         let mut ids = vec![self.begin_of_text];
         for (index, message) in messages.iter().enumerate() {
-            message.validate().map_err(|problem| TokenizerError::InvalidMessage {
-                index,
-                role: message.role,
-                problem,
-            })?;
+            message
+                .validate()
+                .map_err(|problem| TokenizerError::InvalidMessage {
+                    index,
+                    role: message.role,
+                    problem,
+                })?;
             self.encode_message(message, &mut ids)?;
         }
         ids.extend_from_slice(&self.headers[Role::Assistant as usize]);

@@ -299,7 +299,10 @@ pub enum VocabProblem {
 
 /// "id N" or "which this vocabulary lacks", for messages.
 fn describe_id(id: Option<u32>) -> String {
-    id.map_or_else(|| "which this vocabulary lacks".to_owned(), |id| format!("id {id}"))
+    id.map_or_else(
+        || "which this vocabulary lacks".to_owned(),
+        |id| format!("id {id}"),
+    )
 }
 
 /// Which field a message may not carry for its role.

@@ -80,7 +80,9 @@ pub(crate) struct BosSettings {
 }
 
 /// Validates the metadata and translates it for the shared builder.
-pub(crate) fn build(vocab: GgufVocab) -> Result<(tokenizers::Tokenizer, BosSettings), TokenizerError> {
+pub(crate) fn build(
+    vocab: GgufVocab,
+) -> Result<(tokenizers::Tokenizer, BosSettings), TokenizerError> {
     let error = |problem| TokenizerError::GgufVocab { problem };
     let GgufVocab {
         model,
@@ -158,10 +160,16 @@ pub(crate) fn build(vocab: GgufVocab) -> Result<(tokenizers::Tokenizer, BosSetti
 /// Checks that herd starts a sequence as llama.cpp would with this file:
 /// herd prepends the special `<|begin_of_text|>` (`herd_bos`) wherever it
 /// exists, so the file must want a BOS and name that token.
-pub(crate) fn check_bos(settings: BosSettings, herd_bos: Option<u32>) -> Result<(), TokenizerError> {
+pub(crate) fn check_bos(
+    settings: BosSettings,
+    herd_bos: Option<u32>,
+) -> Result<(), TokenizerError> {
     let error = |problem| Err(TokenizerError::GgufVocab { problem });
     if let Some(file) = settings.bos_id.filter(|id| Some(*id) != herd_bos) {
-        return error(GgufVocabProblem::BosMismatch { file, herd: herd_bos });
+        return error(GgufVocabProblem::BosMismatch {
+            file,
+            herd: herd_bos,
+        });
     }
     match (settings.add_bos, herd_bos) {
         (Some(false), Some(bos)) => error(GgufVocabProblem::NoBosWanted(bos)),
@@ -222,7 +230,10 @@ pub(crate) fn export(
         .all(|(key, value)| this.model.get(key) == Some(value));
     let different = [
         ("normalizer", this.normalizer == reference.normalizer),
-        ("pre-tokenizer", this.pre_tokenizer == reference.pre_tokenizer),
+        (
+            "pre-tokenizer",
+            this.pre_tokenizer == reference.pre_tokenizer,
+        ),
         ("model", same_model),
         // The decoder's flags only matter for encoding.
         ("decoder", this.decoder["type"] == reference.decoder["type"]),
@@ -242,12 +253,17 @@ pub(crate) fn export(
     let merges: Vec<(String, String)> =
         serde_json::from_value(this.model.remove("merges").unwrap_or_default()).map_err(backend)?;
     let token_count = vocab.len() + this.added_tokens.len();
-    let ids = vocab.values().chain(this.added_tokens.iter().map(|t| &t.id));
+    let ids = vocab
+        .values()
+        .chain(this.added_tokens.iter().map(|t| &t.id));
     let id_count = ids.max().map_or(0, |max| *max as usize + 1);
     // Every id below the largest gets a token, so a few stray ids must not
     // turn into billions of fillers.
     if id_count > 2 * token_count {
-        return Err(error(GgufExportProblem::SparseIds { token_count, id_count }));
+        return Err(error(GgufExportProblem::SparseIds {
+            token_count,
+            id_count,
+        }));
     }
     let mut by_id: Vec<Option<(String, i32)>> = vec![None; id_count];
     for (text, id) in vocab {

@@ -59,8 +59,8 @@ mod tokenizer;
 pub use bpe::LLAMA3_SPLIT_PATTERN;
 pub use chat::{ChatFormat, Message, MessageEnd, Role, ToolCall, ToolPromptFormat, ToolValue};
 pub use error::{
-    BackendOp, GgufExportProblem, GgufVocabProblem, MessageProblem, TiktokenLineProblem, TiktokenVocabProblem,
-    TokenizerError, VocabProblem,
+    BackendOp, GgufExportProblem, GgufVocabProblem, MessageProblem, TiktokenLineProblem,
+    TiktokenVocabProblem, TokenizerError, VocabProblem,
 };
 pub use gguf::GgufVocab;
 pub use stream::StreamDecoder;

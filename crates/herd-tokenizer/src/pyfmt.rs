@@ -118,7 +118,11 @@ fn float_text(x: f64, nan: &str, inf: &str) -> String {
         return nan.to_owned();
     }
     if x.is_infinite() {
-        return if x < 0.0 { format!("-{inf}") } else { inf.to_owned() };
+        return if x < 0.0 {
+            format!("-{inf}")
+        } else {
+            inf.to_owned()
+        };
     }
     if x == 0.0 {
         return if x.is_sign_negative() { "-0.0" } else { "0.0" }.to_owned();

@@ -48,7 +48,11 @@ impl StreamDecoder {
 
     /// Adds one id; returns the text it completes, or `None` while a
     /// character is still incomplete (or the id produced no text).
-    pub fn step(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<Option<String>, TokenizerError> {
+    pub fn step(
+        &mut self,
+        tokenizer: &Tokenizer,
+        id: u32,
+    ) -> Result<Option<String>, TokenizerError> {
         self.window.push(id);
         let text = match tokenizer.decode(&self.window, self.skip_special) {
             Ok(text) => text,

@@ -81,7 +81,12 @@ fn parse(path: &Path, text: &str) -> Result<Vec<Vec<u8>>, TokenizerError> {
         let (token, rank) = match fields.as_slice() {
             [] => continue,
             [token, rank] => (*token, *rank),
-            other => return Err(line_error(line_no, TiktokenLineProblem::FieldCount(other.len()))),
+            other => {
+                return Err(line_error(
+                    line_no,
+                    TiktokenLineProblem::FieldCount(other.len()),
+                ))
+            }
         };
         let token = base64::engine::general_purpose::STANDARD
             .decode(token)
@@ -93,7 +98,10 @@ fn parse(path: &Path, text: &str) -> Result<Vec<Vec<u8>>, TokenizerError> {
             .parse()
             .map_err(|e| line_error(line_no, TiktokenLineProblem::Rank(e)))?;
         if let Some(&first_line) = line_of_token.get(&token) {
-            return Err(line_error(line_no, TiktokenLineProblem::DuplicateToken { first_line }));
+            return Err(line_error(
+                line_no,
+                TiktokenLineProblem::DuplicateToken { first_line },
+            ));
         }
         if let Some((_, first_line)) = by_rank.get(&rank) {
             let first_line = *first_line;
@@ -120,7 +128,12 @@ fn parse(path: &Path, text: &str) -> Result<Vec<Vec<u8>>, TokenizerError> {
         let rank = rank as u32;
         match by_rank.remove(&rank) {
             Some((token, _)) => tokens.push(token),
-            None => return Err(vocab_error(TiktokenVocabProblem::RankGap { count, missing: rank })),
+            None => {
+                return Err(vocab_error(TiktokenVocabProblem::RankGap {
+                    count,
+                    missing: rank,
+                }))
+            }
         }
     }
     Ok(tokens)
@@ -135,7 +148,8 @@ fn build(path: &Path, tokens: &[Vec<u8>]) -> Result<tokenizers::Tokenizer, Token
         .map(|(rank, token)| (token.as_slice(), rank as u32))
         .collect();
     let byte_chars = gpt2_byte_chars();
-    let spell = |bytes: &[u8]| -> String { bytes.iter().map(|b| byte_chars[usize::from(*b)]).collect() };
+    let spell =
+        |bytes: &[u8]| -> String { bytes.iter().map(|b| byte_chars[usize::from(*b)]).collect() };
 
     // Iterating in rank order gives the converter's stable sort by result rank.
     let mut merges = Vec::new();

@@ -116,7 +116,11 @@ impl Tokenizer {
     /// `original/tokenizer.model` (Meta's layout).
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, TokenizerError> {
         let dir = dir.as_ref();
-        let candidates = ["tokenizer.json", "tokenizer.model", "original/tokenizer.model"];
+        let candidates = [
+            "tokenizer.json",
+            "tokenizer.model",
+            "original/tokenizer.model",
+        ];
         let file = candidates
             .iter()
             .map(|name| dir.join(name))
@@ -143,10 +147,11 @@ impl Tokenizer {
     /// Loads a `tokenizer.json` held in memory (e.g. compiled into a binary);
     /// errors name the file `<memory>`.
     pub fn from_json_bytes(bytes: &[u8]) -> Result<Self, TokenizerError> {
-        let inner: tokenizers::Tokenizer = serde_json::from_slice(bytes).map_err(|source| TokenizerError::Json {
-            path: PathBuf::from("<memory>"),
-            source,
-        })?;
+        let inner: tokenizers::Tokenizer =
+            serde_json::from_slice(bytes).map_err(|source| TokenizerError::Json {
+                path: PathBuf::from("<memory>"),
+                source,
+            })?;
         Ok(Self::from_inner(inner, TokenizerFormat::HfJson))
     }
 
@@ -198,17 +203,20 @@ impl Tokenizer {
     /// keep a converted tiktoken or GGUF tokenizer next to exported weights,
     /// or to compare its vocabulary and merges with another converter's.
     pub fn to_tokenizer_json(&self) -> Result<String, TokenizerError> {
-        self.inner.to_string(false).map_err(|source| TokenizerError::Backend {
-            op: BackendOp::Serialize,
-            source,
-        })
+        self.inner
+            .to_string(false)
+            .map_err(|source| TokenizerError::Backend {
+                op: BackendOp::Serialize,
+                source,
+            })
     }
 
     fn from_json_text(path: &Path, text: &str) -> Result<Self, TokenizerError> {
-        let inner: tokenizers::Tokenizer = serde_json::from_str(text).map_err(|source| TokenizerError::Json {
-            path: path.to_owned(),
-            source,
-        })?;
+        let inner: tokenizers::Tokenizer =
+            serde_json::from_str(text).map_err(|source| TokenizerError::Json {
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(Self::from_inner(inner, TokenizerFormat::HfJson))
     }
 
@@ -231,7 +239,11 @@ impl Tokenizer {
             .filter(|(_, token)| token.special)
             .map(|(id, token)| (token.content, id))
             .collect();
-        let vocab_size = inner.get_vocab(true).values().max().map_or(0, |max| *max as usize + 1);
+        let vocab_size = inner
+            .get_vocab(true)
+            .values()
+            .max()
+            .map_or(0, |max| *max as usize + 1);
         Self {
             inner,
             specials,
@@ -255,13 +267,13 @@ impl Tokenizer {
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
         let mut ids = Vec::new();
         for piece in meta_pieces(text) {
-            let encoding = self
-                .inner
-                .encode_fast(piece, false)
-                .map_err(|source| TokenizerError::Backend {
-                    op: BackendOp::Encode,
-                    source,
-                })?;
+            let encoding =
+                self.inner
+                    .encode_fast(piece, false)
+                    .map_err(|source| TokenizerError::Backend {
+                        op: BackendOp::Encode,
+                        source,
+                    })?;
             ids.extend_from_slice(encoding.get_ids());
         }
         Ok(ids)
@@ -344,7 +356,10 @@ fn meta_pieces(text: &str) -> Vec<&str> {
     let mut pieces = Vec::new();
     let mut rest = text;
     loop {
-        let cut = rest.char_indices().nth(MAX_ENCODE_CHARS).map_or(rest.len(), |(i, _)| i);
+        let cut = rest
+            .char_indices()
+            .nth(MAX_ENCODE_CHARS)
+            .map_or(rest.len(), |(i, _)| i);
         let (head, tail) = rest.split_at(cut);
         split_long_runs(head, &mut pieces);
         if tail.is_empty() {
@@ -388,7 +403,8 @@ mod tests {
 
     /// Meta's tokenizer, fetched by tools/fetch_llama3_tokenizer.sh.
     fn llama3_model_path() -> PathBuf {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/llama3-tokenizer/tokenizer.model");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/llama3-tokenizer/tokenizer.model");
         assert!(
             path.is_file(),
             "{} is missing: run `tools/fetch_llama3_tokenizer.sh` from the repository root first",
@@ -401,7 +417,8 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../tests/fixtures")
             .join(rel);
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
@@ -446,18 +463,24 @@ mod tests {
         }
         let expected = fixture_json("tokenizer/multilingual.ids.json");
         let hf = &expected["hf_converter"];
-        assert_eq!(vocab.len() as u64, hf["vocab_size"].as_u64().expect("vocab_size"));
+        assert_eq!(
+            vocab.len() as u64,
+            hf["vocab_size"].as_u64().expect("vocab_size")
+        );
         assert_eq!(merges.len() as u64, hf["merges"].as_u64().expect("merges"));
         assert_eq!(
             fnv1a64(text.as_bytes()),
-            hf["fnv1a64_of_vocab_and_merges"].as_str().expect("fingerprint")
+            hf["fnv1a64_of_vocab_and_merges"]
+                .as_str()
+                .expect("fingerprint")
         );
 
         let reloaded = Tokenizer::from_json_bytes(json.as_bytes()).expect("reload");
         assert_eq!(reloaded.format(), TokenizerFormat::HfJson);
         assert_eq!(reloaded.vocab_size(), tok.vocab_size());
         assert_eq!(reloaded.stop_ids(), tok.stop_ids());
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tokenizer/multilingual.txt");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/tokenizer/multilingual.txt");
         let text = std::fs::read_to_string(path).expect("text");
         let ids: Vec<u32> = serde_json::from_value(expected["ids"].clone()).expect("ids");
         assert!(

@@ -8,8 +8,8 @@ use std::path::Path;
 use base64::Engine as _;
 use common::scratch_dir;
 use herd_tokenizer::{
-    ChatFormat, Message, TiktokenLineProblem, TiktokenVocabProblem, Tokenizer, TokenizerError, TokenizerFormat,
-    VocabProblem,
+    ChatFormat, Message, TiktokenLineProblem, TiktokenVocabProblem, Tokenizer, TokenizerError,
+    TokenizerFormat, VocabProblem,
 };
 
 fn b64(bytes: &[u8]) -> String {
@@ -55,7 +55,10 @@ fn missing_files_and_directories_are_not_found_errors() {
     assert!(message.contains(&dir.display().to_string()), "{message}");
     assert!(message.contains("original/tokenizer.model"), "{message}");
     let err = Tokenizer::from_tiktoken(&file).expect_err("missing");
-    assert!(err.to_string().contains(&file.display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&file.display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]
@@ -78,7 +81,8 @@ fn corrupt_json_is_reported_with_file_and_position() {
     }
     let err = Tokenizer::from_json_bytes(b"[1, 2").expect_err("corrupt");
     assert!(
-        err.to_string().starts_with("<memory> is not a valid tokenizer.json"),
+        err.to_string()
+            .starts_with("<memory> is not a valid tokenizer.json"),
         "{err}"
     );
 }
@@ -105,13 +109,23 @@ fn bad_tiktoken_lines_name_the_line() {
             matches!(p, TiktokenLineProblem::DuplicateToken { first_line: 98 })
         }),
         (format!("{good}{} 7\n", b64(b"ab")), 257, |p| {
-            matches!(p, TiktokenLineProblem::DuplicateRank { rank: 7, first_line: 8 })
+            matches!(
+                p,
+                TiktokenLineProblem::DuplicateRank {
+                    rank: 7,
+                    first_line: 8
+                }
+            )
         }),
     ];
     for (i, (text, expected_line, check)) in cases.iter().enumerate() {
         let path = write(&dir, &format!("case{i}.model"), text);
         match Tokenizer::from_tiktoken(&path).expect_err("bad line") {
-            TokenizerError::TiktokenLine { path: p, line, problem } => {
+            TokenizerError::TiktokenLine {
+                path: p,
+                line,
+                problem,
+            } => {
                 assert_eq!(p, path);
                 assert_eq!(line, *expected_line, "case {i}: {problem}");
                 assert!(check(&problem), "case {i}: {problem}");
@@ -185,7 +199,11 @@ fn unusable_tiktoken_vocabularies_are_errors() {
 #[test]
 fn a_small_tiktoken_file_loads_and_encodes() {
     let dir = scratch_dir("small-tiktoken");
-    write(&dir, "tokenizer.model", &tiktoken_text(&[b"ab", b"abc", b" ab"]));
+    write(
+        &dir,
+        "tokenizer.model",
+        &tiktoken_text(&[b"ab", b"abc", b" ab"]),
+    );
     let tok = Tokenizer::from_path(&dir).expect("load");
     assert_eq!(tok.format(), TokenizerFormat::Tiktoken);
     assert_eq!(tok.vocab_size(), 259 + 256);
@@ -196,7 +214,10 @@ fn a_small_tiktoken_file_loads_and_encodes() {
         tok.encode("abc ab abd").expect("encode"),
         vec![257, 258, 258, u32::from(b'd')]
     );
-    assert_eq!(tok.decode(&[257, 268], false).expect("decode"), "abc<|eot_id|>");
+    assert_eq!(
+        tok.decode(&[257, 268], false).expect("decode"),
+        "abc<|eot_id|>"
+    );
     let ids = ChatFormat::new(&tok)
         .expect("format")
         .encode_dialog_prompt(&[Message::user("ab")])

@@ -18,8 +18,8 @@ use common::meta_ids::{expected, first_difference, mismatches, multilingual_text
 use common::{llama3, repo_root, tiny};
 use herd_gguf::{GgufFile, OptionalKey};
 use herd_tokenizer::{
-    llama3_special_token_names, ChatFormat, GgufExportProblem, GgufVocab, GgufVocabProblem, Message, Tokenizer,
-    TokenizerError, TokenizerFormat, VocabProblem,
+    llama3_special_token_names, ChatFormat, GgufExportProblem, GgufVocab, GgufVocabProblem,
+    Message, Tokenizer, TokenizerError, TokenizerFormat, VocabProblem,
 };
 
 /// llama.cpp's token types.
@@ -33,7 +33,8 @@ const UNUSED: i32 = 5;
 /// one), added tokens control if special else user-defined, merges as
 /// `"left right"`, and the `llama-bpe` pre-tokenizer.
 fn llama_cpp_arrays(tok: &Tokenizer, vocab_size: usize, eos: &str) -> GgufVocab {
-    let json: serde_json::Value = serde_json::from_str(&tok.to_tokenizer_json().expect("json")).expect("parse");
+    let json: serde_json::Value =
+        serde_json::from_str(&tok.to_tokenizer_json().expect("json")).expect("parse");
     let mut by_id: Vec<Option<(String, i32)>> = vec![None; vocab_size];
     for (token, id) in json["model"]["vocab"].as_object().expect("vocab") {
         by_id[id.as_u64().expect("id") as usize] = Some((token.clone(), NORMAL));
@@ -117,7 +118,10 @@ fn llama3_gguf_vocabulary_gives_metas_ids() {
         failures.join("\n")
     );
     assert_dialogs_match_meta(&tok);
-    assert_eq!(tok.decode(&expected().ids, false).expect("decode"), multilingual_text());
+    assert_eq!(
+        tok.decode(&expected().ids, false).expect("decode"),
+        multilingual_text()
+    );
     // Special-token text typed by a user stays text.
     assert_eq!(
         tok.encode("<|eot_id|>").expect("encode"),
@@ -133,7 +137,10 @@ fn to_gguf_vocab_writes_what_llama_cpp_writes() {
         let exported = tok.to_gguf_vocab().expect("export");
         let derived = llama_cpp_arrays(tok, vocab_size, "<|eot_id|>");
         assert!(exported.tokens == derived.tokens, "{name}: tokens");
-        assert!(exported.token_types == derived.token_types, "{name}: token types");
+        assert!(
+            exported.token_types == derived.token_types,
+            "{name}: token types"
+        );
         assert!(exported.merges == derived.merges, "{name}: merges");
         assert_eq!(
             (
@@ -162,19 +169,24 @@ fn other_tokenizers_cannot_be_exported() {
         let mut json: serde_json::Value =
             serde_json::from_str(&tiny().to_tokenizer_json().expect("json")).expect("parse");
         edit(&mut json);
-        let tok = Tokenizer::from_json_bytes(json.to_string().as_bytes()).expect("load edited tokenizer");
+        let tok =
+            Tokenizer::from_json_bytes(json.to_string().as_bytes()).expect("load edited tokenizer");
         match tok.to_gguf_vocab().expect_err("not exportable") {
             TokenizerError::GgufExport { problem } => problem,
             other => panic!("unexpected error {other}"),
         }
     };
-    let problem = edited(&|json| json["pre_tokenizer"]["pretokenizers"][1]["use_regex"] = true.into());
+    let problem =
+        edited(&|json| json["pre_tokenizer"]["pretokenizers"][1]["use_regex"] = true.into());
     assert!(
         matches!(problem, GgufExportProblem::NotLlama3Bpe("pre-tokenizer")),
         "{problem}"
     );
     let problem = edited(&|json| json["model"]["ignore_merges"] = false.into());
-    assert!(matches!(problem, GgufExportProblem::NotLlama3Bpe("model")), "{problem}");
+    assert!(
+        matches!(problem, GgufExportProblem::NotLlama3Bpe("model")),
+        "{problem}"
+    );
     let problem = edited(&|json| json["added_tokens"][9]["lstrip"] = true.into());
     assert!(
         matches!(&problem, GgufExportProblem::AddedTokenOptions(t) if t == "<|eot_id|>"),
@@ -186,7 +198,8 @@ fn other_tokenizers_cannot_be_exported() {
 /// gives the tiny tokenizer.json's ids.
 #[test]
 fn tiny_gguf_vocabulary_gives_tokenizer_json_ids() {
-    let tok = Tokenizer::from_gguf_vocab(llama_cpp_arrays(tiny(), 384, "<|eot_id|>")).expect("build");
+    let tok =
+        Tokenizer::from_gguf_vocab(llama_cpp_arrays(tiny(), 384, "<|eot_id|>")).expect("build");
     assert_same_specials(&tok, tiny());
     assert_eq!(tok.bos_id(), Some(373));
     assert_tiny_ids(&tok);
@@ -200,10 +213,16 @@ fn assert_tiny_ids(tok: &Tokenizer) {
         let ids = tok.encode(piece).expect("encode");
         let reference = tiny().encode(piece).expect("encode");
         if let Some(diff) = first_difference(&ids, &reference) {
-            panic!("{:?}...: {diff}", piece.chars().take(40).collect::<String>());
+            panic!(
+                "{:?}...: {diff}",
+                piece.chars().take(40).collect::<String>()
+            );
         }
     }
-    let dialog = [Message::system("Be brief."), Message::user("Say <|eot_id|> twice.")];
+    let dialog = [
+        Message::system("Be brief."),
+        Message::user("Say <|eot_id|> twice."),
+    ];
     let encode = |t: &Tokenizer| {
         ChatFormat::new(t)
             .expect("format")
@@ -238,7 +257,10 @@ fn read_gguf_vocab(path: &Path) -> GgufVocab {
         let meta = file.metadata();
         Ok(GgufVocab {
             model: meta.get_str("tokenizer.ggml.model")?.to_owned(),
-            pre: meta.get_str("tokenizer.ggml.pre").optional()?.map(str::to_owned),
+            pre: meta
+                .get_str("tokenizer.ggml.pre")
+                .optional()?
+                .map(str::to_owned),
             tokens: meta.get_array_str("tokenizer.ggml.tokens")?.to_vec(),
             token_types: meta
                 .get_array_i32("tokenizer.ggml.token_type")
@@ -271,14 +293,19 @@ fn llama_cpp_converted_files_match_the_tiny_tokenizer() {
             vocab.tokens == derived.tokens,
             "{name}: tokens differ from the derived ones"
         );
-        assert_eq!(vocab.token_types, derived.token_types, "{name}: token types");
+        assert_eq!(
+            vocab.token_types, derived.token_types,
+            "{name}: token types"
+        );
         assert!(
             vocab.merges == derived.merges,
             "{name}: merges differ from the derived ones"
         );
         assert_eq!(vocab.bos_id, tiny().bos_id(), "{name}: bos");
         assert!(
-            vocab.eos_id.is_some_and(|id| tiny().stop_ids().contains(&id)),
+            vocab
+                .eos_id
+                .is_some_and(|id| tiny().stop_ids().contains(&id)),
             "{name}: eos"
         );
         assert_ne!(vocab.add_bos, Some(false), "{name}: add_bos");
@@ -306,7 +333,11 @@ fn unsupported_models_and_pre_tokenizers_are_named() {
     let mut llama2 = tiny_vocab();
     llama2.model = "llama".to_owned();
     let err = Tokenizer::from_gguf_vocab(llama2).expect_err("SentencePiece");
-    assert!(err.to_string().contains("tokenizer.ggml.model is \"llama\""), "{err}");
+    assert!(
+        err.to_string()
+            .contains("tokenizer.ggml.model is \"llama\""),
+        "{err}"
+    );
     assert!(
         matches!(&err, TokenizerError::GgufVocab { problem: GgufVocabProblem::UnsupportedModel(m) } if m == "llama")
     );
@@ -322,7 +353,10 @@ fn unsupported_models_and_pre_tokenizers_are_named() {
     }
     let mut vocab = tiny_vocab();
     vocab.pre = None;
-    assert!(matches!(gguf_problem(vocab), GgufVocabProblem::MissingPreTokenizer));
+    assert!(matches!(
+        gguf_problem(vocab),
+        GgufVocabProblem::MissingPreTokenizer
+    ));
 
     // llama.cpp's other names for the same split load.
     for pre in ["llama3", "llama-v3"] {
@@ -399,7 +433,11 @@ fn malformed_arrays_are_errors() {
 
     // A byte typed as a control token leaves text that BPE cannot spell.
     let mut byte_as_control = tiny_vocab();
-    let a = byte_as_control.tokens.iter().position(|t| t == "a").expect("a");
+    let a = byte_as_control
+        .tokens
+        .iter()
+        .position(|t| t == "a")
+        .expect("a");
     byte_as_control.token_types.as_mut().expect("types")[a] = CONTROL;
     assert!(matches!(
         gguf_problem(byte_as_control),
@@ -429,13 +467,18 @@ fn bos_and_eos_must_agree_with_herd() {
 
     let mut no_bos = tiny_vocab();
     no_bos.add_bos = Some(false);
-    assert!(matches!(gguf_problem(no_bos), GgufVocabProblem::NoBosWanted(373)));
+    assert!(matches!(
+        gguf_problem(no_bos),
+        GgufVocabProblem::NoBosWanted(373)
+    ));
 
     // Absent keys are fine: llama.cpp defaults add_bos to true for llama-bpe.
     let mut unspecified = tiny_vocab();
     (unspecified.bos_id, unspecified.eos_id, unspecified.add_bos) = (None, None, None);
     assert_eq!(
-        Tokenizer::from_gguf_vocab(unspecified).expect("load").bos_id(),
+        Tokenizer::from_gguf_vocab(unspecified)
+            .expect("load")
+            .bos_id(),
         Some(373)
     );
 }
@@ -468,7 +511,9 @@ fn user_defined_tokens_match_in_text_control_tokens_never() {
     assert_eq!(tok.vocab_size(), 386);
     assert_eq!(tok.special_id("<|reserved_special_token_0|>"), None);
     assert_eq!(tok.special_id("[PAD385]"), Some(385));
-    let ids = tok.encode("a<|reserved_special_token_0|>b<|eot_id|>").expect("encode");
+    let ids = tok
+        .encode("a<|reserved_special_token_0|>b<|eot_id|>")
+        .expect("encode");
     assert!(ids.contains(&375), "{ids:?}");
     assert!(!ids.contains(&382), "{ids:?}");
     assert_eq!(

@@ -11,8 +11,17 @@ use herd_tokenizer::{StreamDecoder, Tokenizer, TokenizerError, TokenizerFormat};
 /// Like `assert_eq!` on texts, but shows only where they part, not 20 KB.
 fn assert_same_text(actual: &str, expected: &str) {
     if actual != expected {
-        let at = actual.chars().zip(expected.chars()).take_while(|(a, e)| a == e).count();
-        let context = |s: &str| s.chars().skip(at.saturating_sub(20)).take(40).collect::<String>();
+        let at = actual
+            .chars()
+            .zip(expected.chars())
+            .take_while(|(a, e)| a == e)
+            .count();
+        let context = |s: &str| {
+            s.chars()
+                .skip(at.saturating_sub(20))
+                .take(40)
+                .collect::<String>()
+        };
         panic!(
             "texts differ at char {at}: {:?} vs expected {:?} (lengths {} vs {})",
             context(actual),
@@ -29,7 +38,11 @@ fn multilingual_paragraphs_match_meta() {
     let fixture = expected();
     let text = multilingual_text();
     let paragraphs: Vec<&str> = text.split(fixture.paragraph_separator.as_str()).collect();
-    assert_eq!(paragraphs.len(), fixture.paragraphs.len(), "paragraph count");
+    assert_eq!(
+        paragraphs.len(),
+        fixture.paragraphs.len(),
+        "paragraph count"
+    );
     let mut failures = Vec::new();
     for (i, (paragraph, case)) in paragraphs.iter().zip(&fixture.paragraphs).enumerate() {
         assert!(
@@ -98,7 +111,8 @@ fn decode_inverts_encode() {
     let text = multilingual_text();
     assert_same_text(&tok.decode(&fixture.ids, false).expect("decode"), &text);
     assert_same_text(
-        &tok.decode(&tok.encode(&text).expect("encode"), true).expect("decode"),
+        &tok.decode(&tok.encode(&text).expect("encode"), true)
+            .expect("decode"),
         &text,
     );
     for case in fixture.paragraphs.iter().chain(&fixture.random_strings) {
@@ -127,7 +141,10 @@ fn stream_decoder_reproduces_text_without_broken_characters() {
     out.push_str(&decoder.finish(tok).expect("finish"));
     assert_same_text(&out, &text);
     // Multi-byte characters split across tokens were held back, not dropped.
-    assert!(pieces < ids.len(), "some ids must complete no character on their own");
+    assert!(
+        pieces < ids.len(),
+        "some ids must complete no character on their own"
+    );
 }
 
 #[test]
@@ -137,8 +154,14 @@ fn stream_decoder_splits_an_emoji_across_ids() {
     let ids = tok.encode("🦀").expect("encode");
     assert!(ids.len() > 1, "{ids:?}");
     let mut decoder = StreamDecoder::new(false);
-    let steps: Vec<Option<String>> = ids.iter().map(|&id| decoder.step(tok, id).expect("step")).collect();
-    assert!(steps[..ids.len() - 1].iter().all(Option::is_none), "{steps:?}");
+    let steps: Vec<Option<String>> = ids
+        .iter()
+        .map(|&id| decoder.step(tok, id).expect("step"))
+        .collect();
+    assert!(
+        steps[..ids.len() - 1].iter().all(Option::is_none),
+        "{steps:?}"
+    );
     assert_eq!(steps[ids.len() - 1].as_deref(), Some("🦀"));
     // An unfinished character comes out of `finish` as U+FFFD, like a full decode.
     let mut decoder = StreamDecoder::new(false);
@@ -176,7 +199,10 @@ fn special_token_text_in_user_input_stays_text() {
         .filter_map(|name| tok.special_id(name))
         .collect();
     assert_eq!(specials.len(), 256);
-    assert!(ids.iter().all(|id| !specials.contains(id)), "special id in {ids:?}");
+    assert!(
+        ids.iter().all(|id| !specials.contains(id)),
+        "special id in {ids:?}"
+    );
     assert_eq!(tok.decode(&ids, true).expect("decode"), text);
     // Exactly Meta's ids for "<|eot_id|>" as plain text (tiktoken, disallowed_special=()).
     assert_eq!(
@@ -195,8 +221,14 @@ fn llama3_vocabulary_and_special_ids() {
     assert_eq!(tok.special_id("<|eot_id|>"), Some(128_009));
     assert_eq!(tok.special_id("<|python_tag|>"), Some(128_010));
     assert_eq!(tok.special_id("<|image|>"), Some(128_011));
-    assert_eq!(tok.special_id("<|reserved_special_token_2|>"), Some(128_012));
-    assert_eq!(tok.special_id("<|reserved_special_token_245|>"), Some(128_255));
+    assert_eq!(
+        tok.special_id("<|reserved_special_token_2|>"),
+        Some(128_012)
+    );
+    assert_eq!(
+        tok.special_id("<|reserved_special_token_245|>"),
+        Some(128_255)
+    );
     assert_eq!(tok.special_id("<|reserved_special_token_246|>"), None);
     assert_eq!(tok.special_id("hello"), None);
     // Meta's own unit test (llama_models/llama3/tests/api/test_tokenizer.py).
@@ -218,7 +250,9 @@ fn llama3_vocabulary_and_special_ids() {
 
 #[test]
 fn decoding_an_unknown_id_is_an_error() {
-    let err = llama3().decode(&[1, 128_256], false).expect_err("unknown id");
+    let err = llama3()
+        .decode(&[1, 128_256], false)
+        .expect_err("unknown id");
     assert!(
         matches!(
             err,
@@ -243,9 +277,16 @@ fn directory_layouts_find_the_tokenizer_model() {
     let meta_layout = common::scratch_dir("meta-layout");
     std::fs::create_dir_all(meta_layout.join("original")).expect("mkdir");
     std::fs::copy(&model, meta_layout.join("original/tokenizer.model")).expect("copy");
-    for path in [model.parent().expect("dir").to_path_buf(), meta_layout, model.clone()] {
+    for path in [
+        model.parent().expect("dir").to_path_buf(),
+        meta_layout,
+        model.clone(),
+    ] {
         let tok = Tokenizer::from_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(tok.format(), TokenizerFormat::Tiktoken);
-        assert_eq!(tok.encode("Hello, world!").expect("encode"), vec![9906, 11, 1917, 0]);
+        assert_eq!(
+            tok.encode("Hello, world!").expect("encode"),
+            vec![9906, 11, 1917, 0]
+        );
     }
 }

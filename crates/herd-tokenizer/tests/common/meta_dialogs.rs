@@ -2,7 +2,9 @@
 //! by tools/make_tokenizer_fixtures.py with llama-models' `ChatFormat`),
 //! shared by every tokenizer path that must reproduce it.
 
-use herd_tokenizer::{ChatFormat, Message, MessageEnd, Role, Tokenizer, ToolCall, ToolPromptFormat, ToolValue};
+use herd_tokenizer::{
+    ChatFormat, Message, MessageEnd, Role, Tokenizer, ToolCall, ToolPromptFormat, ToolValue,
+};
 use serde::Deserialize;
 
 use super::read_json;
@@ -56,7 +58,12 @@ fn tool_value(value: &serde_json::Value) -> ToolValue {
             ToolValue::Map(
                 pairs
                     .iter()
-                    .map(|pair| (pair[0].as_str().expect("key").to_owned(), tool_value(&pair[1])))
+                    .map(|pair| {
+                        (
+                            pair[0].as_str().expect("key").to_owned(),
+                            tool_value(&pair[1]),
+                        )
+                    })
                     .collect(),
             )
         }
@@ -65,7 +72,11 @@ fn tool_value(value: &serde_json::Value) -> ToolValue {
 
 fn tool_call(raw: &RawToolCall) -> ToolCall {
     let string_arg = |key: &str| -> String {
-        let (_, value) = raw.arguments.iter().find(|(k, _)| k == key).expect("argument");
+        let (_, value) = raw
+            .arguments
+            .iter()
+            .find(|(k, _)| k == key)
+            .expect("argument");
         value.as_str().expect("string argument").to_owned()
     };
     match raw.tool_name.as_str() {
@@ -83,7 +94,11 @@ fn tool_call(raw: &RawToolCall) -> ToolCall {
         },
         name => ToolCall::Custom {
             name: name.to_owned(),
-            arguments: raw.arguments.iter().map(|(k, v)| (k.clone(), tool_value(v))).collect(),
+            arguments: raw
+                .arguments
+                .iter()
+                .map(|(k, v)| (k.clone(), tool_value(v)))
+                .collect(),
         },
     }
 }

@@ -34,7 +34,10 @@ pub struct RecipeCase {
 
 impl RecipeCase {
     pub fn text(&self) -> String {
-        self.recipe.iter().map(|(piece, n)| piece.repeat(*n)).collect()
+        self.recipe
+            .iter()
+            .map(|(piece, n)| piece.repeat(*n))
+            .collect()
     }
 }
 
@@ -71,7 +74,8 @@ pub fn first_difference(actual: &[u32], expected: &[u32]) -> Option<String> {
 pub fn mismatches(tok: &Tokenizer) -> Vec<String> {
     let fixture = expected();
     let text = multilingual_text();
-    let mut cases: Vec<(String, String, &[u32])> = vec![("whole text".to_owned(), text.clone(), &fixture.ids)];
+    let mut cases: Vec<(String, String, &[u32])> =
+        vec![("whole text".to_owned(), text.clone(), &fixture.ids)];
     for (i, case) in fixture.paragraphs.iter().enumerate() {
         cases.push((format!("paragraph {i}"), case.text.clone(), &case.ids));
     }

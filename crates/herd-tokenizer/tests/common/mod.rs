@@ -65,7 +65,9 @@ pub fn tiny() -> &'static Tokenizer {
 
 /// A scratch directory for this test, emptied first.
 pub fn scratch_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("herd-tokenizer").join(name);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("herd-tokenizer")
+        .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
