@@ -36,6 +36,22 @@ fn reference(name: &str) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// `herd generate --greedy -n 20`, asserted to succeed.
+fn greedy_20(model: &Path, prompt: &str) -> Output {
+    let out = herd(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        prompt,
+        "--greedy",
+        "-n",
+        "20",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    out
+}
+
 fn assert_clean_failure(out: &Output, needle: &str) {
     let stderr = text(&out.stderr);
     assert!(
@@ -57,17 +73,7 @@ fn greedy_generation_matches_transformers() {
         .map(|v| v.as_u64().unwrap() as u32)
         .collect();
     let dir = model("llama31-tiny");
-    let out = herd(&[
-        "generate",
-        "--model",
-        dir.to_str().unwrap(),
-        "--prompt",
-        prompt,
-        "--greedy",
-        "-n",
-        "20",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = greedy_20(&dir, prompt);
     let tokenizer = herd_tokenizer::Tokenizer::from_dir(&dir).unwrap();
     let expected = tokenizer.decode(&want, true).unwrap();
     assert_eq!(text(&out.stdout).trim_end_matches('\n'), expected);
@@ -293,20 +299,7 @@ fn quantize_then_generate_from_the_gguf_file() {
     let prompt = reference["prompt_texts"][2].as_str().unwrap();
     let dir = model("llama31-tiny");
     let tmp = tempfile::tempdir().unwrap();
-    let greedy = |model: &Path| {
-        let out = herd(&[
-            "generate",
-            "--model",
-            model.to_str().unwrap(),
-            "--prompt",
-            prompt,
-            "--greedy",
-            "-n",
-            "20",
-        ]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        out.stdout
-    };
+    let greedy = |model: &Path| greedy_20(model, prompt).stdout;
     let from_safetensors = greedy(&dir);
     for file_type in ["f32", "q8_0", "q4_k_m"] {
         let gguf = tmp.path().join(format!("tiny-{file_type}.gguf"));
