@@ -34,13 +34,15 @@ struct Words {
 }
 
 impl FileBytes {
-    pub(crate) fn mapped(map: Mmap) -> FileBytes {
+    /// Bytes of a memory-mapped file (any format: herd-model maps safetensors too).
+    pub fn mapped(map: Mmap) -> FileBytes {
         FileBytes {
             backing: Backing::Mapped(Arc::new(map)),
         }
     }
 
-    pub(crate) fn copy_of(bytes: &[u8]) -> FileBytes {
+    /// An 8-byte-aligned copy of bytes already in memory.
+    pub fn copy_of(bytes: &[u8]) -> FileBytes {
         let mut words = vec![0u64; bytes.len().div_ceil(8)];
         for (word, chunk) in words.iter_mut().zip(bytes.chunks(8)) {
             let mut le = [0u8; 8];

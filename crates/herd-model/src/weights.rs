@@ -7,9 +7,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use half::{bf16, f16};
+use herd_gguf::FileBytes;
 use herd_kernels::WeightSlice;
 use memmap2::Mmap;
 use serde::Deserialize;
@@ -18,65 +18,39 @@ use crate::config::WeightDtype;
 use crate::error::{ModelError, Result};
 use crate::rope::RopeLayout;
 
-/// The backing store of a weight file: a memory map, or bytes held in `u64`
-/// words (so that any element type is aligned) for checkpoints that live in
-/// memory, such as the model embedded in the `herd` binary.
-enum Source {
-    Mapped(Mmap),
-    Words {
-        words: Vec<u64>,
-        len: usize,
-    },
-    /// A GGUF file's bytes, shared with its parser.
-    Gguf(herd_gguf::FileBytes),
-}
-
-impl Source {
-    fn copy_of(bytes: &[u8]) -> Source {
-        let mut words = vec![0u64; bytes.len().div_ceil(8)];
-        // SAFETY: `words` spans at least `bytes.len()` bytes and does not overlap `bytes`.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                words.as_mut_ptr().cast::<u8>(),
-                bytes.len(),
-            )
-        };
-        Source::Words {
-            words,
-            len: bytes.len(),
-        }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Source::Mapped(map) => map,
-            // SAFETY: a Vec<u64> of ceil(len / 8) words holds at least `len`
-            // initialised bytes, and u8 has no alignment requirement.
-            Source::Words { words, len } => unsafe {
-                std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), *len)
-            },
-            Source::Gguf(bytes) => bytes,
-        }
-    }
-}
-
-/// Where a weight's bytes live: a range of a shared source.
+/// Where a weight's bytes live: a range of a shared file buffer (a memory
+/// map, or an 8-byte-aligned copy for checkpoints held in memory such as the
+/// model embedded in the `herd` binary). `FileBytes` is herd-gguf's shared
+/// buffer type, used for safetensors as well so there is one of it.
 #[derive(Clone)]
 struct Bytes {
-    source: Arc<Source>,
+    source: FileBytes,
     start: usize,
     len: usize,
 }
 
 impl Bytes {
     fn as_slice(&self) -> &[u8] {
-        &self.source.as_slice()[self.start..self.start + self.len]
+        &self.source[self.start..self.start + self.len]
+    }
+
+    /// `range` of `source`, shared without a copy unless its start is not
+    /// aligned for `dtype` (legal in safetensors; then it is copied).
+    fn share(source: &FileBytes, range: std::ops::Range<usize>, dtype: WeightDtype) -> Bytes {
+        if (source.as_ptr() as usize + range.start).is_multiple_of(dtype.alignment()) {
+            Bytes {
+                source: source.clone(),
+                start: range.start,
+                len: range.len(),
+            }
+        } else {
+            Bytes::copy_of(&source[range])
+        }
     }
 
     fn copy_of(bytes: &[u8]) -> Bytes {
         Bytes {
-            source: Arc::new(Source::copy_of(bytes)),
+            source: FileBytes::copy_of(bytes),
             start: 0,
             len: bytes.len(),
         }
@@ -186,23 +160,13 @@ impl Weight {
     /// A weight over `range` of a GGUF file's bytes, without copying unless
     /// the range is misaligned for the element type.
     pub(crate) fn from_gguf(
-        file: &herd_gguf::FileBytes,
+        file: &FileBytes,
         range: std::ops::Range<usize>,
         dtype: WeightDtype,
         shape: Vec<usize>,
     ) -> Weight {
-        let data: &[u8] = file;
-        let bytes = if (data.as_ptr() as usize + range.start).is_multiple_of(dtype.alignment()) {
-            Bytes {
-                source: Arc::new(Source::Gguf(file.clone())),
-                start: range.start,
-                len: range.len(),
-            }
-        } else {
-            Bytes::copy_of(&data[range])
-        };
         Weight {
-            bytes,
+            bytes: Bytes::share(file, range, dtype),
             dtype,
             shape,
         }
@@ -265,7 +229,7 @@ struct Entry {
 
 struct MappedFile {
     path: PathBuf,
-    source: Arc<Source>,
+    source: FileBytes,
 }
 
 /// The safetensors files of a model directory, indexed by tensor name.
@@ -340,7 +304,7 @@ impl WeightFiles {
             }
             files.push(MappedFile {
                 path: path.clone(),
-                source: Arc::new(Source::Mapped(map)),
+                source: FileBytes::mapped(map),
             });
         }
         Ok(WeightFiles {
@@ -354,7 +318,7 @@ impl WeightFiles {
     pub fn from_bytes(bytes: &[u8], name: &str) -> Result<WeightFiles> {
         let path = PathBuf::from(name);
         let entries = parse_header(bytes, &path, 0)?.into_iter().collect();
-        let source = Arc::new(Source::copy_of(bytes));
+        let source = FileBytes::copy_of(bytes);
         Ok(WeightFiles {
             files: vec![MappedFile { path, source }],
             entries,
@@ -395,19 +359,9 @@ impl WeightFiles {
                 actual: entry.shape.clone(),
             });
         }
-        let data = file.source.as_slice();
-        let bytes =
-            if (data.as_ptr() as usize + entry.start).is_multiple_of(entry.dtype.alignment()) {
-                Bytes {
-                    source: file.source.clone(),
-                    start: entry.start,
-                    len: entry.len,
-                }
-            } else {
-                Bytes::copy_of(&data[entry.start..entry.start + entry.len])
-            };
+        let range = entry.start..entry.start + entry.len;
         Ok(Weight {
-            bytes,
+            bytes: Bytes::share(&file.source, range, entry.dtype),
             dtype: entry.dtype,
             shape: entry.shape.clone(),
         })
