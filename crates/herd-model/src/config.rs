@@ -140,7 +140,8 @@ impl WeightDtype {
         match self {
             WeightDtype::F32 => elements.checked_mul(4),
             WeightDtype::F16 | WeightDtype::Bf16 => elements.checked_mul(2),
-            WeightDtype::Quant(q) => (elements % q.block_elems() == 0)
+            WeightDtype::Quant(q) => elements
+                .is_multiple_of(q.block_elems())
                 .then(|| elements / q.block_elems() * q.block_bytes()),
         }
     }
@@ -311,13 +312,16 @@ impl Config {
                 reason,
             })
         };
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return invalid(format!(
                 "{} attention heads are not a multiple of {} key/value heads",
                 self.num_attention_heads, self.num_key_value_heads
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return invalid(format!(
                 "head_dim ({}) must be even for rotary embeddings",
                 self.head_dim

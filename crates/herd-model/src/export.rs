@@ -97,8 +97,8 @@ impl FileType {
             _ => base,
         };
         // K-quants need rows of whole 256-element super-blocks.
-        if chosen.block_size() > 1 && row_len % chosen.block_size() != 0 {
-            if row_len % 32 == 0 {
+        if chosen.block_size() > 1 && !row_len.is_multiple_of(chosen.block_size()) {
+            if row_len.is_multiple_of(32) {
                 GgmlType::Q8_0
             } else {
                 GgmlType::F16
@@ -112,9 +112,7 @@ impl FileType {
 /// llama.cpp's `use_more_bits`: the first and last eighth of the layers and
 /// every third in between get more bits.
 fn use_more_bits(layer: usize, layers: usize) -> bool {
-    layer < layers / 8
-        || layer >= 7 * layers / 8
-        || (layer >= layers / 8 && (layer - layers / 8) % 3 == 2)
+    layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2
 }
 
 /// What a 2-D tensor does, for the type rules.

@@ -139,7 +139,7 @@ impl Weight {
                 .for_each(|(o, v)| *o = bf16::to_f32(*v)),
             WeightSlice::Quant(q, bytes) => {
                 let (elems, size) = (q.block_elems(), q.block_bytes());
-                if start % elems != 0 || out.len() % elems != 0 {
+                if !start.is_multiple_of(elems) || !out.len().is_multiple_of(elems) {
                     return Err(ModelError::InvalidInput(format!(
                         "{q:?} reads must cover whole blocks of {elems}"
                     )));
