@@ -38,5 +38,5 @@ pub use export::{add_model_tensors, model_metadata, FileType};
 pub use gguf::GgufWeights;
 pub use kv::KvCache;
 pub use model::{logits_row, Llama, Logits, SeqInput};
-pub use rope::{Rope, RopeLayout};
+pub use rope::{Rope, RopeAngles, RopeLayout};
 pub use weights::{TensorSource, Weight, WeightFiles};

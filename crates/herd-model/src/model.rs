@@ -14,7 +14,7 @@ use herd_kernels::matmul_wt;
 use crate::config::{Config, GenerationConfig};
 use crate::error::{ModelError, Result};
 use crate::kv::KvCache;
-use crate::rope::Rope;
+use crate::rope::{Rope, RopeAngles};
 use crate::weights::{TensorSource, Weight};
 
 /// Which positions to compute logits for.
@@ -148,7 +148,7 @@ impl Attention {
         x: &Tensor,
         layer: usize,
         batch: &mut [SeqInput<'_>],
-        rope: &Rope,
+        angles: &[RopeAngles],
     ) -> Result<Tensor> {
         // Projections for all sequences at once.
         let q = self.q_proj.forward(x)?;
@@ -156,7 +156,7 @@ impl Attention {
         let v = self.v_proj.forward(x)?;
         let mut outputs = Vec::with_capacity(batch.len());
         let mut row = 0;
-        for seq in batch.iter_mut() {
+        for (seq, angles) in batch.iter_mut().zip(angles) {
             let n = seq.tokens.len();
             let past = seq.cache.len();
             let q = q
@@ -170,8 +170,8 @@ impl Attention {
                 .reshape((1, n, self.n_kv_heads, self.head_dim))?;
             row += n;
             // (1, heads, n, head_dim), rotated by absolute position.
-            let q = rope.apply(&q.transpose(1, 2)?, past)?;
-            let k = rope.apply(&k.transpose(1, 2)?, past)?;
+            let q = angles.apply(&q.transpose(1, 2)?)?;
+            let k = angles.apply(&k.transpose(1, 2)?)?;
             let v = v.transpose(1, 2)?.contiguous()?;
             // Append to this sequence's cache and attend over all of it.
             let (k, v) = seq.cache.append(layer, k, v)?;
@@ -378,10 +378,18 @@ impl Llama {
             .flat_map(|s| s.tokens.iter().copied())
             .collect();
         let mut x = self.embed(&tokens)?;
+        // Rotary angles of each sequence's new positions, shared by all layers.
+        let angles = batch
+            .iter()
+            .map(|s| {
+                self.rope
+                    .angles(s.cache.len(), s.tokens.len(), &self.device)
+            })
+            .collect::<Result<Vec<_>>>()?;
         for (i, layer) in self.layers.iter().enumerate() {
             // x = x + attn(norm(x))
             let h = layer.input_layernorm.forward(&x)?;
-            x = (x + layer.self_attn.forward(&h, i, batch, &self.rope)?)?;
+            x = (x + layer.self_attn.forward(&h, i, batch, &angles)?)?;
             // x = x + mlp(norm(x))
             let h = layer.post_attention_layernorm.forward(&x)?;
             x = (x + layer.mlp.forward(&h)?)?;

@@ -100,20 +100,20 @@ impl Rope {
         Rope { inv_freq, layout }
     }
 
-    /// Rotates `x: (1, heads, n, head_dim)` whose positions start at `start`.
-    pub fn apply(&self, x: &Tensor, start: usize) -> Result<Tensor> {
-        let n = x.dim(2)?;
-        let (cos, sin) = self.tables(start, n, x.device())?;
-        let x = x.contiguous()?;
-        Ok(match self.layout {
-            RopeLayout::HalfSplit => candle_nn::rotary_emb::rope(&x, &cos, &sin)?,
-            RopeLayout::Interleaved => candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?,
-        })
-    }
-
     /// The inverse frequencies (for tests and tools).
     pub fn inv_freq(&self) -> &[f32] {
         &self.inv_freq
+    }
+
+    /// The rotation of positions `start..start + len`, computed once per
+    /// forward pass and shared by every layer's queries and keys.
+    pub fn angles(&self, start: usize, len: usize, device: &Device) -> Result<RopeAngles> {
+        let (cos, sin) = self.tables(start, len, device)?;
+        Ok(RopeAngles {
+            cos,
+            sin,
+            layout: self.layout,
+        })
     }
 
     /// `(cos, sin)` tables of shape `(len, head_dim / 2)` for positions
@@ -133,5 +133,26 @@ impl Rope {
             Tensor::from_vec(cos, (len, half), device)?,
             Tensor::from_vec(sin, (len, half), device)?,
         ))
+    }
+}
+
+/// cos/sin tables for a run of positions, with the pairing to apply them in.
+#[derive(Debug, Clone)]
+pub struct RopeAngles {
+    /// `(len, head_dim / 2)`.
+    cos: Tensor,
+    /// `(len, head_dim / 2)`.
+    sin: Tensor,
+    layout: RopeLayout,
+}
+
+impl RopeAngles {
+    /// Rotates `x: (1, heads, len, head_dim)`.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.contiguous()?;
+        Ok(match self.layout {
+            RopeLayout::HalfSplit => candle_nn::rotary_emb::rope(&x, &self.cos, &self.sin)?,
+            RopeLayout::Interleaved => candle_nn::rotary_emb::rope_i(&x, &self.cos, &self.sin)?,
+        })
     }
 }
