@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{EngineError, Result};
+use crate::request::TokenLogprob;
 
 /// How the next token is chosen.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +147,40 @@ impl Sampler {
                     .unwrap_or_else(|| argmax(logits)))
             }
         }
+    }
+}
+
+/// `ln p(id)` under `softmax(logits)` and the `k` most likely tokens,
+/// best first (ties by lower id).
+pub fn token_logprob(logits: &[f32], id: u32, k: usize) -> TokenLogprob {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let log_sum = max
+        + logits
+            .iter()
+            .map(|&x| ((x - max) as f64).exp())
+            .sum::<f64>()
+            .ln() as f32;
+    let lp = |i: usize| logits[i] - log_sum;
+    let mut top: Vec<u32> = (0..logits.len() as u32).collect();
+    let k = k.min(logits.len());
+    if k > 0 {
+        let by_logit = |a: &u32, b: &u32| {
+            logits[*b as usize]
+                .total_cmp(&logits[*a as usize])
+                .then(a.cmp(b))
+        };
+        top.select_nth_unstable_by(k - 1, by_logit);
+        top.truncate(k);
+        top.sort_by(by_logit);
+    } else {
+        top.clear();
+    }
+    TokenLogprob {
+        id,
+        logprob: logits
+            .get(id as usize)
+            .map_or(f32::NEG_INFINITY, |_| lp(id as usize)),
+        top: top.into_iter().map(|t| (t, lp(t as usize))).collect(),
     }
 }
 

@@ -55,6 +55,7 @@ mod pyfmt;
 mod stream;
 mod tiktoken;
 mod tokenizer;
+mod tools;
 
 pub use bpe::LLAMA3_SPLIT_PATTERN;
 pub use chat::{ChatFormat, Message, MessageEnd, Role, ToolCall, ToolPromptFormat, ToolValue};
@@ -66,3 +67,4 @@ pub use gguf::GgufVocab;
 pub use stream::StreamDecoder;
 pub use tiktoken::llama3_special_token_names;
 pub use tokenizer::{SpecialToken, Tokenizer, TokenizerFormat};
+pub use tools::{BuiltinTool, ToolDefinition, ToolPlacement, ToolPrompt, DEFAULT_TODAY};
