@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -201,11 +201,8 @@ impl Worker {
 
     /// Moves newly submitted requests into the queue without blocking.
     fn drain(&mut self, rx: &Receiver<Submission>) {
-        loop {
-            match rx.try_recv() {
-                Ok(s) => self.queue.push_back(s),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
+        while let Ok(s) = rx.try_recv() {
+            self.queue.push_back(s);
         }
         let waiting = self.queue.len();
         self.update(|m| m.waiting = waiting);
