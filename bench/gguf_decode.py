@@ -15,6 +15,7 @@ Usage:
     python3 bench/gguf_decode.py [--threads 2] [--types q8_0,q4_k_m] [--decode-tokens 32]
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -42,6 +43,13 @@ def last_logits(llm):
 
 
 def run_llama_cpp(path, ids, threads, decode_tokens):
+    """llama.cpp in a child process, so that its peak RSS is its own."""
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1) as pool:
+        return pool.submit(llama_cpp_child, path, ids, threads, decode_tokens).result()
+
+
+def llama_cpp_child(path, ids, threads, decode_tokens):
+    import resource
     from llama_cpp import Llama
     llm = Llama(model_path=str(path), n_ctx=len(ids) + decode_tokens + 8, n_threads=threads,
                 n_threads_batch=threads, n_batch=512, logits_all=False, verbose=False)
@@ -54,7 +62,9 @@ def run_llama_cpp(path, ids, threads, decode_tokens):
         llm.eval([token])
         token = int(last_logits(llm).argmax())
     decode_s = time.perf_counter() - t0
-    return dict(prefill_tok_s=len(ids) / prefill_s, decode_tok_s=(decode_tokens - 1) / decode_s)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return dict(prefill_tok_s=len(ids) / prefill_s, decode_tok_s=(decode_tokens - 1) / decode_s,
+                peak_rss_mb=peak_mb)
 
 
 def main():
@@ -81,6 +91,8 @@ def main():
         print(f"{qtype}: decode: herd {herd['decode_tok_s']:.2f} tok/s ({herd['decode_tok_s'] * gb / bandwidth:.0%} of bandwidth), "
               f"llama.cpp {cpp['decode_tok_s']:.2f} tok/s ({cpp['decode_tok_s'] * gb / bandwidth:.0%}), "
               f"ratio {herd['decode_tok_s'] / cpp['decode_tok_s']:.2f}x; ceiling {bandwidth / gb:.1f} tok/s", flush=True)
+        print(f"{qtype}: peak RSS: herd {herd['peak_rss_mb']:.0f} MB, llama.cpp {cpp['peak_rss_mb']:.0f} MB "
+              f"(file {gb * 1e3:.0f} MB)", flush=True)
     print(json.dumps(dict(threads=args.threads, bandwidth_gb_s=bandwidth, results=results), indent=1))
 
 

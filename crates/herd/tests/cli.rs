@@ -286,6 +286,10 @@ fn invalid_flags_are_clear_errors() {
         &herd(&["generate", "--prompt", "x", "--temperature=-1"]),
         "temperature",
     );
+    assert_clean_failure(
+        &herd(&["generate", "--prompt", "x", "--quantize", "q3_k"]),
+        "q4_k_m",
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_herd"))
         .args(["--threads", "0", "info"])
         .output()
@@ -318,6 +322,21 @@ fn quantize_then_generate_from_the_gguf_file() {
             // Same weights, same math: the same text.
             assert_eq!(stdout, from_safetensors);
         }
+        // Quantizing at load computes exactly what the written file does.
+        let at_load = herd(&[
+            "generate",
+            "--model",
+            dir.to_str().unwrap(),
+            "--quantize",
+            file_type,
+            "--prompt",
+            prompt,
+            "--greedy",
+            "-n",
+            "20",
+        ]);
+        assert!(at_load.status.success(), "{}", text(&at_load.stderr));
+        assert_eq!(at_load.stdout, stdout, "--quantize {file_type}");
         let info = herd(&["info", "--model", gguf.to_str().unwrap()]);
         assert!(
             text(&info.stdout).contains("rope_freqs"),
