@@ -29,6 +29,8 @@ pub enum Command {
     Info(InfoArgs),
     /// Write a model as a GGUF file (llama.cpp, Ollama, LM Studio), quantized.
     Quantize(QuantizeArgs),
+    /// Plan tensor × pipeline parallelism for a model on a cluster.
+    Plan(crate::plan::PlanArgs),
 }
 
 /// Where the model comes from.

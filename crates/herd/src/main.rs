@@ -6,6 +6,7 @@ mod chat;
 mod generate;
 mod info;
 mod load;
+mod plan;
 mod quantize;
 
 use std::process::ExitCode;
@@ -32,6 +33,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Chat(args) => chat::run(args),
         Command::Info(args) => info::run(args),
         Command::Quantize(args) => quantize::run(args),
+        Command::Plan(args) => plan::run(args),
     }
 }
 

@@ -398,3 +398,30 @@ fn quantize_rejects_unknown_types_and_keeps_existing_output() {
     assert_clean_failure(&out, "/no/such/dir");
     assert_eq!(std::fs::read(&out_path).unwrap(), b"precious");
 }
+
+#[test]
+fn plan_lays_out_llama_405b() {
+    let out = herd(&["plan", "--model", "llama3.1-405b", "--nodes", "2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("TP 8 × PP 2"), "{stdout}");
+    let out = herd(&["plan", "--model", "llama3.1-405b", "--dtype", "fp8"]);
+    assert!(
+        text(&out.stdout).contains("TP 8 × PP 1"),
+        "{}",
+        text(&out.stdout)
+    );
+    // A fixture directory works like a preset.
+    let out = herd(&["plan", "--model", model("llama31-tiny").to_str().unwrap()]);
+    assert!(
+        text(&out.stdout).contains("TP 1 × PP 1"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_clean_failure(&herd(&["plan", "--model", "llama3.1-405b"]), "does not fit");
+    assert_clean_failure(
+        &herd(&["plan", "--model", "llama3.1-8b", "--dtype", "fp4"]),
+        "--dtype",
+    );
+    assert_clean_failure(&herd(&["plan", "--model", "gpt-5"]), "preset");
+}
