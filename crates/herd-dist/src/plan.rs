@@ -290,7 +290,10 @@ impl Plan {
 
 /// Checks that `tp` ranks can split the model's heads.
 pub fn valid_tp(cfg: &Config, tp: usize) -> Result<()> {
-    if tp == 0 || cfg.num_key_value_heads % tp != 0 || cfg.num_attention_heads % tp != 0 {
+    if tp == 0
+        || !cfg.num_key_value_heads.is_multiple_of(tp)
+        || !cfg.num_attention_heads.is_multiple_of(tp)
+    {
         return Err(DistError::InvalidPlan(format!(
             "TP {tp} must divide the {} KV heads and {} query heads",
             cfg.num_key_value_heads, cfg.num_attention_heads
