@@ -19,6 +19,7 @@
 //!   `rope_theta`/`rope_scaling` keys and the newer `rope_parameters`.
 #![deny(missing_docs)]
 
+mod attention;
 mod checkpoint;
 mod config;
 mod error;
@@ -36,7 +37,7 @@ pub use config::{
 pub use error::{ModelError, Result};
 pub use export::{add_model_tensors, model_metadata, FileType};
 pub use gguf::GgufWeights;
-pub use kv::KvCache;
-pub use model::{logits_row, Llama, Logits, SeqInput};
+pub use kv::{KvCache, KvPool};
+pub use model::{logits_row, Llama, Logits, PagedSeq, SeqInput};
 pub use rope::{Rope, RopeAngles, RopeLayout};
 pub use weights::{TensorSource, Weight, WeightFiles};
