@@ -7,11 +7,14 @@
 //! shared, immutable state.
 #![deny(missing_docs)]
 
+mod blocks;
+mod client;
 mod engine;
 mod error;
 mod generate;
 mod request;
 mod sampler;
+mod scheduler;
 
 pub use engine::{EngineHandle, RequestStream};
 pub use error::{EngineError, Result};
