@@ -117,7 +117,11 @@ impl Client {
         }
         let logprob = raw.map(|r| token_logprob(&r, token, self.logprobs.unwrap_or(0)));
         self.generated += 1;
-        if self.events.send(Event::Token { id: token, logprob }).is_err() {
+        if self
+            .events
+            .send(Event::Token { id: token, logprob })
+            .is_err()
+        {
             return Ok(Next::Finish(FinishReason::Cancelled));
         }
         Ok(Next::Token(token))

@@ -194,7 +194,6 @@ impl EngineHandle {
     }
 }
 
-
 /// The engine thread's state.
 struct Worker {
     model: Arc<Llama>,

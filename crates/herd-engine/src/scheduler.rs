@@ -171,7 +171,9 @@ impl Scheduler {
         loop {
             let i = self.running.iter().position(|s| s.id == id).unwrap_or(i);
             let seq = &self.running[i];
-            let need = self.blocks_for(seq.computed + n).saturating_sub(seq.blocks.len());
+            let need = self
+                .blocks_for(seq.computed + n)
+                .saturating_sub(seq.blocks.len());
             if need <= self.blocks.available() {
                 for _ in 0..need {
                     let b = self.blocks.allocate();

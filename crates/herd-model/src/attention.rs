@@ -35,7 +35,13 @@ pub(crate) struct Span {
 /// `out = attention(q, kv)`: `q` and `out` are `(tokens, n_heads * head_dim)`,
 /// packed over `spans` in order; `views[i]` holds sequence `i`'s keys and
 /// values including this step's rows.
-pub(crate) fn attend(heads: Heads, q: &[f32], spans: &[Span], views: &[KvView<'_>], out: &mut [f32]) {
+pub(crate) fn attend(
+    heads: Heads,
+    q: &[f32],
+    spans: &[Span],
+    views: &[KvView<'_>],
+    out: &mut [f32],
+) {
     let Heads {
         n_heads,
         n_kv_heads,

@@ -183,7 +183,14 @@ impl KvPool {
 
     /// Writes rows of keys and values for positions `start..` of the sequence
     /// whose block table is `blocks` (checked by the caller to cover them).
-    pub(crate) fn write(&mut self, layer: usize, blocks: &[u32], start: usize, k: &[f32], v: &[f32]) {
+    pub(crate) fn write(
+        &mut self,
+        layer: usize,
+        blocks: &[u32],
+        start: usize,
+        k: &[f32],
+        v: &[f32],
+    ) {
         let (bs, d) = (self.block_size, self.kv_dim);
         let rows = &mut self.layers[layer];
         for (i, (k, v)) in k.chunks_exact(d).zip(v.chunks_exact(d)).enumerate() {
@@ -235,9 +242,7 @@ impl<'a> KvView<'a> {
         (0..len.div_ceil(run_len)).map(move |r| {
             let start = r * run_len;
             let n = run_len.min(len - start);
-            let row = self
-                .table
-                .map_or(0, |(blocks, bs)| blocks[r] as usize * bs);
+            let row = self.table.map_or(0, |(blocks, bs)| blocks[r] as usize * bs);
             Run {
                 start,
                 k: &self.k[row * d..(row + n) * d],

@@ -11,9 +11,9 @@
 use candle_core::{Device, Storage, Tensor};
 use herd_kernels::matmul_wt;
 
+use crate::attention::{attend, Heads, Span};
 use crate::config::{Config, GenerationConfig};
 use crate::error::{ModelError, Result};
-use crate::attention::{attend, Heads, Span};
 use crate::kv::{KvCache, KvPool, KvView};
 use crate::rope::{Rope, RopeAngles};
 use crate::weights::{TensorSource, Weight};
@@ -113,14 +113,25 @@ impl Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let n = x.dim(0)?;
         let y = with_f32_slice(x, |xs| self.apply(xs, n))??;
-        Ok(Tensor::from_vec(y, (n, self.weight.shape()[0]), x.device())?)
+        Ok(Tensor::from_vec(
+            y,
+            (n, self.weight.shape()[0]),
+            x.device(),
+        )?)
     }
 
     /// `x · Wᵀ` on plain rows: `x: (n, in_features)` → `(n, out_features)`.
     fn apply(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
         let (out_features, in_features) = (self.weight.shape()[0], self.weight.shape()[1]);
         let mut y = vec![0f32; n * out_features];
-        matmul_wt(x, n, in_features, self.weight.as_slice(), out_features, &mut y)?;
+        matmul_wt(
+            x,
+            n,
+            in_features,
+            self.weight.as_slice(),
+            out_features,
+            &mut y,
+        )?;
         Ok(y)
     }
 }
@@ -221,7 +232,10 @@ impl Attention {
             ))
         })??;
         // Rotate each sequence's new rows by absolute position and store its keys and values.
-        let (q_dim, kv_dim) = (self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim);
+        let (q_dim, kv_dim) = (
+            self.n_heads * self.head_dim,
+            self.n_kv_heads * self.head_dim,
+        );
         let mut row = 0;
         for (i, (span, angles)) in spans.iter().zip(angles).enumerate() {
             let rows = row..row + span.len;
@@ -242,7 +256,8 @@ impl Attention {
             head_dim: self.head_dim,
         };
         attend(heads, &q, spans, &kv.views(layer), &mut y);
-        self.o_proj.forward(&Tensor::from_vec(y, (n, q_dim), x.device())?)
+        self.o_proj
+            .forward(&Tensor::from_vec(y, (n, q_dim), x.device())?)
     }
 }
 
@@ -426,7 +441,10 @@ impl Llama {
     /// The forward pass proper, over already-checked inputs.
     fn run(&self, steps: &[Step<'_>], kv: &mut BatchKv<'_, '_>) -> Result<Vec<Tensor>> {
         // Embed all new tokens of all sequences into one packed matrix.
-        let tokens: Vec<u32> = steps.iter().flat_map(|s| s.tokens.iter().copied()).collect();
+        let tokens: Vec<u32> = steps
+            .iter()
+            .flat_map(|s| s.tokens.iter().copied())
+            .collect();
         let mut x = self.embed(&tokens)?;
         // Rotary angles of each sequence's new positions, shared by all layers.
         let angles: Vec<RopeAngles> = steps
@@ -536,7 +554,11 @@ impl Llama {
                     pool.block_size()
                 )));
             }
-            if let Some(&b) = seq.blocks.iter().find(|&&b| b as usize >= pool.num_blocks()) {
+            if let Some(&b) = seq
+                .blocks
+                .iter()
+                .find(|&&b| b as usize >= pool.num_blocks())
+            {
                 return Err(ModelError::InvalidInput(format!(
                     "block {b} is outside the pool of {} blocks",
                     pool.num_blocks()

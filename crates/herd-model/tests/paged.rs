@@ -86,7 +86,10 @@ fn paged_and_contiguous_kv_give_the_same_logits() {
                     .unwrap(),
             );
             let diff = max_abs_diff(&paged_logits[i], &alone);
-            assert!(diff < BATCH_TOL, "{name} prompt {i}: batched vs alone {diff}");
+            assert!(
+                diff < BATCH_TOL,
+                "{name} prompt {i}: batched vs alone {diff}"
+            );
         }
         // Then decode a few greedy tokens for all sequences in one batch each step.
         let all: Vec<usize> = (0..seqs.len()).collect();
@@ -156,7 +159,10 @@ fn last_and_all_logits_can_be_mixed_in_one_paged_batch() {
     ];
     let out = model.forward_paged(&mut pool, &batch).unwrap();
     assert_eq!(out[0].dims(), &[1, model.config().vocab_size]);
-    assert_eq!(out[1].dims(), &[prompts[1].len(), model.config().vocab_size]);
+    assert_eq!(
+        out[1].dims(),
+        &[prompts[1].len(), model.config().vocab_size]
+    );
     let last = model
         .forward_one(&prompts[0], &mut model.new_cache(), Logits::Last)
         .unwrap();
