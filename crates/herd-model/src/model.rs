@@ -1,6 +1,8 @@
 //! The Llama decoder. Weights are immutable and memory-mapped; each call to
 //! [`Llama::forward`] takes a batch of sequences, each with its own
-//! [`KvCache`], and returns logits for every new position (or only the last).
+//! [`KvCache`], and returns logits for every new position (or only the last);
+//! [`Llama::forward_paged`] takes sequences whose KV lives in a shared
+//! [`KvPool`] instead.
 //!
 //! The batch is "packed": the new tokens of all sequences are concatenated
 //! into one `(tokens, hidden)` matrix so that every linear layer streams its
