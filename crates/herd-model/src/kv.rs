@@ -157,8 +157,7 @@ impl KvPool {
 
     /// Bytes one block of `block_size` positions takes over all layers (keys and values, f32).
     pub fn bytes_per_block(cfg: &Config, block_size: usize) -> u64 {
-        (2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 4) as u64
-            * block_size as u64
+        cfg.kv_bytes_per_token() * block_size as u64
     }
 
     /// Positions per block.
