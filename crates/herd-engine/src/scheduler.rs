@@ -143,8 +143,10 @@ impl Scheduler {
         }
         // New arrivals, unless this step already had to preempt.
         while !preempted && budget > 0 && self.running.len() < self.limits.max_num_seqs {
-            let Some(n) = self.admit(budget) else { break };
-            planned.push(self.running.last().map_or(0, |s| s.id));
+            let Some((id, n)) = self.admit(budget) else {
+                break;
+            };
+            planned.push(id);
             amounts.push(n);
             budget -= n;
         }
@@ -211,8 +213,8 @@ impl Scheduler {
     }
 
     /// Moves the first waiting sequence to `running` with the blocks for its
-    /// first chunk (after any cached prefix); returns the chunk's length.
-    fn admit(&mut self, budget: usize) -> Option<usize> {
+    /// first chunk (after any cached prefix); returns its id and the chunk's length.
+    fn admit(&mut self, budget: usize) -> Option<(u64, usize)> {
         let mut seq = self.waiting.pop_front()?;
         let hit = self.take_prefix(&mut seq);
         let n = seq.behind().min(budget);
@@ -229,8 +231,9 @@ impl Scheduler {
         }
         self.prefix_hit_tokens += hit as u64;
         seq.cached_prompt_tokens.get_or_insert(hit);
+        let id = seq.id;
         self.running.push(seq);
-        Some(n)
+        Some((id, n))
     }
 
     /// Takes the cached blocks of `seq`'s longest cached prefix of full
@@ -274,5 +277,76 @@ impl Scheduler {
         let mut seq = self.running.remove(i);
         self.free(&mut seq);
         seq
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scheduler(max_batch_tokens: usize, block_size: usize, blocks: usize) -> Scheduler {
+        let limits = Limits {
+            max_num_seqs: 8,
+            max_batch_tokens,
+            block_size,
+        };
+        Scheduler::new(limits, BlockManager::new(blocks, true))
+    }
+
+    /// Applies a plan as the engine would, appending `next` to sequences that caught up.
+    fn apply(s: &mut Scheduler, plan: &[Work], next: u32) {
+        for w in plan {
+            s.computed(w.index, w.tokens);
+            let seq = &mut s.running[w.index];
+            if seq.behind() == 0 {
+                seq.tokens.push(next);
+            }
+        }
+    }
+
+    fn plan(s: &mut Scheduler) -> Vec<(u64, usize)> {
+        let work = s.schedule();
+        let ids = work
+            .iter()
+            .map(|w| (s.running[w.index].id, w.tokens))
+            .collect();
+        apply(s, &work, 7);
+        ids
+    }
+
+    #[test]
+    fn prefill_is_chunked_and_decodes_go_first() {
+        let mut s = scheduler(10, 4, 100);
+        s.waiting.push_back(Sequence::new(0, vec![1; 25], true));
+        s.waiting.push_back(Sequence::new(1, vec![2; 3], true));
+        assert_eq!(plan(&mut s), vec![(0, 10)]);
+        assert_eq!(plan(&mut s), vec![(0, 10)]);
+        assert_eq!(plan(&mut s), vec![(0, 5), (1, 3)]);
+        // Both caught up and got a token: two decodes.
+        assert_eq!(plan(&mut s), vec![(0, 1), (1, 1)]);
+        assert_eq!(s.blocks.held(), 7 + 1);
+    }
+
+    #[test]
+    fn the_latest_arrival_is_preempted_and_recomputed() {
+        let mut s = scheduler(64, 4, 4);
+        s.waiting.push_back(Sequence::new(0, vec![1; 8], true));
+        s.waiting.push_back(Sequence::new(1, vec![2; 7], true));
+        assert_eq!(plan(&mut s), vec![(0, 8), (1, 7)]);
+        assert_eq!(s.blocks.available(), 0);
+        // Sequence 0 needs a third block for position 8: sequence 1 gives its two back.
+        assert_eq!(plan(&mut s), vec![(0, 1)]);
+        assert_eq!(s.preemptions, 1);
+        assert_eq!(s.waiting.front().map(|q| (q.id, q.computed)), Some((1, 0)));
+        // No room to bring sequence 1 back while sequence 0 holds three of the four blocks.
+        assert_eq!(plan(&mut s), vec![(0, 1)]);
+        assert_eq!(s.waiting.len(), 1);
+        // Once sequence 0 is done, sequence 1 is readmitted with its generated token and
+        // its first block from the prefix cache, so only positions 4..8 are recomputed.
+        s.remove_running(0);
+        assert_eq!(s.blocks.held(), 0);
+        assert_eq!(plan(&mut s), vec![(1, 4)]);
+        assert_eq!(s.prefix_hit_tokens, 4);
+        assert_eq!(s.running[0].tokens.len(), 9);
     }
 }

@@ -93,8 +93,8 @@ fn paged_and_contiguous_kv_give_the_same_logits() {
         }
         // Then decode a few greedy tokens for all sequences in one batch each step.
         let all: Vec<usize> = (0..seqs.len()).collect();
-        for (step, greedy) in (0..3).zip(std::iter::repeat(&reference.greedy)) {
-            for (s, g) in seqs.iter_mut().zip(greedy) {
+        for step in 0..3 {
+            for (s, g) in seqs.iter_mut().zip(&reference.greedy) {
                 s.tokens.push(g[step]);
             }
             let batch: Vec<PagedSeq> = seqs
