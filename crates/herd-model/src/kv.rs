@@ -157,7 +157,7 @@ impl KvPool {
 
     /// Bytes one block of `block_size` positions takes over all layers (keys and values, f32).
     pub fn bytes_per_block(cfg: &Config, block_size: usize) -> u64 {
-        cfg.kv_bytes_per_token() * block_size as u64
+        cfg.kv_bytes_per_token().saturating_mul(block_size as u64)
     }
 
     /// Positions per block.
