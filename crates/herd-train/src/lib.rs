@@ -23,6 +23,7 @@ pub mod export;
 mod io;
 pub mod lora;
 mod model;
+mod ops;
 pub mod optim;
 pub mod record;
 pub mod report;

@@ -171,6 +171,12 @@ struct AdapterConfigFile {
     lora_dropout: f64,
     #[serde(default)]
     inference_mode: bool,
+    /// Per-module rank overrides (herd reads uniform adapters only).
+    #[serde(default, skip_serializing)]
+    rank_pattern: HashMap<String, Value>,
+    /// Per-module alpha overrides.
+    #[serde(default, skip_serializing)]
+    alpha_pattern: HashMap<String, Value>,
 }
 
 /// An adapter read from disk: `(A, B)` per adapted projection.
@@ -196,6 +202,9 @@ impl Adapter {
             .map_err(|e| bad(format!("adapter_config.json: {e}")))?;
         if file.peft_type.as_deref().is_some_and(|t| t != "LORA") || file.use_dora {
             return Err(bad("only plain LoRA adapters (peft_type LORA, no DoRA) are supported".into()));
+        }
+        if !file.rank_pattern.is_empty() || !file.alpha_pattern.is_empty() {
+            return Err(bad("per-module rank_pattern/alpha_pattern is not supported".into()));
         }
         if file.fan_in_fan_out || file.bias.as_deref().is_some_and(|b| b != "none") {
             return Err(bad("fan_in_fan_out and LoRA biases are not supported".into()));
@@ -279,6 +288,8 @@ pub fn save_adapter(
         base_model_name_or_path: Some(base_model.to_string()),
         lora_dropout: 0.0,
         inference_mode: true,
+        rank_pattern: HashMap::new(),
+        alpha_pattern: HashMap::new(),
     };
     let json = serde_json::to_string_pretty(&file).map_err(|e| TrainError::BadAdapter {
         path: dir.to_path_buf(),

@@ -347,7 +347,7 @@ impl TrainModel {
         let q = q.reshape((b, nkv, rep * t, hd))?;
         let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
         let scores = scores.reshape((b, nh, t, t))?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = crate::ops::softmax_last_dim(&scores)?;
         let out = probs.reshape((b, nkv, rep * t, t))?.matmul(&v)?;
         // (b, nh, t, hd) → (b·t, nh·hd).
         Ok(out
