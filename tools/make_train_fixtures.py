@@ -6,6 +6,7 @@ What it writes:
 * ``chat.jsonl`` -- a small chat dataset in OpenAI's ``messages`` shape
   (system/user/assistant, tool calls with a ``tools`` list, tool results,
   plain ``{"text": ...}`` records), deterministic, used by the Rust tests.
+* ``tools.jsonl`` -- the tool-calling dialogs again, with a ``tools`` list.
 * ``grads.safetensors`` -- for ``llama31-tiny`` (untied) and ``llama32-tied``:
   one 40-token sequence, its labels (the first 12 positions masked with
   -100, as a prompt would be), ``transformers``' mean loss and the gradients
@@ -90,7 +91,7 @@ def chat_dataset() -> list[dict]:
             ]})
         elif kind == 2:
             order = 1000 + rng.randrange(9000)
-            records.append({"tools": TOOLS, "messages": [
+            records.append({"messages": [
                 system,
                 {"role": "user", "content": f"Where is order {order}?"},
                 {"role": "assistant", "content": None, "tool_calls": [{
@@ -219,6 +220,11 @@ def main() -> None:
     with open(OUT / "chat.jsonl", "w") as f:
         for r in chat_dataset():
             f.write(json.dumps(r) + "\n")
+    # Tool definitions make a dialog ~800 tiny-tokenizer tokens long: only
+    # llama32-tied's 2048-token context holds them, so they get their own file.
+    with open(OUT / "tools.jsonl", "w") as f:
+        for r in chat_dataset()[2::8]:
+            f.write(json.dumps({"tools": TOOLS, **r}) + "\n")
     tensors: dict = {}
     grads_reference(tensors)
     save_file({k: v.contiguous() for k, v in tensors.items()}, OUT / "grads.safetensors")

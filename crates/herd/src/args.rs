@@ -27,6 +27,9 @@ pub enum Command {
     Info(InfoArgs),
     /// Write a model as a GGUF file (llama.cpp, Ollama, LM Studio), quantized.
     Quantize(QuantizeArgs),
+    /// Training: fine-tune (LoRA or full), train from scratch, merge adapters.
+    #[command(flatten)]
+    Train(crate::train::TrainCommand),
 }
 
 /// Where the model comes from.
@@ -37,6 +40,10 @@ pub struct ModelArgs {
     /// embedded in this binary.
     #[arg(long, short = 'm', env = "HERD_MODEL")]
     pub model: Option<PathBuf>,
+    /// A LoRA adapter directory in PEFT's layout (adapter_config.json,
+    /// adapter_model.safetensors), merged into the model at load time.
+    #[arg(long)]
+    pub lora: Option<PathBuf>,
 }
 
 /// Sampling flags; unset ones fall back to the model's generation_config.json.

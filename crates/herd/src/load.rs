@@ -34,31 +34,36 @@ pub struct Loaded {
     pub name: String,
 }
 
-/// Loads `--model DIR|FILE.gguf`, or the embedded default.
+/// Loads `--model DIR|FILE.gguf`, or the embedded default, with the
+/// `--lora` adapter merged in when one is given.
 pub fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
-    match &args.model {
+    let (checkpoint, tokenizer, name) = match &args.model {
         Some(path) => {
             let (checkpoint, tokenizer) = open(path)?;
-            let model = checkpoint.into_model()?;
-            check_vocab(&model, &tokenizer, path)?;
-            Ok(Loaded {
-                model,
-                tokenizer,
-                name: path.display().to_string(),
-            })
+            (checkpoint, tokenizer, path.display().to_string())
         }
-        None => Ok(Loaded {
-            model: Llama::from_memory(
+        None => (
+            Checkpoint::from_memory(
                 embedded::CONFIG,
                 Some(embedded::GENERATION),
                 embedded::WEIGHTS,
                 embedded::NAME,
             )?,
-            tokenizer: Tokenizer::from_json_bytes(embedded::TOKENIZER)
+            Tokenizer::from_json_bytes(embedded::TOKENIZER)
                 .with_context(|| format!("{}: tokenizer.json", embedded::NAME))?,
-            name: embedded::NAME.to_string(),
-        }),
-    }
+            embedded::NAME.to_string(),
+        ),
+    };
+    let model = match &args.lora {
+        Some(adapter) => herd_train::load_with_adapter(checkpoint, adapter)?,
+        None => checkpoint.into_model()?,
+    };
+    check_vocab(&model, &tokenizer, Path::new(&name))?;
+    Ok(Loaded {
+        model,
+        tokenizer,
+        name,
+    })
 }
 
 /// Opens a checkpoint and its tokenizer (beside it, or inside the GGUF file).
