@@ -165,6 +165,7 @@ def peft_adapter() -> None:
     config_path = dest / "adapter_config.json"
     config = json.loads(config_path.read_text())
     config["base_model_name_or_path"] = "tests/fixtures/models/llama31-tiny"
+    config["target_modules"] = sorted(config["target_modules"])
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     ids = prompt_ids()
     with torch.no_grad():
@@ -176,11 +177,11 @@ def peft_adapter() -> None:
 def herd_adapter(herd: str) -> None:
     dest = OUT / "herd_adapter"
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([herd, "--threads", "1", "finetune", "--model", str(MODELS / "llama31-tiny"),
-                        "--data", str(OUT / "chat.jsonl"), "--lora-rank", "4",
+        subprocess.run([str(Path(herd).resolve()), "--threads", "1", "finetune", "--model", "tests/fixtures/models/llama31-tiny",
+                        "--data", "tests/fixtures/train/chat.jsonl", "--quiet", "--lora-rank", "4",
                         "--lora-alpha", "16", "--lora-targets", "q,k,v,o,gate,up,down",
                         "--steps", "12", "--lr", "3e-3", "--seq-len", "256",
-                        "--out", tmp], check=True)
+                        "--out", tmp], check=True, cwd=ROOT)
         shutil.rmtree(dest, ignore_errors=True)
         dest.mkdir()
         for f in ["adapter_config.json", "adapter_model.safetensors"]:
@@ -189,15 +190,16 @@ def herd_adapter(herd: str) -> None:
         MODELS / "llama31-tiny", torch_dtype=torch.float32, attn_implementation="eager")
     model = PeftModel.from_pretrained(base, dest).eval()
     ids = prompt_ids()
+    b_max = max(p.abs().max().item() for n, p in model.named_parameters() if "lora_B" in n)
+    lora_modules = sum(1 for n, _ in model.named_modules() if n.endswith("lora_A"))
     with torch.no_grad():
         logits = model(input_ids=ids).logits[0]
         merged = model.merge_and_unload()(input_ids=ids).logits[0]
-    b_max = max(p.abs().max().item() for n, p in model.named_parameters() if "lora_B" in n)
     save_file({"input_ids": ids[0], "logits": logits.contiguous()},
               OUT / "herd_adapter_logits.safetensors")
     report = {
         "peft_loaded": True,
-        "lora_modules": sum(1 for n, _ in model.named_modules() if n.endswith("lora_A")),
+        "lora_modules": lora_modules,
         "max_abs_lora_B": b_max,
         "max_abs_diff_peft_vs_peft_merged": (logits - merged).abs().max().item(),
         "max_abs_logit_change_from_base": None,

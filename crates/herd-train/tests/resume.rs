@@ -25,7 +25,7 @@ fn dataset(model: &str) -> Dataset {
     let opts = DataOptions {
         loss_on: LossOn::Assistant,
         skip_bad_records: false,
-        seq_len: 128,
+        seq_len: 256,
         truncate: false,
         validation_fraction: 0.1,
     };
@@ -42,11 +42,11 @@ fn options() -> TrainOptions {
             weight_decay: 0.01,
             ..AdamWConfig::default()
         },
-        batch_tokens: 256,
+        batch_tokens: 512,
         grad_accum: 2,
         clip: Some(1.0),
         seed: 3,
-        seq_len: 128,
+        seq_len: 256,
         eval_every: 3,
         save_every: 0,
     }
