@@ -341,6 +341,12 @@ impl WeightFiles {
         self.entries.values().map(|e| e.len as u64).sum()
     }
 
+    /// The stored shape of a tensor, if it exists (for tools that copy
+    /// every tensor without knowing the model's layout).
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.entries.get(name).map(|e| e.shape.as_slice())
+    }
+
     /// The tensor `name`, checked against the `expected` shape.
     pub fn get(&self, name: &str, expected: &[usize]) -> Result<Weight> {
         let entry = self

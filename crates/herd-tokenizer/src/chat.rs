@@ -242,6 +242,25 @@ impl ToolCall {
     }
 }
 
+/// A dialog encoded for training ([`ChatFormat::encode_dialog`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedDialog {
+    /// `<|begin_of_text|>` and every message.
+    pub ids: Vec<u32>,
+    /// One span per message, in order.
+    pub spans: Vec<MessageSpan>,
+}
+
+/// Where one message's body lies in [`EncodedDialog::ids`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageSpan {
+    /// Who wrote the message.
+    pub role: Role,
+    /// Content, tool calls and the closing `<|eot_id|>`/`<|eom_id|>`; the
+    /// header before it is not included.
+    pub body: std::ops::Range<usize>,
+}
+
 /// Encodes dialogs in the Llama 3 chat format with one tokenizer.
 ///
 /// Construction looks up the special tokens every dialog needs and fails if
@@ -296,7 +315,18 @@ impl<'t> ChatFormat<'t> {
     /// open assistant header for the model to complete. Named as Meta's
     /// `ChatFormat.encode_dialog_prompt`, which it reproduces id for id.
     pub fn encode_dialog_prompt(&self, messages: &[Message]) -> Result<Vec<u32>, TokenizerError> {
+        let mut ids = self.encode_dialog(messages)?.ids;
+        ids.extend_from_slice(&self.headers[Role::Assistant as usize]);
+        Ok(ids)
+    }
+
+    /// A complete dialog as a training example: the same ids as
+    /// [`ChatFormat::encode_dialog_prompt`] without the open assistant
+    /// header, plus where each message's body lies, so a trainer can put
+    /// its loss on the assistant's tokens only.
+    pub fn encode_dialog(&self, messages: &[Message]) -> Result<EncodedDialog, TokenizerError> {
         let mut ids = vec![self.begin_of_text];
+        let mut spans = Vec::with_capacity(messages.len());
         for (index, message) in messages.iter().enumerate() {
             message
                 .validate()
@@ -305,10 +335,14 @@ impl<'t> ChatFormat<'t> {
                     role: message.role,
                     problem,
                 })?;
+            let start = ids.len() + self.headers[message.role as usize].len();
             self.encode_message(message, &mut ids)?;
+            spans.push(MessageSpan {
+                role: message.role,
+                body: start..ids.len(),
+            });
         }
-        ids.extend_from_slice(&self.headers[Role::Assistant as usize]);
-        Ok(ids)
+        Ok(EncodedDialog { ids, spans })
     }
 
     /// Meta's `encode_message`: header, content, context or tool calls, end.

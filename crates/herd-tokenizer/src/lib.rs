@@ -58,7 +58,10 @@ mod tokenizer;
 mod tools;
 
 pub use bpe::LLAMA3_SPLIT_PATTERN;
-pub use chat::{ChatFormat, Message, MessageEnd, Role, ToolCall, ToolPromptFormat, ToolValue};
+pub use chat::{
+    ChatFormat, EncodedDialog, Message, MessageEnd, MessageSpan, Role, ToolCall, ToolPromptFormat,
+    ToolValue,
+};
 pub use error::{
     BackendOp, GgufExportProblem, GgufVocabProblem, MessageProblem, TiktokenLineProblem,
     TiktokenVocabProblem, TokenizerError, VocabProblem,

@@ -304,7 +304,7 @@ impl Tokenizer {
     }
 
     /// The id of a special token herd needs, or an error naming it.
-    pub(crate) fn require(&self, token: SpecialToken) -> Result<u32, TokenizerError> {
+    pub fn require(&self, token: SpecialToken) -> Result<u32, TokenizerError> {
         self.special_id(token.name())
             .ok_or_else(|| TokenizerError::MissingSpecialToken {
                 name: token.name().to_owned(),

@@ -8,7 +8,7 @@ mod common;
 use common::meta_dialogs::assert_dialogs_match_meta;
 use common::{fixture, llama3, read_json, tiny};
 use herd_tokenizer::{
-    ChatFormat, Message, MessageEnd, MessageProblem, Tokenizer, TokenizerError, ToolCall,
+    ChatFormat, Message, MessageEnd, MessageProblem, Role, Tokenizer, TokenizerError, ToolCall,
 };
 use serde::Deserialize;
 
@@ -216,4 +216,24 @@ fn non_special_added_tokens_are_not_trusted_as_control_tokens() {
         ChatFormat::new(&tok),
         Err(TokenizerError::MissingSpecialToken { .. })
     ));
+}
+
+#[test]
+fn training_encoding_marks_each_message_body() {
+    let tok = tiny();
+    let format = ChatFormat::new(tok).expect("format");
+    let dialog = [
+        Message::user("Where is my order?"),
+        Message::assistant("It ships today."),
+    ];
+    let encoded = format.encode_dialog(&dialog).expect("encode");
+    let prompt = format.encode_dialog_prompt(&dialog).expect("prompt");
+    assert_eq!(encoded.ids, prompt[..encoded.ids.len()]);
+    assert_eq!(encoded.spans.len(), 2);
+    let answer = &encoded.spans[1];
+    assert_eq!(answer.role, Role::Assistant);
+    let mut body = tok.encode("It ships today.").expect("content");
+    body.push(tok.special_id("<|eot_id|>").expect("eot"));
+    assert_eq!(encoded.ids[answer.body.clone()], body[..]);
+    assert_eq!(answer.body.end, encoded.ids.len());
 }

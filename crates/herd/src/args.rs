@@ -31,6 +31,9 @@ pub enum Command {
     Quantize(QuantizeArgs),
     /// Plan tensor × pipeline parallelism for a model on a cluster.
     Plan(crate::plan::PlanArgs),
+    /// Training: fine-tune (LoRA or full), train from scratch, merge adapters.
+    #[command(flatten)]
+    Train(crate::train::TrainCommand),
 }
 
 /// Where the model comes from.
@@ -45,6 +48,10 @@ pub struct ModelArgs {
     /// would (f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k).
     #[arg(long, value_name = "TYPE", value_parser = parse_file_type)]
     pub quantize: Option<FileType>,
+    /// A LoRA adapter directory in PEFT's layout (adapter_config.json,
+    /// adapter_model.safetensors), merged into the model at load time.
+    #[arg(long)]
+    pub lora: Option<PathBuf>,
 }
 
 fn parse_file_type(s: &str) -> Result<FileType, String> {

@@ -34,8 +34,8 @@ pub struct Loaded {
     pub name: String,
 }
 
-/// Loads `--model DIR|FILE.gguf`, or the embedded default, quantized at
-/// load when `--quantize` says so.
+/// Loads `--model DIR|FILE.gguf`, or the embedded default, with the
+/// `--lora` adapter merged in or quantized at load (`--quantize`) when asked.
 pub fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
     let (checkpoint, tokenizer, name) = match &args.model {
         Some(path) => {
@@ -54,13 +54,18 @@ pub fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
             embedded::NAME.to_string(),
         ),
     };
-    let checkpoint = match args.quantize {
-        Some(file_type) => checkpoint
+    let model = match (&args.lora, args.quantize) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "--lora and --quantize together are not supported: fold the adapter in with \
+             `herd merge`, then load the merged model with --quantize"
+        ),
+        (Some(adapter), None) => herd_train::load_with_adapter(checkpoint, adapter)?,
+        (None, Some(file_type)) => checkpoint
             .quantize(file_type)
-            .with_context(|| format!("{name}: quantizing at load"))?,
-        None => checkpoint,
+            .with_context(|| format!("{name}: quantizing at load"))?
+            .into_model()?,
+        (None, None) => checkpoint.into_model()?,
     };
-    let model = checkpoint.into_model()?;
     check_vocab(&model, &tokenizer, &name)?;
     Ok(Loaded {
         model,

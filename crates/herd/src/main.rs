@@ -8,6 +8,7 @@ mod info;
 mod load;
 mod plan;
 mod quantize;
+mod train;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Info(args) => info::run(args),
         Command::Quantize(args) => quantize::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Train(command) => train::run(command),
     }
 }
 

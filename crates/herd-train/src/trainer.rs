@@ -1,0 +1,291 @@
+//! The training loop: micro-batches → loss → backward → accumulate →
+//! clip → AdamW, with validation, checkpoints and a clean stop.
+//!
+//! Gradient accumulation is exact: the loss of a step is the mean over all
+//! predicted tokens of its `grad_accum` micro-batches, so each micro-batch's
+//! summed loss is divided by the step's total token count before backward.
+//! Accumulating 4 micro-batches therefore gives the gradient of one 4× batch.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{Tensor, Var};
+
+use crate::data::{pack, Dataset, Loader, Row};
+use crate::error::{Result, TrainError};
+use crate::model::{loss_sum, TrainModel, Tuning};
+use crate::optim::{clip, AdamW, AdamWConfig, Schedule};
+use crate::report::{MetricsLog, Progress, RunReport, StepRecord};
+use crate::state::{self, fnv1a, RunIdentity, SavedState};
+
+/// Everything that shapes a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOptions {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Warm-up steps.
+    pub warmup: usize,
+    /// Final rate as a fraction of the peak (cosine floor).
+    pub min_lr_ratio: f64,
+    /// AdamW settings.
+    pub adamw: AdamWConfig,
+    /// Input positions per micro-batch (rounded down to whole rows, at least one).
+    pub batch_tokens: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Global gradient-norm limit.
+    pub clip: Option<f64>,
+    /// Seeds the data order and LoRA's initial `A`.
+    pub seed: u64,
+    /// Positions per packed row.
+    pub seq_len: usize,
+    /// Validation loss every this many steps (and at the end); 0: only at the end.
+    pub eval_every: usize,
+    /// Checkpoint every this many steps; 0: only on stop.
+    pub save_every: usize,
+}
+
+impl TrainOptions {
+    /// Rejects settings that cannot train.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(TrainError::InvalidOption(m));
+        if self.steps == 0 {
+            return bad("--steps must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("--lr must be positive, got {}", self.lr));
+        }
+        if self.grad_accum == 0 {
+            return bad("--grad-accum must be at least 1".into());
+        }
+        if self.seq_len < 2 {
+            return bad("--seq-len must be at least 2".into());
+        }
+        if self.clip.is_some_and(|c| !(c > 0.0)) {
+            return bad("--clip must be positive".into());
+        }
+        Ok(())
+    }
+
+    fn rows_per_batch(&self) -> usize {
+        (self.batch_tokens / self.seq_len).max(1)
+    }
+
+    fn schedule(&self) -> Schedule {
+        Schedule {
+            peak: self.lr,
+            warmup: self.warmup,
+            total: self.steps,
+            min_ratio: self.min_lr_ratio,
+        }
+    }
+}
+
+/// Where a run writes: `checkpoint.safetensors`, `metrics.jsonl`, `loss.png`.
+#[derive(Debug, Clone)]
+pub struct RunFiles {
+    /// The output directory.
+    pub dir: PathBuf,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl RunFiles {
+    /// The training checkpoint.
+    pub fn checkpoint(&self) -> PathBuf {
+        self.dir.join("checkpoint.safetensors")
+    }
+    /// One JSON object per step and per validation.
+    pub fn metrics(&self) -> PathBuf {
+        self.dir.join("metrics.jsonl")
+    }
+    /// The loss curve.
+    pub fn plot(&self) -> PathBuf {
+        self.dir.join("loss.png")
+    }
+}
+
+/// The identity a checkpoint of this run must carry.
+pub fn run_identity(model: &TrainModel, data: &Dataset, opts: &TrainOptions) -> Result<RunIdentity> {
+    let embed = &model.weights()[0].1;
+    let base: Vec<f32> = embed.flatten_all()?.to_vec1()?;
+    let base_bytes: Vec<u8> = base.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let data_hash = fnv1a(data.train.iter().flat_map(|ex| {
+        let ids: Vec<u8> = ex.ids.iter().flat_map(|i| i.to_le_bytes()).collect();
+        let mask: Vec<u8> = ex.target.iter().map(|&t| t as u8).collect();
+        [ids, mask]
+    }));
+    let tuning = match model.tuning() {
+        Tuning::Full => "full".to_string(),
+        Tuning::Lora(l) => format!("{l:?}"),
+    };
+    Ok(RunIdentity {
+        model: format!("{:?}", model.config()),
+        base_weights: fnv1a([base_bytes]),
+        tuning,
+        data: data_hash,
+        options: format!("{opts:?}"),
+    })
+}
+
+/// Trains `model` in place. `resume` continues from the run's checkpoint;
+/// `stop(step)` is asked after every step (Ctrl-C, or a test) and, when it
+/// says yes, a checkpoint is written and the run ends early.
+pub fn train(
+    model: &TrainModel,
+    data: &Dataset,
+    opts: &TrainOptions,
+    files: &RunFiles,
+    resume: bool,
+    stop: &dyn Fn(usize) -> bool,
+) -> Result<RunReport> {
+    opts.validate()?;
+    std::fs::create_dir_all(&files.dir).map_err(TrainError::io(&files.dir))?;
+    let identity = run_identity(model, data, opts)?;
+    let params = model.trainable();
+    let mut opt = AdamW::new(params, opts.adamw)?;
+    let (mut step, cursor, mut tokens) = if resume {
+        let saved = state::load(&files.checkpoint(), model, &mut opt, &identity)?;
+        (saved.step, saved.cursor(), saved.tokens)
+    } else {
+        (0, Default::default(), 0)
+    };
+    let mut log = MetricsLog::open(&files.metrics(), step)?;
+    let mut loader = Loader::new(&data.train, opts.seed, opts.seq_len, opts.rows_per_batch(), cursor);
+    let schedule = opts.schedule();
+    let progress = Progress::new(files.progress, opts.steps as u64, step as u64);
+    let started = Instant::now();
+    let first_step = step;
+    let mut interrupted = false;
+    while step < opts.steps {
+        let micro: Vec<Vec<Row>> = (0..opts.grad_accum).map(|_| loader.next_batch()).collect();
+        let (loss, mut grads, positions) = accumulate(model, &micro)?;
+        if !loss.is_finite() {
+            return Err(TrainError::Diverged {
+                step: step + 1,
+                loss: loss as f32,
+            });
+        }
+        let grad_norm = match opts.clip {
+            Some(max) => clip(&mut grads, max)?,
+            None => crate::optim::global_norm(&grads)?,
+        };
+        let lr = schedule.lr(step);
+        opt.step(params, &grads, lr)?;
+        step += 1;
+        tokens += positions as u64;
+        let elapsed = started.elapsed().as_secs_f64();
+        let record = StepRecord {
+            step,
+            loss,
+            lr,
+            grad_norm,
+            tokens,
+            tokens_per_s: (tokens - log.tokens_at_start()) as f64 / elapsed.max(1e-9),
+        };
+        log.step(&record)?;
+        progress.step(&record);
+        if (opts.eval_every > 0 && step % opts.eval_every == 0) || step == opts.steps {
+            if let Some(val) = validation_loss(model, data, opts)? {
+                log.validation(step, val)?;
+                progress.validation(val);
+            }
+        }
+        let stopping = step < opts.steps && stop(step);
+        if stopping || (opts.save_every > 0 && step % opts.save_every == 0) {
+            let saved = SavedState::new(identity.clone(), step, loader.cursor(), opt.t, tokens);
+            state::save(&files.checkpoint(), model, &opt, &saved)?;
+        }
+        if stopping {
+            interrupted = true;
+            break;
+        }
+    }
+    progress.finish();
+    let report = log.into_report(
+        step,
+        opts.steps,
+        interrupted,
+        started.elapsed().as_secs_f64(),
+        step - first_step,
+    )?;
+    crate::report::plot_curves(&files.plot(), &report)?;
+    Ok(report)
+}
+
+/// Runs the micro-batches of one step; returns the step's mean loss, the
+/// summed gradients (one per trainable variable) and the positions processed.
+fn accumulate(model: &TrainModel, micro: &[Vec<Row>]) -> Result<(f64, Vec<Tensor>, usize)> {
+    let total: usize = micro.iter().flatten().map(Row::target_count).sum();
+    let positions = micro.iter().flatten().map(|r| r.inputs.len()).sum();
+    let params = model.trainable();
+    let mut acc: Option<Vec<Tensor>> = None;
+    let mut loss_total = 0f64;
+    for rows in micro.iter().filter(|r| !r.is_empty()) {
+        let logits = model.forward(rows)?;
+        let (sum, _) = loss_sum(&logits, rows)?;
+        loss_total += sum.to_scalar::<f32>()? as f64;
+        let grads = (sum / total.max(1) as f64)?.backward()?;
+        let step_grads = params
+            .iter()
+            .map(|(_, v)| grad_of(&grads, v))
+            .collect::<Result<Vec<_>>>()?;
+        acc = Some(match acc {
+            None => step_grads,
+            Some(prev) => prev
+                .iter()
+                .zip(&step_grads)
+                .map(|(a, g)| Ok((a + g)?))
+                .collect::<Result<_>>()?,
+        });
+    }
+    let grads = match acc {
+        Some(g) => g,
+        None => params.iter().map(|(_, v)| Ok(v.zeros_like()?)).collect::<Result<_>>()?,
+    };
+    Ok((loss_total / total.max(1) as f64, grads, positions))
+}
+
+fn grad_of(grads: &candle_core::backprop::GradStore, var: &Var) -> Result<Tensor> {
+    Ok(match grads.get(var.as_tensor()) {
+        Some(g) => g.clone(),
+        None => var.zeros_like()?,
+    })
+}
+
+/// Mean loss over the validation examples (packed in file order), if any.
+pub fn validation_loss(model: &TrainModel, data: &Dataset, opts: &TrainOptions) -> Result<Option<f64>> {
+    if data.validation.is_empty() {
+        return Ok(None);
+    }
+    let examples: Vec<_> = data.validation.iter().collect();
+    let rows = pack(&examples, opts.seq_len);
+    let (mut sum, mut count) = (0f64, 0usize);
+    for chunk in rows.chunks(opts.rows_per_batch()) {
+        let logits = model.forward(chunk)?.detach();
+        let (s, n) = loss_sum(&logits, chunk)?;
+        sum += s.to_scalar::<f32>()? as f64;
+        count += n;
+    }
+    Ok(Some(sum / count.max(1) as f64))
+}
+
+/// Mean loss of one batch of rows and the gradients of the trainable
+/// variables (the quantities the reference fixtures record).
+pub fn loss_and_grads(model: &TrainModel, rows: &[Row]) -> Result<(f64, Vec<(String, Tensor)>)> {
+    let (loss, grads, _) = accumulate(model, &[rows.to_vec()])?;
+    let named = model
+        .trainable()
+        .iter()
+        .zip(grads)
+        .map(|((n, _), g)| (n.clone(), g))
+        .collect();
+    Ok((loss, named))
+}
+
+/// Whether `dir` holds a checkpoint to resume from.
+pub fn has_checkpoint(dir: &Path) -> bool {
+    dir.join("checkpoint.safetensors").is_file()
+}
