@@ -27,6 +27,10 @@ pub enum Command {
     Info(InfoArgs),
     /// Write a model as a GGUF file (llama.cpp, Ollama, LM Studio), quantized.
     Quantize(QuantizeArgs),
+    /// Generate a training corpus (the embedded shop's support dialogues).
+    Data(crate::data::DataArgs),
+    /// Train a tokenizer for herd's own small models.
+    Tokenizer(crate::tokenizer::TokenizerArgs),
 }
 
 /// Where the model comes from.

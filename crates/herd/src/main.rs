@@ -3,10 +3,12 @@
 
 mod args;
 mod chat;
+mod data;
 mod generate;
 mod info;
 mod load;
 mod quantize;
+mod tokenizer;
 
 use std::process::ExitCode;
 
@@ -32,6 +34,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Chat(args) => chat::run(args),
         Command::Info(args) => info::run(args),
         Command::Quantize(args) => quantize::run(args),
+        Command::Data(args) => data::run(args),
+        Command::Tokenizer(args) => tokenizer::run(args),
     }
 }
 
