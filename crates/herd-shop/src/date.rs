@@ -122,7 +122,10 @@ mod tests {
         assert_eq!(TODAY.weekday(), Weekday::Friday);
         assert_eq!(Date::from_ymd_const(1970, 1, 1).days, 0);
         assert_eq!(TODAY.add_days(6).to_string(), "2024-08-01");
-        assert_eq!(Date::from_ymd_const(2024, 3, 1).add_days(-1).to_string(), "2024-02-29");
+        assert_eq!(
+            Date::from_ymd_const(2024, 3, 1).add_days(-1).to_string(),
+            "2024-02-29"
+        );
         assert_eq!(TODAY.days_until(TODAY.add_days(-40)), -40);
         for n in -800..800 {
             let d = TODAY.add_days(n);

@@ -76,13 +76,20 @@ mod tests {
 
     #[test]
     fn schema_round_trips_and_checks_replies() {
-        let call: Expected =
-            serde_json::from_value(json!({"tool_call": {"name": "lookup_order", "arguments": {"order_id": 1042}}}))
-                .expect("parse");
+        let call: Expected = serde_json::from_value(
+            json!({"tool_call": {"name": "lookup_order", "arguments": {"order_id": 1042}}}),
+        )
+        .expect("parse");
         let args = json!({"order_id": 1042});
-        assert!(call.accepts(Reply::ToolCall { name: "lookup_order", arguments: &args }));
+        assert!(call.accepts(Reply::ToolCall {
+            name: "lookup_order",
+            arguments: &args
+        }));
         let wrong = json!({"order_id": 1043});
-        assert!(!call.accepts(Reply::ToolCall { name: "lookup_order", arguments: &wrong }));
+        assert!(!call.accepts(Reply::ToolCall {
+            name: "lookup_order",
+            arguments: &wrong
+        }));
         assert!(!call.accepts(Reply::Answer("lookup_order 1042")));
 
         let answer = Expected::AnswerContains(vec!["1042".into(), "shipped".into()]);
@@ -92,7 +99,10 @@ mod tests {
         );
         assert!(answer.accepts(Reply::Answer("Order 1042 has shipped.")));
         assert!(!answer.accepts(Reply::Answer("Order 1042 has Shipped.")));
-        assert!(!answer.accepts(Reply::ToolCall { name: "lookup_order", arguments: &args }));
+        assert!(!answer.accepts(Reply::ToolCall {
+            name: "lookup_order",
+            arguments: &args
+        }));
         assert!(serde_json::from_value::<Expected>(json!({"answer": []})).is_err());
     }
 }

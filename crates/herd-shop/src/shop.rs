@@ -222,7 +222,13 @@ pub const LAST_ORDER_ID: u32 = 1999;
 
 /// (English, German, category, lowest and highest price in euros).
 const CATALOGUE: [(&str, &str, Category, u32, u32); 24] = [
-    ("Espresso Maker", "Espressokocher", Category::Kitchen, 25, 60),
+    (
+        "Espresso Maker",
+        "Espressokocher",
+        Category::Kitchen,
+        25,
+        60,
+    ),
     ("Electric Kettle", "Wasserkocher", Category::Kitchen, 20, 45),
     ("Teapot", "Teekanne", Category::Kitchen, 15, 35),
     ("Chef Knife", "Kochmesser", Category::Kitchen, 30, 90),
@@ -239,11 +245,23 @@ const CATALOGUE: [(&str, &str, Category, u32, u32); 24] = [
     ("Bath Towel", "Badetuch", Category::Home, 12, 30),
     ("Picture Frame", "Bilderrahmen", Category::Home, 8, 25),
     ("Notebook", "Notizbuch", Category::Office, 5, 15),
-    ("Desk Organizer", "Schreibtischablage", Category::Office, 15, 35),
+    (
+        "Desk Organizer",
+        "Schreibtischablage",
+        Category::Office,
+        15,
+        35,
+    ),
     ("Backpack", "Rucksack", Category::Outdoor, 40, 120),
     ("Water Bottle", "Trinkflasche", Category::Outdoor, 10, 30),
     ("Umbrella", "Regenschirm", Category::Outdoor, 12, 35),
-    ("Garden Gloves", "Gartenhandschuhe", Category::Outdoor, 8, 20),
+    (
+        "Garden Gloves",
+        "Gartenhandschuhe",
+        Category::Outdoor,
+        8,
+        20,
+    ),
     ("Plant Pot", "Blumentopf", Category::Outdoor, 6, 25),
     ("Bird Feeder", "Vogelhaus", Category::Outdoor, 15, 40),
 ];
@@ -257,8 +275,8 @@ const SHOP_NAMES: [&str; 6] = [
     "Oak and Ember",
 ];
 const FIRST_NAMES: [&str; 16] = [
-    "Anna", "Lukas", "Sophie", "Jonas", "Emma", "Felix", "Mia", "Paul", "Olivia", "James",
-    "Lena", "Noah", "Clara", "Ben", "Grace", "Tom",
+    "Anna", "Lukas", "Sophie", "Jonas", "Emma", "Felix", "Mia", "Paul", "Olivia", "James", "Lena",
+    "Noah", "Clara", "Ben", "Grace", "Tom",
 ];
 const LAST_NAMES: [&str; 12] = [
     "Schmidt", "Miller", "Weber", "Taylor", "Fischer", "Brown", "Wagner", "Wilson", "Becker",
@@ -336,7 +354,11 @@ fn generate_policies(rng: &mut ChaCha8Rng, shop_name: &str) -> Policies {
         return_days: *[14, 30, 60].choose(rng).expect("non-empty"),
         hours,
         email: format!("support@{domain}.example"),
-        phone: format!("+49 30 {:04} {:03}", rng.random_range(1000..10000), rng.random_range(100..1000)),
+        phone: format!(
+            "+49 30 {:04} {:03}",
+            rng.random_range(1000..10000),
+            rng.random_range(100..1000)
+        ),
     }
 }
 
@@ -347,7 +369,11 @@ fn generate_products(rng: &mut ChaCha8Rng) -> Vec<Product> {
         .map(|(i, (en, de, category, low, high))| {
             let euros = rng.random_range(*low..=*high);
             let cents = *[0, 50, 90, 95, 99].choose(rng).expect("non-empty");
-            let stock = if rng.random_bool(0.2) { 0 } else { rng.random_range(1..=40) };
+            let stock = if rng.random_bool(0.2) {
+                0
+            } else {
+                rng.random_range(1..=40)
+            };
             Product {
                 sku: format!("P-{}", 101 + i),
                 name_en: (*en).to_owned(),
@@ -368,7 +394,11 @@ fn generate_customers(rng: &mut ChaCha8Rng) -> Vec<Customer> {
             Customer {
                 id,
                 name: format!("{first} {last}"),
-                email: format!("{}.{}{id}@mail.example", first.to_lowercase(), last.to_lowercase()),
+                email: format!(
+                    "{}.{}{id}@mail.example",
+                    first.to_lowercase(),
+                    last.to_lowercase()
+                ),
                 city: (*CITIES.choose(rng).expect("non-empty")).to_owned(),
             }
         })
@@ -389,12 +419,20 @@ fn generate_order(
         .choose_multiple(rng, lines)
         .map(|p| OrderItem {
             sku: p.sku.clone(),
-            quantity: if rng.random_bool(0.8) { 1 } else { rng.random_range(2..=4) },
+            quantity: if rng.random_bool(0.8) {
+                1
+            } else {
+                rng.random_range(2..=4)
+            },
             unit_price: p.price,
         })
         .collect();
     let subtotal: u32 = items.iter().map(|i| i.unit_price.0 * i.quantity).sum();
-    let shipping = if subtotal >= policies.free_shipping_from.0 { 0 } else { policies.shipping_fee.0 };
+    let shipping = if subtotal >= policies.free_shipping_from.0 {
+        0
+    } else {
+        policies.shipping_fee.0
+    };
     let (fastest, slowest) = policies.delivery_days;
     let shipped = ordered.add_days(rng.random_range(1..=2));
     let arrival = shipped.add_days(rng.random_range(i32::from(fastest)..=i32::from(slowest)));
@@ -411,7 +449,10 @@ fn generate_order(
     };
     let (carrier, prefix) = *CARRIERS.choose(rng).expect("non-empty");
     let tracking = format!("{prefix}{:010}", rng.random_range(0..10_000_000_000u64));
-    let sent = matches!(status, OrderStatus::Shipped | OrderStatus::Delivered | OrderStatus::Returned);
+    let sent = matches!(
+        status,
+        OrderStatus::Shipped | OrderStatus::Delivered | OrderStatus::Returned
+    );
     let arrived = matches!(status, OrderStatus::Delivered | OrderStatus::Returned);
     let customer = customers.choose(rng).expect("non-empty");
     Order {

@@ -91,7 +91,8 @@ impl ToolRequest {
     /// Validates a call: a known function name and arguments that match its
     /// schema (required field present, right type, no extra fields).
     pub fn parse(name: &str, arguments: &Value) -> Result<Self, ShopError> {
-        let tool = ShopTool::from_name(name).ok_or_else(|| ShopError::UnknownTool(name.to_owned()))?;
+        let tool =
+            ShopTool::from_name(name).ok_or_else(|| ShopError::UnknownTool(name.to_owned()))?;
         let bad = |problem: String| ShopError::BadArguments {
             tool: tool.name(),
             problem,
@@ -114,7 +115,11 @@ impl ToolRequest {
                 .as_u64()
                 .and_then(|id| u32::try_from(id).ok())
                 .map(|order_id| ToolRequest::LookupOrder { order_id })
-                .ok_or_else(|| bad(format!("order_id must be a non-negative integer, got {value}"))),
+                .ok_or_else(|| {
+                    bad(format!(
+                        "order_id must be a non-negative integer, got {value}"
+                    ))
+                }),
             ShopTool::CheckStock => value
                 .as_str()
                 .filter(|s| !s.trim().is_empty())
@@ -191,7 +196,10 @@ impl Shop {
         });
         let extra = [
             ("shipped", order.shipped.map(|d| d.to_string())),
-            ("estimated_delivery", order.estimated_delivery.map(|d| d.to_string())),
+            (
+                "estimated_delivery",
+                order.estimated_delivery.map(|d| d.to_string()),
+            ),
             ("delivered", order.delivered.map(|d| d.to_string())),
             ("carrier", order.carrier.clone()),
             ("tracking", order.tracking.clone()),
@@ -236,20 +244,31 @@ mod tests {
     fn lookup_and_stock_answer_from_the_data() {
         let shop = Shop::generate(DEFAULT_SEED);
         let order = shop.order(1042).expect("order 1042");
-        let result = shop.call("lookup_order", &json!({"order_id": 1042})).expect("call");
+        let result = shop
+            .call("lookup_order", &json!({"order_id": 1042}))
+            .expect("call");
         assert_eq!(result["order_id"], 1042);
         assert_eq!(result["status"], order.status.as_str());
         assert_eq!(result["ordered"], order.ordered.to_string());
-        assert_eq!(result.get("tracking").and_then(Value::as_str), order.tracking.as_deref());
-        let missing = shop.call("lookup_order", &json!({"order_id": 2500})).expect("call");
+        assert_eq!(
+            result.get("tracking").and_then(Value::as_str),
+            order.tracking.as_deref()
+        );
+        let missing = shop
+            .call("lookup_order", &json!({"order_id": 2500}))
+            .expect("call");
         assert_eq!(missing["error"], "no order with number 2500");
 
         let kettle = shop.find_product("Wasserkocher").expect("kettle");
-        let stock = shop.call("check_stock", &json!({"product": "  wasserkocher "})).expect("call");
+        let stock = shop
+            .call("check_stock", &json!({"product": "  wasserkocher "}))
+            .expect("call");
         assert_eq!(stock["product"], "Wasserkocher");
         assert_eq!(stock["quantity"], kettle.stock);
         assert_eq!(stock["price"], format!("{} EUR", kettle.price.decimal()));
-        let by_sku = shop.call("check_stock", &json!({"product": kettle.sku})).expect("call");
+        let by_sku = shop
+            .call("check_stock", &json!({"product": kettle.sku}))
+            .expect("call");
         assert_eq!(by_sku["product"], "Electric Kettle");
     }
 
@@ -258,11 +277,31 @@ mod tests {
         let shop = Shop::generate(DEFAULT_SEED);
         let cases = [
             ("delete_all", json!({}), "unknown tool \"delete_all\""),
-            ("lookup_order", json!([1042]), "arguments must be a JSON object"),
-            ("lookup_order", json!({}), "missing required argument \"order_id\""),
-            ("lookup_order", json!({"order_id": "1042; DROP TABLE"}), "non-negative integer"),
-            ("lookup_order", json!({"order_id": -1}), "non-negative integer"),
-            ("lookup_order", json!({"order_id": 1, "x": 2}), "unexpected argument \"x\""),
+            (
+                "lookup_order",
+                json!([1042]),
+                "arguments must be a JSON object",
+            ),
+            (
+                "lookup_order",
+                json!({}),
+                "missing required argument \"order_id\"",
+            ),
+            (
+                "lookup_order",
+                json!({"order_id": "1042; DROP TABLE"}),
+                "non-negative integer",
+            ),
+            (
+                "lookup_order",
+                json!({"order_id": -1}),
+                "non-negative integer",
+            ),
+            (
+                "lookup_order",
+                json!({"order_id": 1, "x": 2}),
+                "unexpected argument \"x\"",
+            ),
             ("check_stock", json!({"product": " "}), "non-empty string"),
         ];
         for (name, args, want) in cases {
@@ -273,7 +312,9 @@ mod tests {
 
     #[test]
     fn arguments_text_is_python_json() {
-        let r = ToolRequest::CheckStock { product: "Tea \"pot\"".into() };
+        let r = ToolRequest::CheckStock {
+            product: "Tea \"pot\"".into(),
+        };
         assert_eq!(r.arguments_text(), r#"{"product": "Tea \"pot\""}"#);
         let parsed: Value = serde_json::from_str(&r.arguments_text()).unwrap();
         assert_eq!(parsed, r.arguments());

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use herd_tokenizer::{
-    dialog_text_pieces, train_bpe, write_tokenizer_dir, BpeTrainingOptions, ChatFormat,
-    ChatRecord, Message,
+    dialog_text_pieces, train_bpe, write_tokenizer_dir, BpeTrainingOptions, ChatFormat, ChatRecord,
+    Message,
 };
 
 /// `herd tokenizer`.
@@ -93,7 +93,8 @@ fn train(args: TrainTokenizerArgs) -> anyhow::Result<ExitCode> {
 /// Every record of a JSONL file as a dialog with its tool prompt applied;
 /// a bad line is reported with its number. Blank lines are skipped.
 fn read_dialogs(path: &Path) -> anyhow::Result<Vec<Vec<Message>>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut dialogs = Vec::new();
     for (index, line) in BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("cannot read {}", path.display()))?;

@@ -178,13 +178,28 @@ impl<'a> Builder<'a> {
     }
 
     /// A whole conversation: an opening request, then perhaps follow-ups.
+    ///
+    /// A test dialogue asked with *seen* phrasings is an order lookup on a
+    /// held-out order number, so its question is new text all the same.
     pub fn build(mut self) -> Dialogue {
-        let opening = *OPENING_INTENTS
-            .choose_weighted(self.rng, |(_, w)| *w)
-            .expect("weights are positive");
-        self.run(opening.0);
-        let mut more = if opening.0 == Intent::Greeting { 1.0 } else { 0.35 };
-        while self.dialogue.turns.len() < 6 && self.rng.random_bool(more) {
+        let opening = if self.split == Split::Test && !self.held_out_phrasing {
+            Intent::OrderStatus
+        } else {
+            OPENING_INTENTS
+                .choose_weighted(self.rng, |(_, w)| *w)
+                .expect("weights are positive")
+                .0
+        };
+        self.run(opening);
+        let mut more = if opening == Intent::Greeting {
+            1.0
+        } else {
+            0.35
+        };
+        while self.last_intent != Intent::Thanks
+            && self.dialogue.turns.len() < 6
+            && self.rng.random_bool(more)
+        {
             let next = self.follow_up();
             self.run(next);
             more *= 0.5;
@@ -218,7 +233,9 @@ impl<'a> Builder<'a> {
         match intent {
             Intent::OrderStatus => self.order(u.order_status, "order_status", intent, false),
             Intent::OrderUnknown => self.order(u.order_status, "order_status", intent, true),
-            Intent::FollowUpOrder => self.order(u.follow_up_order, "follow_up_order", intent, false),
+            Intent::FollowUpOrder => {
+                self.order(u.follow_up_order, "follow_up_order", intent, false)
+            }
             Intent::OrderNoId => self.order_without_id(),
             Intent::Stock => self.product(u.stock, "stock", intent, false),
             Intent::Price => self.product(u.price, "price", intent, false),
@@ -264,7 +281,13 @@ impl<'a> Builder<'a> {
     }
 
     fn answer_order(&mut self, result: &Value, id: u32, intent: Intent) {
-        let field = |key: &str| result.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let field = |key: &str| {
+            result
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         let kind = match result.get("status").and_then(Value::as_str) {
             None => AnswerKind::OrderUnknown,
             Some(s) if s == OrderStatus::Processing.as_str() => AnswerKind::Processing,
@@ -285,14 +308,30 @@ impl<'a> Builder<'a> {
     }
 
     /// Customer asks about a product; tool call; answer.
-    fn product(&mut self, list: &'static [&'static str], name: &str, intent: Intent, unknown: bool) {
+    fn product(
+        &mut self,
+        list: &'static [&'static str],
+        name: &str,
+        intent: Intent,
+        unknown: bool,
+    ) {
         let mention = if unknown {
-            (*self.book.unknown_products.choose(self.rng).expect("non-empty")).to_owned()
+            (*self
+                .book
+                .unknown_products
+                .choose(self.rng)
+                .expect("non-empty"))
+            .to_owned()
         } else {
             self.pick_product()
         };
         self.user(list, name, &[("product", mention.clone())]);
-        let result = self.tool_call(ToolRequest::CheckStock { product: mention.clone() }, intent);
+        let result = self.tool_call(
+            ToolRequest::CheckStock {
+                product: mention.clone(),
+            },
+            intent,
+        );
         if result.get("error").is_some() {
             self.last_stock = None;
             self.answer(AnswerKind::ProductUnknown, &[("product", mention)], intent);
@@ -310,7 +349,10 @@ impl<'a> Builder<'a> {
     fn answer_from_stock(&mut self, result: &Value, kind: AnswerKind, intent: Intent) {
         let price = result["price"].as_str().unwrap_or_default();
         let slots = [
-            ("product", result["product"].as_str().unwrap_or_default().to_owned()),
+            (
+                "product",
+                result["product"].as_str().unwrap_or_default().to_owned(),
+            ),
             ("quantity", result["quantity"].to_string()),
             ("price", self.localize_amount(price)),
         ];
@@ -320,13 +362,25 @@ impl<'a> Builder<'a> {
     fn opening_day(&mut self) {
         let day = *Weekday::ALL.choose(self.rng).expect("seven days");
         let name = self.book.day_names[day as usize].to_owned();
-        self.user(self.book.user.opening_day, "opening_day", &[("day", name.clone())]);
+        self.user(
+            self.book.user.opening_day,
+            "opening_day",
+            &[("day", name.clone())],
+        );
         match self.shop.policies.hours_on(day) {
             Some((open, close)) => {
-                let slots = [("day", name), ("open", hour_text(open)), ("close", hour_text(close))];
+                let slots = [
+                    ("day", name),
+                    ("open", hour_text(open)),
+                    ("close", hour_text(close)),
+                ];
                 self.answer(AnswerKind::OpenOnDay, &slots, Intent::OpeningDay);
             }
-            None => self.answer(AnswerKind::ClosedOnDay, &[("day", name)], Intent::OpeningDay),
+            None => self.answer(
+                AnswerKind::ClosedOnDay,
+                &[("day", name)],
+                Intent::OpeningDay,
+            ),
         }
     }
 
@@ -370,7 +424,8 @@ impl<'a> Builder<'a> {
         let rough = noise::roughen(list[index], self.rng);
         let mut text = fill(&rough, slots);
         let first = !self.dialogue.messages.iter().any(|m| m.role == "user");
-        if first {
+        let small_talk = matches!(self.last_intent, Intent::Greeting | Intent::Thanks);
+        if first && !small_talk {
             text = noise::politeness(text, self.book, self.rng);
         }
         let template = format!("{}/{name}/{index}", self.language.code());
@@ -383,14 +438,23 @@ impl<'a> Builder<'a> {
         let id = format!("call_{}", self.next_call);
         self.next_call += 1;
         let name = request.tool().name();
-        self.push_turn(intent, Expected::ToolCall { name: name.to_owned(), arguments: request.arguments() });
+        self.push_turn(
+            intent,
+            Expected::ToolCall {
+                name: name.to_owned(),
+                arguments: request.arguments(),
+            },
+        );
         self.dialogue.messages.push(ChatMessage {
             role: "assistant",
             content: String::new(),
             tool_calls: Some(vec![OpenAiToolCall {
                 id: id.clone(),
                 kind: "function",
-                function: OpenAiFunction { name, arguments: request.arguments_text() },
+                function: OpenAiFunction {
+                    name,
+                    arguments: request.arguments_text(),
+                },
             }]),
             tool_call_id: None,
         });
@@ -407,7 +471,10 @@ impl<'a> Builder<'a> {
     /// An assistant answer of `kind`; what it must contain is its required
     /// slots' values and its keyword.
     fn answer(&mut self, kind: AnswerKind, slots: &[(&str, String)], intent: Intent) {
-        let template = kind.templates(self.book).choose(self.rng).expect("non-empty");
+        let template = kind
+            .templates(self.book)
+            .choose(self.rng)
+            .expect("non-empty");
         let text = fill(template, slots);
         let mut contains: Vec<String> = kind
             .required_slots()
@@ -417,7 +484,9 @@ impl<'a> Builder<'a> {
             .collect();
         contains.extend(kind.keyword(self.book).map(str::to_owned));
         self.push_turn(intent, Expected::AnswerContains(contains));
-        self.dialogue.messages.push(ChatMessage::text("assistant", text));
+        self.dialogue
+            .messages
+            .push(ChatMessage::text("assistant", text));
     }
 
     fn push_turn(&mut self, intent: Intent, expected: Expected) {
@@ -432,10 +501,13 @@ impl<'a> Builder<'a> {
         });
     }
 
-    /// An existing order: only test dialogues may use held-out numbers
-    /// (half of the time); returns the id and whether it is held out.
+    /// An existing order: only test dialogues use held-out numbers (always
+    /// for their first order when asked with seen phrasings, else half of
+    /// the time); returns the id and whether it is held out.
     fn pick_order(&mut self) -> (u32, bool) {
-        let want_held_out = self.split == Split::Test && self.rng.random_bool(0.5);
+        let first = self.dialogue.turns.is_empty();
+        let want_held_out = self.split == Split::Test
+            && ((first && !self.held_out_phrasing) || self.rng.random_bool(0.5));
         loop {
             let id = self.rng.random_range(FIRST_ORDER_ID..=LAST_ORDER_ID);
             if is_held_out_order(id) == want_held_out {
@@ -446,7 +518,11 @@ impl<'a> Builder<'a> {
 
     /// A product as the customer names it.
     fn pick_product(&mut self) -> String {
-        let product = self.shop.products.choose(self.rng).expect("non-empty catalogue");
+        let product = self
+            .shop
+            .products
+            .choose(self.rng)
+            .expect("non-empty catalogue");
         let (name, lowercase) = match self.language {
             Language::En => (&product.name_en, 0.5),
             Language::De => (&product.name_de, 0.15),
@@ -468,14 +544,20 @@ impl<'a> Builder<'a> {
     }
 
     fn euros(&self, cents: Cents) -> String {
-        let number = if self.book.decimal_comma { cents.decimal_comma() } else { cents.decimal() };
+        let number = if self.book.decimal_comma {
+            cents.decimal_comma()
+        } else {
+            cents.decimal()
+        };
         format!("{number} EUR")
     }
 }
 
 /// Replaces each `{name}` with its value.
 fn fill(template: &str, slots: &[(&str, String)]) -> String {
-    slots.iter().fold(template.to_owned(), |text, (name, value)| {
-        text.replace(&format!("{{{name}}}"), value)
-    })
+    slots
+        .iter()
+        .fold(template.to_owned(), |text, (name, value)| {
+            text.replace(&format!("{{{name}}}"), value)
+        })
 }

@@ -42,6 +42,13 @@ pub(crate) fn politeness(text: String, book: &Phrasebook, rng: &mut ChaCha8Rng) 
     let mut out = text;
     if rng.random_bool(OPENER) {
         let opener = book.openers.choose(rng).expect("openers are non-empty");
+        // After "Hi," the sentence goes on in lower case (but "I" stays).
+        if opener.ends_with(',') && !(out.starts_with("I ") || out.starts_with("I'")) {
+            let mut chars = out.chars();
+            if let Some(first) = chars.next() {
+                out = first.to_lowercase().chain(chars).collect();
+            }
+        }
         out = format!("{opener} {out}");
     }
     if rng.random_bool(CLOSER) {
@@ -73,7 +80,8 @@ fn typo(text: &str, rng: &mut ChaCha8Rng) -> String {
         return text.to_owned();
     };
     match rng.random_range(0..3) {
-        0 => chars.swap(at, at + 1),
+        // Swapping equal letters would change nothing.
+        0 if chars[at] != chars[at + 1] => chars.swap(at, at + 1),
         1 => {
             chars.remove(at + 1);
         }

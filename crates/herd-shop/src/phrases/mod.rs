@@ -331,7 +331,11 @@ mod tests {
         for language in Language::ALL {
             let p = language.phrasebook();
             for (name, list) in user_lists(p) {
-                assert!(list.len() >= 5, "{language:?} {name}: only {} phrasings", list.len());
+                assert!(
+                    list.len() >= 5,
+                    "{language:?} {name}: only {} phrasings",
+                    list.len()
+                );
                 let unique: std::collections::HashSet<_> = list.iter().collect();
                 assert_eq!(unique.len(), list.len(), "{language:?} {name}: duplicates");
             }
@@ -342,7 +346,10 @@ mod tests {
                 let needed: Vec<String> = slots.chain(kind.keyword(p).map(str::to_owned)).collect();
                 for template in list {
                     for part in &needed {
-                        assert!(template.contains(part.as_str()), "{language:?}: {template:?} lacks {part:?}");
+                        assert!(
+                            template.contains(part.as_str()),
+                            "{language:?}: {template:?} lacks {part:?}"
+                        );
                     }
                 }
             }
