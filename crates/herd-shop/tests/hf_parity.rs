@@ -18,17 +18,27 @@ fn fnv1a64(data: &[u8]) -> String {
 
 #[test]
 fn herd_trained_tokenizer_matches_hugging_face_ids() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/shop/hf_tokenizer_ids.json");
-    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/shop/hf_tokenizer_ids.json");
+    let fixture: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON");
 
-    let corpus = Corpus::generate(&CorpusOptions { dialogues: 400, ..CorpusOptions::default() }).expect("corpus");
+    let corpus = Corpus::generate(&CorpusOptions {
+        dialogues: 400,
+        ..CorpusOptions::default()
+    })
+    .expect("corpus");
     let train = corpus.train_jsonl();
     let dialogs: Vec<_> = train
         .lines()
         .map(|line| ChatRecord::from_json(line).expect("record").dialog())
         .collect();
-    let options = BpeTrainingOptions { vocab_size: 1024, min_frequency: 2 };
-    let tokenizer = train_bpe(dialogs.iter().flat_map(|d| dialog_text_pieces(d)), &options).expect("train");
+    let options = BpeTrainingOptions {
+        vocab_size: 1024,
+        min_frequency: 2,
+    };
+    let tokenizer =
+        train_bpe(dialogs.iter().flat_map(|d| dialog_text_pieces(d)), &options).expect("train");
 
     let json = tokenizer.to_tokenizer_json().expect("json");
     assert_eq!(
@@ -38,14 +48,21 @@ fn herd_trained_tokenizer_matches_hugging_face_ids() {
     );
     assert_eq!(tokenizer.vocab_size() as u64, fixture["vocab_size"]);
     for (name, id) in fixture["special_ids"].as_object().expect("specials") {
-        assert_eq!(tokenizer.special_id(name).map(u64::from), id.as_u64(), "{name}");
+        assert_eq!(
+            tokenizer.special_id(name).map(u64::from),
+            id.as_u64(),
+            "{name}"
+        );
     }
     let cases = fixture["cases"].as_array().expect("cases");
     assert!(cases.len() > 60);
     for case in cases {
         let text = case["text"].as_str().expect("text");
         let ids: Vec<u32> = serde_json::from_value(case["ids"].clone()).expect("ids");
-        assert!(tokenizer.encode(text).expect("encode") == ids, "ids differ for {text:?}");
+        assert!(
+            tokenizer.encode(text).expect("encode") == ids,
+            "ids differ for {text:?}"
+        );
         assert_eq!(tokenizer.decode(&ids, false).expect("decode"), text);
     }
 }

@@ -194,7 +194,7 @@ impl<'a> Builder<'a> {
         let mut more = if opening == Intent::Greeting {
             1.0
         } else {
-            0.35
+            0.5
         };
         while self.last_intent != Intent::Thanks
             && self.dialogue.turns.len() < 6
@@ -202,7 +202,7 @@ impl<'a> Builder<'a> {
         {
             let next = self.follow_up();
             self.run(next);
-            more *= 0.5;
+            more *= 0.6;
         }
         self.dialogue
     }
