@@ -71,17 +71,19 @@ def prompt_text(n_tokens):
 
 
 def run_herd(path, text, threads, decode_tokens):
+    """One `herd generate` run under GNU time: speeds from herd's stderr, peak RSS from time."""
     exe = ROOT / "target" / "release" / "herd"
-    cmd = [str(exe), "--threads", str(threads), "generate", "--model", str(path),
-           "--prompt", text, "--greedy", "-n", str(decode_tokens)]
+    cmd = ["/usr/bin/time", "-f", "peak_rss_kb %M", str(exe), "--threads", str(threads), "generate",
+           "--model", str(path), "--prompt", text, "--greedy", "-n", str(decode_tokens)]
     res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    stats = res.stderr.strip().splitlines()[-1]
+    stats = res.stderr
     prompt = int(re.search(r"prompt (\d+) tokens", stats).group(1))
     ttft_ms = float(re.search(r"time to first token ([\d.]+) ms", stats).group(1))
     generated = int(re.search(r"generated (\d+) tokens", stats).group(1))
     decode = float(re.search(r"at ([\d.]+) tok/s", stats).group(1))
+    peak_kb = int(re.search(r"peak_rss_kb (\d+)", stats).group(1))
     return dict(prompt_tokens=prompt, prefill_tok_s=prompt / (ttft_ms / 1e3),
-                decode_tok_s=decode, generated=generated)
+                decode_tok_s=decode, generated=generated, peak_rss_mb=peak_kb / 1024)
 
 
 def run_transformers(path, ids, threads, decode_tokens):

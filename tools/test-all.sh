@@ -4,13 +4,27 @@
 #   - Meta's Llama 3 tokenizer.model, taken from the `llama-models` package
 #     (its licence does not allow committing it), for the tokenizer parity tests;
 #   - llama.cpp's Python binding (`llama-cpp-python`, compiled from source by pip,
-#     ~4 minutes the first time) for the GGUF interop check.
+#     ~4 minutes the first time) for the GGUF interop check;
+#   - OpenMPI (Debian packages; libclang for the `mpi` crate's bindings) for the
+#     multi-process tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash tools/fetch_llama3_tokenizer.sh
 python3 -c "import llama_cpp, numpy" 2>/dev/null || python3 -m pip install --quiet "llama-cpp-python==0.3.36" numpy
+if ! dpkg -s libopenmpi-dev openmpi-bin libclang-dev >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null && apt-get install -y -q libopenmpi-dev openmpi-bin libclang-dev >/dev/null
+fi
+# mpirun as root in CI containers; on 2 cores ranks must yield or they starve each other.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
 
 cargo test --workspace --no-fail-fast "$@"
 # `cargo test` built the herd binary under target/debug (optimised test profile).
 python3 tools/interop_llama_cpp.py target/debug/herd 2>&1 | grep -v -E '^(llama_|load|print_info)'
+
+# Every MPI collective across real processes (2 and 3 ranks on this machine).
+cargo build --profile test -p herd-dist --features mpi --example comm_check
+for n in 2 3; do
+    timeout 120 mpirun -np "$n" --oversubscribe target/debug/examples/comm_check
+done

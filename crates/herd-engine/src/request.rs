@@ -114,13 +114,17 @@ pub enum Event {
 pub struct EngineConfig {
     /// Sequences decoded together at most.
     pub max_num_seqs: usize,
-    /// Bytes of KV cache to allocate (all layers, keys and values).
+    /// Bytes of KV cache to allocate (all layers, keys and values, f32),
+    /// rounded down to whole blocks. Memory is taken from the system as blocks
+    /// are first written. One request can use the whole pool, so the pool's
+    /// capacity also caps [`crate::EngineHandle::max_context`].
     pub kv_cache_bytes: u64,
-    /// Positions per KV block.
+    /// Positions per KV block: the unit of allocation and of prefix sharing.
     pub block_size: usize,
-    /// Tokens computed per step at most (bounds chunked prefill).
+    /// Tokens computed per step at most (bounds chunked prefill, and so how
+    /// long a long prompt can stall other requests' decoding).
     pub max_batch_tokens: usize,
-    /// Reuse KV blocks of identical prompt prefixes.
+    /// Reuse KV blocks of identical prompt prefixes (whole blocks).
     pub prefix_caching: bool,
 }
 

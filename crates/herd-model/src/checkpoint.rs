@@ -5,10 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use herd_gguf::GgufFile;
+use herd_gguf::{GgufFile, GgufWriter};
 
 use crate::config::{Config, GenerationConfig};
 use crate::error::{ModelError, Result};
+use crate::export::{add_model_tensors, model_metadata, FileType};
 use crate::gguf::{gguf_config, gguf_rope, GgufWeights};
 use crate::model::Llama;
 use crate::rope::{Rope, RopeLayout};
@@ -145,6 +146,35 @@ impl Checkpoint {
             Tensors::Gguf(w) => Some(w.file()),
             Tensors::Safetensors(_) => None,
         }
+    }
+
+    /// The same model with its weights converted to `file_type` in memory,
+    /// exactly as `herd quantize` would write them (same per-tensor type
+    /// rules, same quantizers): the GGUF file is built in a buffer and read
+    /// back, so a model quantized at load computes what the written file
+    /// would. The original weights are released when `self` is dropped.
+    pub fn quantize(self, file_type: FileType) -> Result<Checkpoint> {
+        let name = self.path.display().to_string();
+        let mut writer = GgufWriter::with_metadata(model_metadata(&self.config, &name, file_type));
+        add_model_tensors(
+            &mut writer,
+            &self.config,
+            &self.tensors,
+            &self.rope,
+            file_type,
+        )?;
+        let mut bytes = Vec::new();
+        writer.write(&mut bytes)?;
+        let weights = GgufWeights::new(GgufFile::from_bytes(&bytes)?, &self.path);
+        drop(bytes);
+        let rope = gguf_rope(&weights, &self.config)?;
+        Ok(Checkpoint {
+            config: self.config,
+            generation: self.generation,
+            tensors: Tensors::Gguf(weights),
+            rope,
+            path: self.path,
+        })
     }
 
     /// Builds the runnable model (weights stay shared with the checkpoint's files).

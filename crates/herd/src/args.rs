@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use herd_model::FileType;
+
 use clap::{Args, Parser, Subcommand};
 
 /// herd: run, fine-tune and serve Llama-family models.
@@ -27,6 +29,8 @@ pub enum Command {
     Info(InfoArgs),
     /// Write a model as a GGUF file (llama.cpp, Ollama, LM Studio), quantized.
     Quantize(QuantizeArgs),
+    /// Plan tensor × pipeline parallelism for a model on a cluster.
+    Plan(crate::plan::PlanArgs),
     /// Generate a training corpus (the embedded shop's support dialogues).
     Data(crate::data::DataArgs),
     /// Train a tokenizer for herd's own small models.
@@ -41,6 +45,15 @@ pub struct ModelArgs {
     /// embedded in this binary.
     #[arg(long, short = 'm', env = "HERD_MODEL")]
     pub model: Option<PathBuf>,
+    /// Quantize the weights in memory at load, as `herd quantize --type`
+    /// would (f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k).
+    #[arg(long, value_name = "TYPE", value_parser = parse_file_type)]
+    pub quantize: Option<FileType>,
+}
+
+fn parse_file_type(s: &str) -> Result<FileType, String> {
+    FileType::parse(s)
+        .ok_or_else(|| format!("unknown type {s:?}; choose one of {}", FileType::NAMES))
 }
 
 /// Sampling flags; unset ones fall back to the model's generation_config.json.

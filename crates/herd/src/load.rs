@@ -34,31 +34,39 @@ pub struct Loaded {
     pub name: String,
 }
 
-/// Loads `--model DIR|FILE.gguf`, or the embedded default.
+/// Loads `--model DIR|FILE.gguf`, or the embedded default, quantized at
+/// load when `--quantize` says so.
 pub fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
-    match &args.model {
+    let (checkpoint, tokenizer, name) = match &args.model {
         Some(path) => {
             let (checkpoint, tokenizer) = open(path)?;
-            let model = checkpoint.into_model()?;
-            check_vocab(&model, &tokenizer, path)?;
-            Ok(Loaded {
-                model,
-                tokenizer,
-                name: path.display().to_string(),
-            })
+            (checkpoint, tokenizer, path.display().to_string())
         }
-        None => Ok(Loaded {
-            model: Llama::from_memory(
+        None => (
+            Checkpoint::from_memory(
                 embedded::CONFIG,
                 Some(embedded::GENERATION),
                 embedded::WEIGHTS,
                 embedded::NAME,
             )?,
-            tokenizer: Tokenizer::from_json_bytes(embedded::TOKENIZER)
+            Tokenizer::from_json_bytes(embedded::TOKENIZER)
                 .with_context(|| format!("{}: tokenizer.json", embedded::NAME))?,
-            name: embedded::NAME.to_string(),
-        }),
-    }
+            embedded::NAME.to_string(),
+        ),
+    };
+    let checkpoint = match args.quantize {
+        Some(file_type) => checkpoint
+            .quantize(file_type)
+            .with_context(|| format!("{name}: quantizing at load"))?,
+        None => checkpoint,
+    };
+    let model = checkpoint.into_model()?;
+    check_vocab(&model, &tokenizer, &name)?;
+    Ok(Loaded {
+        model,
+        tokenizer,
+        name,
+    })
 }
 
 /// Opens a checkpoint and its tokenizer (beside it, or inside the GGUF file).
@@ -98,11 +106,10 @@ fn gguf_tokenizer(meta: &herd_gguf::Metadata) -> anyhow::Result<Tokenizer> {
     Ok(Tokenizer::from_gguf_vocab(vocab)?)
 }
 
-fn check_vocab(model: &Llama, tokenizer: &Tokenizer, path: &Path) -> anyhow::Result<()> {
+fn check_vocab(model: &Llama, tokenizer: &Tokenizer, name: &str) -> anyhow::Result<()> {
     if tokenizer.vocab_size() > model.config().vocab_size {
         anyhow::bail!(
-            "{}: the tokenizer has {} tokens but the model's embedding has only {} rows",
-            path.display(),
+            "{name}: the tokenizer has {} tokens but the model's embedding has only {} rows",
             tokenizer.vocab_size(),
             model.config().vocab_size
         );

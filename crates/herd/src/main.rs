@@ -7,6 +7,7 @@ mod data;
 mod generate;
 mod info;
 mod load;
+mod plan;
 mod quantize;
 mod tokenizer;
 
@@ -34,6 +35,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Chat(args) => chat::run(args),
         Command::Info(args) => info::run(args),
         Command::Quantize(args) => quantize::run(args),
+        Command::Plan(args) => plan::run(args),
         Command::Data(args) => data::run(args),
         Command::Tokenizer(args) => tokenizer::run(args),
     }

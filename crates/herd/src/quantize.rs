@@ -20,6 +20,9 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
             FileType::NAMES
         )
     })?;
+    if args.model.quantize.is_some() {
+        anyhow::bail!("herd quantize takes the output type as --type; --quantize is for loading");
+    }
     let path = args
         .model
         .model

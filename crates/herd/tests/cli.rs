@@ -286,6 +286,10 @@ fn invalid_flags_are_clear_errors() {
         &herd(&["generate", "--prompt", "x", "--temperature=-1"]),
         "temperature",
     );
+    assert_clean_failure(
+        &herd(&["generate", "--prompt", "x", "--quantize", "q3_k"]),
+        "q4_k_m",
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_herd"))
         .args(["--threads", "0", "info"])
         .output()
@@ -318,6 +322,21 @@ fn quantize_then_generate_from_the_gguf_file() {
             // Same weights, same math: the same text.
             assert_eq!(stdout, from_safetensors);
         }
+        // Quantizing at load computes exactly what the written file does.
+        let at_load = herd(&[
+            "generate",
+            "--model",
+            dir.to_str().unwrap(),
+            "--quantize",
+            file_type,
+            "--prompt",
+            prompt,
+            "--greedy",
+            "-n",
+            "20",
+        ]);
+        assert!(at_load.status.success(), "{}", text(&at_load.stderr));
+        assert_eq!(at_load.stdout, stdout, "--quantize {file_type}");
         let info = herd(&["info", "--model", gguf.to_str().unwrap()]);
         assert!(
             text(&info.stdout).contains("rope_freqs"),
@@ -378,4 +397,31 @@ fn quantize_rejects_unknown_types_and_keeps_existing_output() {
     ]);
     assert_clean_failure(&out, "/no/such/dir");
     assert_eq!(std::fs::read(&out_path).unwrap(), b"precious");
+}
+
+#[test]
+fn plan_lays_out_llama_405b() {
+    let out = herd(&["plan", "--model", "llama3.1-405b", "--nodes", "2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("TP 8 × PP 2"), "{stdout}");
+    let out = herd(&["plan", "--model", "llama3.1-405b", "--dtype", "fp8"]);
+    assert!(
+        text(&out.stdout).contains("TP 8 × PP 1"),
+        "{}",
+        text(&out.stdout)
+    );
+    // A fixture directory works like a preset.
+    let out = herd(&["plan", "--model", model("llama31-tiny").to_str().unwrap()]);
+    assert!(
+        text(&out.stdout).contains("TP 1 × PP 1"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_clean_failure(&herd(&["plan", "--model", "llama3.1-405b"]), "does not fit");
+    assert_clean_failure(
+        &herd(&["plan", "--model", "llama3.1-8b", "--dtype", "fp4"]),
+        "--dtype",
+    );
+    assert_clean_failure(&herd(&["plan", "--model", "gpt-5"]), "preset");
 }

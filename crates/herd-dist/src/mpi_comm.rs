@@ -1,0 +1,93 @@
+//! OpenMPI through the `mpi` crate (feature `mpi`). `mpirun` starts the
+//! ranks; this wraps the world communicator. MPI is initialised once per
+//! process and finalised when the [`Mpi`] value is dropped.
+
+use mpi::collective::SystemOperation;
+use mpi::topology::{Communicator as _, SimpleCommunicator};
+use mpi::traits::*;
+
+use crate::comm::{check_rank, Communicator};
+use crate::error::{DistError, Result};
+
+/// The MPI world of this job.
+pub struct Mpi {
+    // Dropped last: finalises MPI after the communicator is gone.
+    world: SimpleCommunicator,
+    _universe: mpi::environment::Universe,
+}
+
+impl Mpi {
+    /// Initialises MPI; fails when it was already initialised in this process.
+    pub fn init() -> Result<Mpi> {
+        let universe = mpi::initialize()
+            .ok_or_else(|| DistError::Comm("MPI was already initialised".into()))?;
+        Ok(Mpi {
+            world: universe.world(),
+            _universe: universe,
+        })
+    }
+}
+
+// The `mpi` crate's handles are plain integers/pointers owned by this value;
+// herd calls MPI from one thread at a time (the rank's main thread).
+unsafe impl Send for Mpi {}
+
+impl Communicator for Mpi {
+    fn rank(&self) -> usize {
+        self.world.rank() as usize
+    }
+
+    fn size(&self) -> usize {
+        self.world.size() as usize
+    }
+
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
+        let send = buf.to_vec();
+        self.world
+            .all_reduce_into(&send[..], buf, SystemOperation::sum());
+        Ok(())
+    }
+
+    fn all_gather(&self, local: &[f32], out: &mut [f32]) -> Result<()> {
+        if out.len() != local.len() * self.size() {
+            return Err(DistError::Comm(format!(
+                "all_gather into {} values from {} on {} ranks",
+                out.len(),
+                local.len(),
+                self.size()
+            )));
+        }
+        self.world.all_gather_into(local, out);
+        Ok(())
+    }
+
+    fn broadcast(&self, root: usize, buf: &mut [u8]) -> Result<()> {
+        check_rank(root, self.size())?;
+        self.world.process_at_rank(root as i32).broadcast_into(buf);
+        Ok(())
+    }
+
+    fn send(&self, dest: usize, buf: &[f32]) -> Result<()> {
+        check_rank(dest, self.size())?;
+        self.world.process_at_rank(dest as i32).send(buf);
+        Ok(())
+    }
+
+    fn recv(&self, src: usize, buf: &mut [f32]) -> Result<()> {
+        check_rank(src, self.size())?;
+        let status = self.world.process_at_rank(src as i32).receive_into(buf);
+        let got = status.count(f32::equivalent_datatype()) as usize;
+        if got != buf.len() {
+            return Err(DistError::Comm(format!(
+                "expected {} values from rank {src}, got {got}",
+                buf.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn barrier(&self) -> Result<()> {
+        self.world.barrier();
+        Ok(())
+    }
+}
