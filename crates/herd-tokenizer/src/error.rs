@@ -106,6 +106,24 @@ pub enum TokenizerError {
         /// The text the tokenizer now decodes the same window to.
         actual: String,
     },
+    /// A chat record (OpenAI `{"tools", "messages"}` JSON) is malformed.
+    #[error("bad chat record: {problem}")]
+    InvalidRecord {
+        /// What is wrong, naming the field.
+        problem: RecordProblem,
+    },
+    /// A tokenizer to train must hold Llama 3's 256 special tokens and the
+    /// 256 single bytes, so smaller vocabularies are refused.
+    #[error("vocabulary size {requested} is too small: at least {minimum} (256 special tokens + 256 bytes)")]
+    VocabTooSmall {
+        /// The size asked for.
+        requested: usize,
+        /// The smallest size that works.
+        minimum: usize,
+    },
+    /// Training saw no text at all.
+    #[error("no training text: the corpus is empty")]
+    EmptyCorpus,
     /// The `tokenizers` crate failed while building, encoding or decoding.
     #[error("tokenizers failed to {op}: {source}")]
     Backend {
@@ -319,6 +337,42 @@ pub enum MessageProblem {
     ContextOutsideUser,
 }
 
+/// What is wrong with a chat record; `path` names the field, e.g.
+/// `messages[2].tool_calls[0].function.arguments`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordProblem {
+    /// The line is not JSON.
+    #[error("not JSON: {0}")]
+    Json(String),
+    /// A field is missing or has the wrong type.
+    #[error("{path}: expected {expected}")]
+    Shape {
+        /// The field.
+        path: String,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// The record has an empty `messages` array.
+    #[error("no messages")]
+    NoMessages,
+    /// A message's role is none of OpenAI's.
+    #[error("{path}: unknown role {role:?} (expected system, user, assistant, tool or ipython)")]
+    UnknownRole {
+        /// The message.
+        path: String,
+        /// The role found.
+        role: String,
+    },
+    /// Tool-call arguments are not valid JSON.
+    #[error("{path}: not valid JSON: {reason}")]
+    Arguments {
+        /// The arguments field.
+        path: String,
+        /// The parser's message.
+        reason: String,
+    },
+}
+
 /// The `tokenizers` operation that failed, for [`TokenizerError::Backend`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendOp {
@@ -334,6 +388,8 @@ pub enum BackendOp {
     Decode,
     /// Writing the tokenizer as `tokenizer.json`.
     Serialize,
+    /// Training BPE merges on a corpus.
+    Train,
 }
 
 impl std::fmt::Display for BackendOp {
@@ -345,6 +401,7 @@ impl std::fmt::Display for BackendOp {
             BackendOp::Encode => "encode text",
             BackendOp::Decode => "decode ids",
             BackendOp::Serialize => "serialize the tokenizer",
+            BackendOp::Train => "train the BPE model",
         })
     }
 }

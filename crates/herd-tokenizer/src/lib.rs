@@ -41,6 +41,12 @@
 //! carry) it returns an error where Meta would log and continue or silently
 //! ignore.
 //!
+//! **herd's own tokenizers are Llama 3's, retrained.** [`train_bpe`] learns
+//! merges for a small corpus but keeps the split regex, the byte alphabet
+//! and all 256 special tokens by name (see `train.rs`), so small models use
+//! the identical chat format. [`ChatRecord`] reads the OpenAI chat JSON
+//! records that datasets (and chat requests) come in.
+//!
 //! **Immutable tokenizer, separate state.** [`Tokenizer`] is `Send + Sync`
 //! and shared by all requests; [`StreamDecoder`] is per-sequence state that
 //! borrows the tokenizer only for the duration of a call.
@@ -51,11 +57,13 @@ mod bpe;
 mod chat;
 mod error;
 mod gguf;
+mod openai;
 mod pyfmt;
 mod stream;
 mod tiktoken;
 mod tokenizer;
 mod tools;
+mod train;
 
 pub use bpe::LLAMA3_SPLIT_PATTERN;
 pub use chat::{
@@ -63,11 +71,13 @@ pub use chat::{
     ToolValue,
 };
 pub use error::{
-    BackendOp, GgufExportProblem, GgufVocabProblem, MessageProblem, TiktokenLineProblem,
-    TiktokenVocabProblem, TokenizerError, VocabProblem,
+    BackendOp, GgufExportProblem, GgufVocabProblem, MessageProblem, RecordProblem,
+    TiktokenLineProblem, TiktokenVocabProblem, TokenizerError, VocabProblem,
 };
 pub use gguf::GgufVocab;
+pub use openai::ChatRecord;
 pub use stream::StreamDecoder;
 pub use tiktoken::llama3_special_token_names;
 pub use tokenizer::{SpecialToken, Tokenizer, TokenizerFormat};
 pub use tools::{BuiltinTool, ToolDefinition, ToolPlacement, ToolPrompt, DEFAULT_TODAY};
+pub use train::{dialog_text_pieces, train_bpe, write_tokenizer_dir, BpeTrainingOptions};

@@ -225,7 +225,7 @@ impl Tokenizer {
         Ok(Self::from_inner(inner, TokenizerFormat::Tiktoken))
     }
 
-    fn from_inner(mut inner: tokenizers::Tokenizer, format: TokenizerFormat) -> Self {
+    pub(crate) fn from_inner(mut inner: tokenizers::Tokenizer, format: TokenizerFormat) -> Self {
         // Text from users is never parsed into special tokens.
         inner.set_encode_special_tokens(true);
         // A tokenizer.json may carry training-time truncation or padding; an

@@ -34,6 +34,10 @@ pub enum Command {
     /// Training: fine-tune (LoRA or full), train from scratch, merge adapters.
     #[command(flatten)]
     Train(crate::train::TrainCommand),
+    /// Generate a training corpus (the embedded shop's support dialogues).
+    Data(crate::data::DataArgs),
+    /// Train a tokenizer for herd's own small models.
+    Tokenizer(crate::tokenizer::TokenizerArgs),
 }
 
 /// Where the model comes from.

@@ -3,12 +3,14 @@
 
 mod args;
 mod chat;
+mod data;
 mod generate;
 mod info;
 mod load;
 mod plan;
 mod quantize;
 mod train;
+mod tokenizer;
 
 use std::process::ExitCode;
 
@@ -36,6 +38,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Quantize(args) => quantize::run(args),
         Command::Plan(args) => plan::run(args),
         Command::Train(command) => train::run(command),
+        Command::Data(args) => data::run(args),
+        Command::Tokenizer(args) => tokenizer::run(args),
     }
 }
 
