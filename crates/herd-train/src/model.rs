@@ -266,7 +266,10 @@ impl TrainModel {
         )];
         for (l, layer) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{l}");
-            out.push((format!("{p}.input_layernorm.weight"), layer.input_layernorm.clone()));
+            out.push((
+                format!("{p}.input_layernorm.weight"),
+                layer.input_layernorm.clone(),
+            ));
             for (t, lin) in [
                 (LoraTarget::Q, &layer.q_proj),
                 (LoraTarget::K, &layer.k_proj),
@@ -414,7 +417,10 @@ fn attention_mask(rows: &[Row]) -> Result<Tensor> {
 pub fn loss_sum(logits: &Tensor, rows: &[Row]) -> Result<(Tensor, usize)> {
     let dev = &Device::Cpu;
     let labels: Vec<u32> = rows.iter().flat_map(|r| r.labels.iter().copied()).collect();
-    let weights: Vec<f32> = rows.iter().flat_map(|r| r.weights.iter().copied()).collect();
+    let weights: Vec<f32> = rows
+        .iter()
+        .flat_map(|r| r.weights.iter().copied())
+        .collect();
     let count = weights.iter().filter(|&&w| w > 0.0).count();
     let n = labels.len();
     let log_probs = candle_nn::ops::log_softmax(logits, D::Minus1)?;

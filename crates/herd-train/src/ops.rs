@@ -14,7 +14,11 @@ impl CustomOp1 for Softmax {
         "herd-softmax"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let CpuStorage::F32(data) = storage else {
             candle_core::bail!("softmax: f32 only");
         };
@@ -37,7 +41,12 @@ impl CustomOp1 for Softmax {
     }
 
     /// `dx = y · (dy − Σ dy·y)` along the last axis.
-    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let dot = (grad_res * res)?.sum_keepdim(D::Minus1)?;
         Ok(Some((grad_res.broadcast_sub(&dot)? * res)?))
     }

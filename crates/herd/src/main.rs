@@ -9,8 +9,8 @@ mod info;
 mod load;
 mod plan;
 mod quantize;
-mod train;
 mod tokenizer;
+mod train;
 
 use std::process::ExitCode;
 
