@@ -197,7 +197,7 @@ pub enum ToolPromptFormat {
 
 impl ToolCall {
     /// The text Meta's `ToolUtils.encode_tool_call` produces.
-    fn text(&self, format: ToolPromptFormat) -> String {
+    pub(crate) fn text(&self, format: ToolPromptFormat) -> String {
         match self {
             ToolCall::CodeInterpreter { code } => code.clone(),
             ToolCall::BraveSearch { query } => format!("brave_search.call(query=\"{query}\")"),

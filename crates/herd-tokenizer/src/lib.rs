@@ -1,7 +1,8 @@
 //! Tokenizers for herd: Hugging Face `tokenizer.json`, Meta's tiktoken
 //! `tokenizer.model` and a GGUF file's tokenizer metadata ([`GgufVocab`]),
 //! behind one [`Tokenizer`], plus the Llama 3 chat format ([`ChatFormat`])
-//! and a streaming decoder ([`StreamDecoder`]).
+//! and a streaming decoder ([`StreamDecoder`]), and the Llama 3.1 tool-call
+//! parser ([`parse_tool_output`]) that reads calls back out of generated text.
 //!
 //! # Design decisions
 //!
@@ -55,6 +56,7 @@ mod pyfmt;
 mod stream;
 mod tiktoken;
 mod tokenizer;
+mod tool_parse;
 mod tools;
 
 pub use bpe::LLAMA3_SPLIT_PATTERN;
@@ -67,4 +69,5 @@ pub use gguf::GgufVocab;
 pub use stream::StreamDecoder;
 pub use tiktoken::llama3_special_token_names;
 pub use tokenizer::{SpecialToken, Tokenizer, TokenizerFormat};
+pub use tool_parse::{may_start_tool_call, parse_tool_output, ParsedToolOutput};
 pub use tools::{BuiltinTool, ToolDefinition, ToolPlacement, ToolPrompt, DEFAULT_TODAY};

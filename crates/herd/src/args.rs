@@ -27,6 +27,8 @@ pub enum Command {
     Info(InfoArgs),
     /// Write a model as a GGUF file (llama.cpp, Ollama, LM Studio), quantized.
     Quantize(QuantizeArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API, with a web chat page.
+    Serve(crate::serve::ServeArgs),
 }
 
 /// Where the model comes from.

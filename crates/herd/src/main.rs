@@ -7,6 +7,7 @@ mod generate;
 mod info;
 mod load;
 mod quantize;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Chat(args) => chat::run(args),
         Command::Info(args) => info::run(args),
         Command::Quantize(args) => quantize::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 
