@@ -8,15 +8,15 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use herd_engine::{Request, TokenLogprob};
-use herd_tokenizer::{Tokenizer, ToolCall};
+use herd_tokenizer::Tokenizer;
 use serde_json::{json, Value};
 
 use crate::api::ChatRequest;
 use crate::error::{Result, ServerError};
 use crate::generation::{self, response_id, unix_now, Choice, ChoiceResult, ChunkFormat, Update};
-use crate::output::OutputText;
+use crate::output::{FunctionCall, OutputText};
 use crate::params::{budget, resolve};
-use crate::prompt::{self, openai_call};
+use crate::prompt;
 use crate::{parse_body, AppState};
 
 /// The handler.
@@ -28,7 +28,12 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
     let top_logprobs = top_logprobs(&request, state.config.max_logprobs)?;
     let prompt = prompt::build(&request, &state.tokenizer)?;
     let processor = state.response_format(request.response_format.as_ref())?;
-    let max_tokens = budget(prompt.ids.len(), params.max_tokens, None, state.engine.max_context())?;
+    let max_tokens = budget(
+        prompt.ids.len(),
+        params.max_tokens,
+        None,
+        state.engine.max_context(),
+    )?;
     let mut choices = Vec::with_capacity(params.n);
     for index in 0..params.n {
         choices.push(Choice {
@@ -42,7 +47,12 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
                 prompt_logprobs: None,
                 processor: processor.make()?,
             },
-            output: OutputText::new(params.stop.clone(), prompt.tools, &prompt.prefix),
+            output: OutputText::new(
+                params.stop.clone(),
+                prompt.tools,
+                &prompt.prefix,
+                prompt.forced.clone(),
+            ),
         });
     }
     let rx = generation::start(&state, choices, arrived)?;
@@ -141,17 +151,16 @@ fn logprob_entries(tokenizer: &Tokenizer, logprobs: &[TokenLogprob]) -> Vec<Valu
 }
 
 /// OpenAI `tool_calls` entries (with fresh ids).
-fn tool_calls_json(calls: &[ToolCall]) -> Vec<Value> {
+fn tool_calls_json(calls: &[FunctionCall]) -> Vec<Value> {
     calls
         .iter()
         .enumerate()
         .map(|(i, call)| {
-            let (name, arguments) = openai_call(call);
             json!({
                 "index": i,
                 "id": response_id("call"),
                 "type": "function",
-                "function": {"name": name, "arguments": arguments},
+                "function": {"name": call.name, "arguments": call.arguments},
             })
         })
         .collect()
@@ -185,7 +194,13 @@ struct ChatChunks {
 }
 
 impl ChatChunks {
-    fn chunk(&self, index: usize, delta: Value, logprobs: &[TokenLogprob], finish: Option<&str>) -> Value {
+    fn chunk(
+        &self,
+        index: usize,
+        delta: Value,
+        logprobs: &[TokenLogprob],
+        finish: Option<&str>,
+    ) -> Value {
         let logprobs = if self.logprobs && !logprobs.is_empty() {
             json!({"content": logprob_entries(&self.state.tokenizer, logprobs)})
         } else {
@@ -205,13 +220,26 @@ impl ChunkFormat for ChatChunks {
     fn chunks(&mut self, update: &Update) -> Vec<Value> {
         let mut out = Vec::new();
         let (index, text, logprobs) = match update {
-            Update::Delta { index, text, logprobs } | Update::Done { index, text, logprobs, .. } => {
-                (*index, text, logprobs)
+            Update::Delta {
+                index,
+                text,
+                logprobs,
             }
+            | Update::Done {
+                index,
+                text,
+                logprobs,
+                ..
+            } => (*index, text, logprobs),
             Update::Prompt { .. } | Update::Failed { .. } => return out,
         };
         if !std::mem::replace(&mut self.started[index], true) {
-            out.push(self.chunk(index, json!({"role": "assistant", "content": ""}), &[], None));
+            out.push(self.chunk(
+                index,
+                json!({"role": "assistant", "content": ""}),
+                &[],
+                None,
+            ));
         }
         if !text.is_empty() || !logprobs.is_empty() {
             out.push(self.chunk(index, json!({"content": text}), logprobs, None));

@@ -40,15 +40,24 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
     if request.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(ServerError::param("suffix", "suffix is not supported"));
     }
-    if request.best_of.is_some_and(|b| b != 1 && b != params.n as i64) {
-        return Err(ServerError::param("best_of", "best_of other than 1 or n is not supported"));
+    if request
+        .best_of
+        .is_some_and(|b| b != 1 && b != params.n as i64)
+    {
+        return Err(ServerError::param(
+            "best_of",
+            "best_of other than 1 or n is not supported",
+        ));
     }
     let logprobs = match request.logprobs {
         None => None,
         Some(k) if k < 0 || k > state.config.max_logprobs as i64 => {
             return Err(ServerError::param(
                 "logprobs",
-                format!("logprobs must be between 0 and {}, got {k}", state.config.max_logprobs),
+                format!(
+                    "logprobs must be between 0 and {}, got {k}",
+                    state.config.max_logprobs
+                ),
             ))
         }
         Some(k) => Some(k as usize),
@@ -74,7 +83,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
                     prompt_logprobs: logprobs.filter(|_| request.echo),
                     processor: None,
                 },
-                output: OutputText::new(params.stop.clone(), ToolParsing::Off, ""),
+                output: OutputText::new(params.stop.clone(), ToolParsing::Off, "", None),
             });
         }
     }
@@ -196,7 +205,11 @@ impl TextChunks {
                     .collect::<Map<String, Value>>()
             }));
             offsets.push(*offset);
-            *offset += tokenizer.decode(&[id], true).unwrap_or_default().chars().count();
+            *offset += tokenizer
+                .decode(&[id], true)
+                .unwrap_or_default()
+                .chars()
+                .count();
         }
         json!({"tokens": texts, "token_logprobs": logprobs, "top_logprobs": tops, "text_offset": offsets})
     }
@@ -235,15 +248,29 @@ impl TextChunks {
 impl ChunkFormat for TextChunks {
     fn chunks(&mut self, update: &Update) -> Vec<Value> {
         let (index, text, logprobs) = match update {
-            Update::Prompt { index, logprobs } => return self.start(*index, Some(logprobs)).into_iter().collect(),
-            Update::Delta { index, text, logprobs } | Update::Done { index, text, logprobs, .. } => {
-                (*index, text, logprobs)
+            Update::Prompt { index, logprobs } => {
+                return self.start(*index, Some(logprobs)).into_iter().collect()
             }
+            Update::Delta {
+                index,
+                text,
+                logprobs,
+            }
+            | Update::Done {
+                index,
+                text,
+                logprobs,
+                ..
+            } => (*index, text, logprobs),
             Update::Failed { .. } => return Vec::new(),
         };
         let mut out: Vec<Value> = self.start(index, None).into_iter().collect();
         let finish = match update {
-            Update::Done { finish, completion_tokens, .. } => {
+            Update::Done {
+                finish,
+                completion_tokens,
+                ..
+            } => {
                 self.completion_tokens += completion_tokens;
                 Some(finish.as_str())
             }
@@ -296,7 +323,9 @@ fn merge_choice(chunks: Vec<Value>) -> Value {
                 merged["logprobs"] = json!({"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []});
             }
             for (key, values) in lp {
-                if let (Some(all), Some(new)) = (merged["logprobs"][key].as_array_mut(), values.as_array()) {
+                if let (Some(all), Some(new)) =
+                    (merged["logprobs"][key].as_array_mut(), values.as_array())
+                {
                     all.extend(new.iter().cloned());
                 }
             }

@@ -68,7 +68,14 @@ impl ServerError {
     }
 
     /// HTTP status, OpenAI error type, param and code.
-    fn classify(&self) -> (StatusCode, &'static str, Option<&'static str>, Option<&'static str>) {
+    fn classify(
+        &self,
+    ) -> (
+        StatusCode,
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+    ) {
         use herd_engine::EngineError as E;
         use herd_tokenizer::TokenizerError as T;
         let invalid = "invalid_request_error";
@@ -105,7 +112,12 @@ impl ServerError {
             ServerError::Engine(_)
             | ServerError::Tokenizer(_)
             | ServerError::Generation(_)
-            | ServerError::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None, None),
+            | ServerError::Io { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                None,
+                None,
+            ),
         }
     }
 
@@ -131,8 +143,16 @@ mod tests {
     fn statuses_and_bodies() {
         let cases = [
             (ServerError::InvalidJson("eof".into()), 400, Value::Null),
-            (ServerError::param("n", "n must be at least 1"), 400, json!("n")),
-            (ServerError::ModelNotFound("gpt-9".into()), 404, json!("model")),
+            (
+                ServerError::param("n", "n must be at least 1"),
+                400,
+                json!("n"),
+            ),
+            (
+                ServerError::ModelNotFound("gpt-9".into()),
+                404,
+                json!("model"),
+            ),
             (ServerError::Unauthorized, 401, Value::Null),
             (
                 ServerError::Engine(herd_engine::EngineError::InvalidSampling("top-p".into())),

@@ -16,13 +16,13 @@ use std::time::Instant;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use herd_engine::{Event, FinishReason, Request, RequestStream, TokenLogprob};
-use herd_tokenizer::{StreamDecoder, ToolCall};
+use herd_tokenizer::StreamDecoder;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::error::{Result, ServerError};
-use crate::output::OutputText;
+use crate::output::{FunctionCall, OutputText};
 use crate::AppState;
 
 /// Why a choice ended, as OpenAI names it.
@@ -75,7 +75,7 @@ pub enum Update {
         /// Log-probabilities not yet sent.
         logprobs: Vec<TokenLogprob>,
         /// Tool calls.
-        calls: Vec<ToolCall>,
+        calls: Vec<FunctionCall>,
         /// Why it ended.
         finish: Finish,
         /// Tokens generated.
@@ -100,7 +100,11 @@ pub struct Choice {
 
 /// Submits every choice (so that a refusal fails the whole request before
 /// anything is sent) and starts one task per choice.
-pub fn start(state: &Arc<AppState>, choices: Vec<Choice>, arrived: Instant) -> Result<mpsc::Receiver<Update>> {
+pub fn start(
+    state: &Arc<AppState>,
+    choices: Vec<Choice>,
+    arrived: Instant,
+) -> Result<mpsc::Receiver<Update>> {
     let mut running = Vec::with_capacity(choices.len());
     for choice in choices {
         let stream = state.engine.submit(choice.request)?;
@@ -156,7 +160,11 @@ impl ChoiceTask {
                         output.python_tag();
                     }
                     // An id past the tokenizer (embedding padding) has no text.
-                    let piece = decoder.step(tokenizer, id).ok().flatten().unwrap_or_default();
+                    let piece = decoder
+                        .step(tokenizer, id)
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default();
                     let release = output.push(&piece, logprob);
                     if !(release.text.is_empty() && release.logprobs.is_empty()) {
                         let update = Update::Delta {
@@ -228,7 +236,7 @@ pub struct ChoiceResult {
     /// Per prompt token after the first, when requested.
     pub prompt_logprobs: Option<Vec<TokenLogprob>>,
     /// Tool calls.
-    pub calls: Vec<ToolCall>,
+    pub calls: Vec<FunctionCall>,
     /// Why it ended.
     pub finish: Finish,
     /// Tokens generated.
@@ -242,7 +250,9 @@ pub async fn collect(mut rx: mpsc::Receiver<Update>, n: usize) -> Result<Vec<Cho
     let mut results = Vec::with_capacity(n);
     while results.len() < n {
         let Some(update) = rx.recv().await else {
-            return Err(ServerError::Generation("a choice ended without a result".into()));
+            return Err(ServerError::Generation(
+                "a choice ended without a result".into(),
+            ));
         };
         match update {
             Update::Prompt { index, logprobs } => parts[index].2 = Some(logprobs),
@@ -262,7 +272,8 @@ pub async fn collect(mut rx: mpsc::Receiver<Update>, n: usize) -> Result<Vec<Cho
                 finish,
                 completion_tokens,
             } => {
-                let (mut all_text, mut all_logprobs, prompt_logprobs) = std::mem::take(&mut parts[index]);
+                let (mut all_text, mut all_logprobs, prompt_logprobs) =
+                    std::mem::take(&mut parts[index]);
                 all_text.push_str(&text);
                 all_logprobs.extend(logprobs);
                 results.push(ChoiceResult {

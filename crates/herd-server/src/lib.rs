@@ -223,7 +223,11 @@ async fn not_found(uri: Uri) -> ServerError {
 }
 
 /// Requires the API key when one is configured.
-async fn authenticate(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if let Some(key) = &state.config.api_key {
         let given = request
             .headers()

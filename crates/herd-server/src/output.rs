@@ -13,7 +13,9 @@
 //! string is only searched for from `emitted` on.
 
 use herd_engine::TokenLogprob;
-use herd_tokenizer::{may_start_tool_call, parse_tool_output, SpecialToken, ToolCall};
+use herd_tokenizer::{may_start_tool_call, parse_tool_output, SpecialToken};
+
+use crate::prompt::openai_call;
 
 /// How tool calls are looked for in this choice's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,15 @@ pub struct Release {
     pub stopped: bool,
 }
 
+/// A call in OpenAI's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionCall {
+    /// The function.
+    pub name: String,
+    /// Its arguments as JSON text (not always valid JSON, as in OpenAI's API).
+    pub arguments: String,
+}
+
 /// The end of a choice: the last content and the calls.
 #[derive(Debug, Default, PartialEq)]
 pub struct Ending {
@@ -45,16 +56,21 @@ pub struct Ending {
     /// Log-probabilities not yet released.
     pub logprobs: Vec<TokenLogprob>,
     /// Tool calls found in the output.
-    pub calls: Vec<ToolCall>,
+    pub calls: Vec<FunctionCall>,
 }
 
 /// State of one choice's text.
 #[derive(Debug)]
 pub struct OutputText {
     text: String,
+    /// Bytes of `text` that are the forced prefix.
+    prefix_len: usize,
     emitted: usize,
     stop: Vec<String>,
     tools: ToolParsing,
+    /// The function a forced prefix named: the output is its arguments
+    /// even when they do not parse.
+    forced: Option<String>,
     /// Content was already released, so a later `<|python_tag|>` call
     /// follows content rather than replacing it.
     is_content: bool,
@@ -65,13 +81,20 @@ pub struct OutputText {
 
 impl OutputText {
     /// A choice whose output starts with `prefix` (a forced tool-call
-    /// prefix, never released as content).
-    pub fn new(stop: Vec<String>, tools: ToolParsing, prefix: &str) -> Self {
+    /// prefix naming the function `forced`, never released as content).
+    pub fn new(
+        stop: Vec<String>,
+        tools: ToolParsing,
+        prefix: &str,
+        forced: Option<String>,
+    ) -> Self {
         Self {
             text: prefix.to_owned(),
+            prefix_len: prefix.len(),
             emitted: 0,
             stop,
             tools,
+            forced,
             is_content: false,
             pending: Vec::new(),
         }
@@ -121,12 +144,32 @@ impl OutputText {
         self.cut_at_stop();
         if self.tools != ToolParsing::Off {
             let parsed = parse_tool_output(&self.text);
-            if !parsed.calls.is_empty() {
-                let text = parsed.content.get(self.emitted..).unwrap_or("").to_owned();
+            let mut calls: Vec<FunctionCall> = parsed
+                .calls
+                .iter()
+                .map(|call| {
+                    let (name, arguments) = openai_call(call);
+                    FunctionCall { name, arguments }
+                })
+                .collect();
+            let mut content = parsed.content.get(self.emitted..).unwrap_or("").to_owned();
+            if let (true, Some(name)) = (calls.is_empty(), self.forced.take()) {
+                // The model did not close the forced call: its arguments are
+                // whatever it wrote after the prefix.
+                let arguments = self.text.get(self.prefix_len..).unwrap_or("").trim();
+                let arguments = arguments
+                    .strip_suffix('}')
+                    .unwrap_or(arguments)
+                    .trim()
+                    .to_owned();
+                calls.push(FunctionCall { name, arguments });
+                content.clear();
+            }
+            if !calls.is_empty() {
                 return Ending {
-                    text,
+                    text: content,
                     logprobs: self.pending.drain(..).map(|(_, lp)| lp).collect(),
-                    calls: parsed.calls,
+                    calls,
                 };
             }
         }
@@ -164,7 +207,11 @@ impl OutputText {
         let held = self
             .stop
             .iter()
-            .flat_map(|s| (1..s.len()).filter(|&k| s.is_char_boundary(k)).map(|k| &s[..k]))
+            .flat_map(|s| {
+                (1..s.len())
+                    .filter(|&k| s.is_char_boundary(k))
+                    .map(|k| &s[..k])
+            })
             .filter(|prefix| tail.ends_with(prefix))
             .map(str::len)
             .max()
@@ -188,7 +235,13 @@ impl OutputText {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herd_tokenizer::ToolValue;
+
+    fn call(name: &str, arguments: &str) -> FunctionCall {
+        FunctionCall {
+            name: name.into(),
+            arguments: arguments.into(),
+        }
+    }
 
     fn run(out: &mut OutputText, pieces: &[&str]) -> (String, bool) {
         let mut text = String::new();
@@ -204,7 +257,7 @@ mod tests {
 
     #[test]
     fn stop_string_across_tokens_is_cut_and_never_streamed() {
-        let mut out = OutputText::new(vec!["END".into()], ToolParsing::Off, "");
+        let mut out = OutputText::new(vec!["END".into()], ToolParsing::Off, "", None);
         let (text, stopped) = run(&mut out, &["hello E", "N", "D and more"]);
         assert!(stopped);
         assert_eq!(text, "hello ");
@@ -213,7 +266,7 @@ mod tests {
 
     #[test]
     fn held_prefix_is_released_when_it_does_not_complete() {
-        let mut out = OutputText::new(vec!["END".into()], ToolParsing::Off, "");
+        let mut out = OutputText::new(vec!["END".into()], ToolParsing::Off, "", None);
         let (text, stopped) = run(&mut out, &["a E", "N"]);
         assert_eq!((text.as_str(), stopped), ("a ", false));
         let (text, _) = run(&mut out, &["x"]);
@@ -223,7 +276,7 @@ mod tests {
 
     #[test]
     fn plain_text_streams_even_with_tools() {
-        let mut out = OutputText::new(vec![], ToolParsing::Detect, "");
+        let mut out = OutputText::new(vec![], ToolParsing::Detect, "", None);
         let (text, _) = run(&mut out, &[" Hel", "lo {", "x"]);
         assert_eq!(text, " Hello {x");
         assert!(out.finish("").calls.is_empty());
@@ -231,23 +284,20 @@ mod tests {
 
     #[test]
     fn json_call_is_held_and_parsed() {
-        let mut out = OutputText::new(vec![], ToolParsing::Detect, "");
-        let (text, _) = run(&mut out, &[" {\"name\": \"f\", ", "\"parameters\": {\"x\": 1}}"]);
+        let mut out = OutputText::new(vec![], ToolParsing::Detect, "", None);
+        let (text, _) = run(
+            &mut out,
+            &[" {\"name\": \"f\", ", "\"parameters\": {\"x\": 1}}"],
+        );
         assert_eq!(text, "");
         let end = out.finish("");
         assert_eq!(end.text, "");
-        assert_eq!(
-            end.calls,
-            vec![ToolCall::Custom {
-                name: "f".into(),
-                arguments: vec![("x".into(), ToolValue::Int(1))]
-            }]
-        );
+        assert_eq!(end.calls, vec![call("f", "{\"x\": 1}")]);
     }
 
     #[test]
     fn held_text_that_is_no_call_comes_out_at_the_end() {
-        let mut out = OutputText::new(vec![], ToolParsing::Detect, "");
+        let mut out = OutputText::new(vec![], ToolParsing::Detect, "", None);
         let (text, _) = run(&mut out, &["{\"answer\": 42}"]);
         assert_eq!(text, "");
         let end = out.finish("");
@@ -257,7 +307,7 @@ mod tests {
 
     #[test]
     fn python_tag_after_content() {
-        let mut out = OutputText::new(vec![], ToolParsing::Detect, "");
+        let mut out = OutputText::new(vec![], ToolParsing::Detect, "", None);
         let (text, _) = run(&mut out, &["Searching."]);
         assert_eq!(text, "Searching.");
         out.python_tag();
@@ -265,20 +315,21 @@ mod tests {
         assert_eq!(text, "");
         let end = out.finish("");
         assert_eq!(end.text, "");
-        assert_eq!(end.calls, vec![ToolCall::BraveSearch { query: "x".into() }]);
+        assert_eq!(end.calls, vec![call("brave_search", "{\"query\": \"x\"}")]);
     }
 
     #[test]
     fn forced_prefix_is_part_of_the_call() {
-        let mut out = OutputText::new(vec![], ToolParsing::Hold, "{\"name\": \"f\", \"parameters\": ");
-        run(&mut out, &["{}}"]);
+        let prefix = "{\"name\": \"f\", \"parameters\": ";
+        let mut out = OutputText::new(vec![], ToolParsing::Hold, prefix, Some("f".into()));
+        run(&mut out, &["{\"a\":1}}"]);
+        assert_eq!(out.finish("").calls, vec![call("f", "{\"a\": 1}")]);
+        let mut out = OutputText::new(vec![], ToolParsing::Hold, prefix, Some("f".into()));
+        run(&mut out, &["{\"a\": tru"]);
         let end = out.finish("");
         assert_eq!(
-            end.calls,
-            vec![ToolCall::Custom {
-                name: "f".into(),
-                arguments: vec![]
-            }]
+            (end.text.as_str(), end.calls),
+            ("", vec![call("f", "{\"a\": tru")])
         );
     }
 
@@ -289,7 +340,7 @@ mod tests {
             logprob: -1.0,
             top: vec![],
         };
-        let mut out = OutputText::new(vec!["XY".into()], ToolParsing::Off, "");
+        let mut out = OutputText::new(vec!["XY".into()], ToolParsing::Off, "", None);
         let r = out.push("a", Some(lp(1)));
         assert_eq!(r.logprobs.len(), 1);
         let r = out.push("X", Some(lp(2)));

@@ -57,7 +57,10 @@ pub fn resolve(fields: &SamplingFields, min_tokens: usize, max_n: usize) -> Resu
         }
     }
     if fields.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
-        return Err(ServerError::param("logit_bias", "logit_bias is not supported"));
+        return Err(ServerError::param(
+            "logit_bias",
+            "logit_bias is not supported",
+        ));
     }
     let (param, requested) = match (fields.max_completion_tokens, fields.max_tokens) {
         (Some(v), _) => ("max_completion_tokens", Some(v)),
@@ -183,7 +186,9 @@ mod tests {
     fn defaults_sample_at_temperature_one() {
         let p = resolve(&fields("{}"), 1, 8).unwrap();
         assert_eq!(p.n, 1);
-        assert!(matches!(p.sampling.sampling, Sampling::Random { temperature, .. } if temperature == 1.0));
+        assert!(
+            matches!(p.sampling.sampling, Sampling::Random { temperature, .. } if temperature == 1.0)
+        );
         assert_eq!(p.max_tokens, None);
     }
 
@@ -227,7 +232,13 @@ mod tests {
         assert_eq!(budget(10, None, None, 100).unwrap(), 90);
         assert_eq!(budget(10, None, Some(16), 100).unwrap(), 16);
         assert_eq!(budget(10, Some(90), None, 100).unwrap(), 90);
-        assert!(matches!(budget(10, Some(91), None, 100), Err(ServerError::ContextLength(_))));
-        assert!(matches!(budget(100, None, None, 100), Err(ServerError::ContextLength(_))));
+        assert!(matches!(
+            budget(10, Some(91), None, 100),
+            Err(ServerError::ContextLength(_))
+        ));
+        assert!(matches!(
+            budget(100, None, None, 100),
+            Err(ServerError::ContextLength(_))
+        ));
     }
 }

@@ -11,8 +11,8 @@
 //! `{"name": "` otherwise), which the model continues.
 
 use herd_tokenizer::{
-    ChatFormat, Message, MessageEnd, Role, ToolCall, ToolDefinition, ToolPrompt, ToolValue,
-    Tokenizer,
+    ChatFormat, Message, MessageEnd, Role, Tokenizer, ToolCall, ToolDefinition, ToolPrompt,
+    ToolValue,
 };
 use serde_json::json;
 
@@ -29,6 +29,8 @@ pub struct ChatPrompt {
     pub tools: ToolParsing,
     /// Text forced at the start of the answer.
     pub prefix: String,
+    /// The function the prefix names, if it names one.
+    pub forced: Option<String>,
 }
 
 /// What the model may do with the tools.
@@ -56,11 +58,15 @@ pub fn build(request: &ChatRequest, tokenizer: &Tokenizer) -> Result<ChatPrompt>
         messages = ToolPrompt::new(definitions.clone()).apply(&messages);
     }
     let mut ids = ChatFormat::new(tokenizer)?.encode_dialog_prompt(&messages)?;
-    let prefix = match &mode {
-        ToolMode::Named(name) => call_prefix(name),
-        ToolMode::Required if definitions.len() == 1 => call_prefix(&definitions[0].name),
-        ToolMode::Required => "{\"name\": \"".to_owned(),
-        ToolMode::None | ToolMode::Auto => String::new(),
+    let forced = match &mode {
+        ToolMode::Named(name) => Some(name.clone()),
+        ToolMode::Required if definitions.len() == 1 => Some(definitions[0].name.clone()),
+        _ => None,
+    };
+    let prefix = match (&mode, &forced) {
+        (_, Some(name)) => format!("{{\"name\": {}, \"parameters\": ", json!(name)),
+        (ToolMode::Required, None) => "{\"name\": \"".to_owned(),
+        _ => String::new(),
     };
     ids.extend(tokenizer.encode(&prefix)?);
     let tools = match mode {
@@ -68,11 +74,12 @@ pub fn build(request: &ChatRequest, tokenizer: &Tokenizer) -> Result<ChatPrompt>
         ToolMode::Auto => ToolParsing::Detect,
         ToolMode::Required | ToolMode::Named(_) => ToolParsing::Hold,
     };
-    Ok(ChatPrompt { ids, tools, prefix })
-}
-
-fn call_prefix(name: &str) -> String {
-    format!("{{\"name\": {}, \"parameters\": ", json!(name))
+    Ok(ChatPrompt {
+        ids,
+        tools,
+        prefix,
+        forced,
+    })
 }
 
 fn tool_definitions(request: &ChatRequest) -> Result<Vec<ToolDefinition>> {
@@ -83,7 +90,10 @@ fn tool_definitions(request: &ChatRequest) -> Result<Vec<ToolDefinition>> {
             if spec.kind != "function" {
                 return Err(ServerError::param(
                     "tools",
-                    format!("tool type `{}` is not supported; use \"function\"", spec.kind),
+                    format!(
+                        "tool type `{}` is not supported; use \"function\"",
+                        spec.kind
+                    ),
                 ));
             }
             if spec.function.name.is_empty() {
@@ -113,7 +123,9 @@ fn tool_mode(request: &ChatRequest, tools: &[ToolDefinition]) -> Result<ToolMode
             other => {
                 return Err(ServerError::param(
                     "tool_choice",
-                    format!("tool_choice must be none, auto, required or a function, got `{other}`"),
+                    format!(
+                        "tool_choice must be none, auto, required or a function, got `{other}`"
+                    ),
                 ))
             }
         },
@@ -220,9 +232,10 @@ pub fn openai_call(call: &ToolCall) -> (String, String) {
         ToolValue::Map(vec![(key.to_owned(), ToolValue::Str(value.to_owned()))]).to_json_string()
     };
     match call {
-        ToolCall::Custom { name, arguments } => {
-            (name.clone(), ToolValue::Map(arguments.clone()).to_json_string())
-        }
+        ToolCall::Custom { name, arguments } => (
+            name.clone(),
+            ToolValue::Map(arguments.clone()).to_json_string(),
+        ),
         ToolCall::BraveSearch { query } => ("brave_search".into(), one("query", query)),
         ToolCall::WolframAlpha { query } => ("wolfram_alpha".into(), one("query", query)),
         ToolCall::Photogen { query } => ("photogen".into(), one("query", query)),
@@ -248,7 +261,9 @@ mod tests {
     fn calls_round_trip_between_openai_and_herd() {
         let calls = [
             ToolCall::BraveSearch { query: "q".into() },
-            ToolCall::CodeInterpreter { code: "print(1)".into() },
+            ToolCall::CodeInterpreter {
+                code: "print(1)".into(),
+            },
             ToolCall::Custom {
                 name: "get_weather".into(),
                 arguments: vec![
@@ -279,7 +294,10 @@ mod tests {
         for args in ["[1]", "not json", "\"s\""] {
             assert!(matches!(
                 history_call(&spec("f", args), &[]),
-                Err(ServerError::InvalidParam { param: "messages", .. })
+                Err(ServerError::InvalidParam {
+                    param: "messages",
+                    ..
+                })
             ));
         }
     }

@@ -294,7 +294,10 @@ mod tests {
                 query: "2+2".into(),
             },
         ] {
-            let text = format!("<|python_tag|>{}<|eom_id|>", call.text(ToolPromptFormat::Json));
+            let text = format!(
+                "<|python_tag|>{}<|eom_id|>",
+                call.text(ToolPromptFormat::Json)
+            );
             assert_eq!(calls(&text), vec![call]);
         }
     }
@@ -349,7 +352,17 @@ mod tests {
 
     #[test]
     fn streaming_prefix_check() {
-        for text in ["", "  ", "{", " {\"na", "<fun", "<function=f>", "<|python", "[", "brave"] {
+        for text in [
+            "",
+            "  ",
+            "{",
+            " {\"na",
+            "<fun",
+            "<function=f>",
+            "<|python",
+            "[",
+            "brave",
+        ] {
             assert!(may_start_tool_call(text), "{text:?}");
         }
         for text in ["Hello", " The", "[1, 2]", "<b>"] {

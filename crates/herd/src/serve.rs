@@ -79,21 +79,29 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let server = Server::new(engine, loaded.tokenizer, stops, config);
     server.run(SocketAddr::new(args.host, args.port), |addr| {
-        eprintln!("herd serve: {model_name} ({}) listening on http://{addr}", loaded.name);
+        eprintln!(
+            "herd serve: {model_name} ({}) listening on http://{addr}",
+            loaded.name
+        );
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// A model directory's or GGUF file's name, without `.gguf`.
 fn model_id(path: &Path) -> String {
-    let name = path.file_name().unwrap_or(path.as_os_str()).to_string_lossy();
+    let name = path
+        .file_name()
+        .unwrap_or(path.as_os_str())
+        .to_string_lossy();
     name.strip_suffix(".gguf").unwrap_or(&name).to_owned()
 }
 
 /// `512MiB`, `4GiB`, `2GB`, `1000000`: a byte count.
 fn parse_bytes(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
     let number: f64 = number
         .parse()
@@ -127,7 +135,10 @@ mod tests {
 
     #[test]
     fn model_ids() {
-        assert_eq!(model_id(Path::new("/m/Llama-3.1-8B-Instruct")), "Llama-3.1-8B-Instruct");
+        assert_eq!(
+            model_id(Path::new("/m/Llama-3.1-8B-Instruct")),
+            "Llama-3.1-8B-Instruct"
+        );
         assert_eq!(model_id(Path::new("x/tiny-q4_k_m.gguf")), "tiny-q4_k_m");
     }
 }
