@@ -14,3 +14,11 @@ python3 -c "import llama_cpp, numpy" 2>/dev/null || python3 -m pip install --qui
 cargo test --workspace --no-fail-fast "$@"
 # `cargo test` built the herd binary under target/debug (optimised test profile).
 python3 tools/interop_llama_cpp.py target/debug/herd 2>&1 | grep -v -E '^(llama_|load|print_info)'
+
+# herd serve: protocol tests with the official `openai` client, then the web
+# chat page in headless Debian chromium driven by playwright-core (npm).
+python3 -c "import openai" 2>/dev/null || python3 -m pip install --quiet "openai>=1.40"
+python3 tests/server/test_openai_api.py target/debug/herd
+command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+(cd tests/server/browser && npm ci --no-audit --no-fund --silent)
+node tests/server/browser/chat_page.mjs target/debug/herd
