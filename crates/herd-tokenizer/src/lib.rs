@@ -54,6 +54,7 @@ mod gguf;
 mod pyfmt;
 mod stream;
 mod tiktoken;
+mod token_bytes;
 mod tokenizer;
 mod tools;
 
