@@ -55,6 +55,7 @@ mod gguf;
 mod pyfmt;
 mod stream;
 mod tiktoken;
+mod token_bytes;
 mod tokenizer;
 mod tool_parse;
 mod tools;
