@@ -111,11 +111,37 @@ WEATHER = {
         "description": "Current weather in a city",
         "parameters": {
             "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
+            "properties": {"city": {"enum": ["Oslo", "Rome"]}, "unit": {"enum": ["celsius", "fahrenheit"]}},
+            "required": ["city", "unit"],
+            "additionalProperties": False,
         },
     },
 }
+TIME = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "Current time in a time zone",
+        "parameters": {"type": "object", "properties": {"tz": {"enum": ["UTC", "CET"]}},
+                       "required": ["tz"], "additionalProperties": False},
+    },
+}
+LOOKUP = {
+    "type": "function",
+    "function": {
+        "name": "lookup",
+        # `pattern` is outside herd-structured's subset: the call is then
+        # constrained to any-object arguments instead of refused.
+        "parameters": {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]+$"}}},
+    },
+}
+
+
+def check_weather_args(test, arguments):
+    args = json.loads(arguments)
+    test.assertEqual(set(args), {"city", "unit"})
+    test.assertIn(args["city"], ("Oslo", "Rome"))
+    test.assertIn(args["unit"], ("celsius", "fahrenheit"))
 
 
 class Chat(unittest.TestCase):
@@ -195,22 +221,34 @@ class Chat(unittest.TestCase):
             messages=messages,
             tools=[WEATHER],
             tool_choice={"type": "function", "function": {"name": "get_weather"}},
-            temperature=0,
-            max_tokens=24,
+            temperature=1.0,
+            seed=3,
+            max_tokens=1000,
         )
         self.assertGreater(r.usage.prompt_tokens, plain + 20, "tool definitions are in the prompt")
         choice = r.choices[0]
         self.assertEqual(choice.finish_reason, "tool_calls")
+        self.assertIsNone(choice.message.content)
         call = choice.message.tool_calls[0]
         self.assertEqual((call.type, call.function.name), ("function", "get_weather"))
-        self.assertIsInstance(call.function.arguments, str)
+        check_weather_args(self, call.function.arguments)
 
         texts, finishes, chunks = stream_text(
-            messages=messages, tools=[WEATHER], tool_choice="required", temperature=0, max_tokens=24
+            messages=messages, tools=[WEATHER], tool_choice="required", temperature=0, max_tokens=1000
         )
         calls = [tc for c in chunks for ch in c.choices for tc in (ch.delta.tool_calls or [])]
-        self.assertEqual(finishes[0], "tool_calls")
+        self.assertEqual((finishes[0], texts[0]), ("tool_calls", ""))
         self.assertEqual(calls[0].function.name, "get_weather")
+        check_weather_args(self, calls[0].function.arguments)
+
+        r = chat(messages=messages, tools=[WEATHER, TIME], tool_choice="required", n=6, seed=1, max_tokens=600)
+        for choice in r.choices:
+            self.assertEqual(choice.finish_reason, "tool_calls")
+            call = choice.message.tool_calls[0]
+            self.assertIn(call.function.name, ("get_weather", "get_time"))
+            self.assertIsInstance(json.loads(call.function.arguments), dict)
+        r = chat(messages=messages, tools=[LOOKUP], tool_choice="required", max_tokens=20)
+        self.assertIn(r.choices[0].finish_reason, ("tool_calls", "length"))
 
         # The call and its result go back into the dialog (ipython role).
         history = messages + [
@@ -231,6 +269,45 @@ class Chat(unittest.TestCase):
         self.assertIn(r2.choices[0].finish_reason, ("stop", "length", "tool_calls"))
         none = chat(messages=messages, tools=[WEATHER], tool_choice="none", max_tokens=1)
         self.assertEqual(none.usage.prompt_tokens, plain, "tool_choice none leaves tools out")
+
+
+class StructuredOutput(unittest.TestCase):
+    SCHEMA = {
+        "type": "object",
+        "properties": {
+            "ok": {"type": "boolean"},
+            "color": {"enum": ["red", "green", "blue"]},
+            "count": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string", "maxLength": 6}, "maxItems": 3},
+        },
+        "required": ["ok", "color", "count", "tags"],
+        "additionalProperties": False,
+    }
+
+    def validate(self, doc):
+        self.assertEqual(set(doc), {"ok", "color", "count", "tags"})
+        self.assertIsInstance(doc["ok"], bool)
+        self.assertIn(doc["color"], ("red", "green", "blue"))
+        self.assertIsInstance(doc["count"], int)
+        self.assertLessEqual(len(doc["tags"]), 3)
+        self.assertTrue(all(isinstance(t, str) and len(t) <= 6 for t in doc["tags"]))
+
+    def test_json_schema_output_parses_and_validates(self):
+        fmt = {"type": "json_schema", "json_schema": {"name": "thing", "schema": self.SCHEMA}}
+        r = chat(response_format=fmt, n=4, seed=5, max_tokens=1500)
+        for choice in r.choices:
+            self.assertEqual(choice.finish_reason, "stop")
+            self.validate(json.loads(choice.message.content))
+        texts, finishes, _ = stream_text(response_format=fmt, temperature=0, max_tokens=1500)
+        self.assertEqual(finishes[0], "stop")
+        self.validate(json.loads(texts[0]))
+
+    def test_json_object(self):
+        r = chat(response_format={"type": "json_object"}, temperature=0, max_tokens=400)
+        text = r.choices[0].message.content
+        self.assertTrue(text.lstrip().startswith("{"), text)
+        if r.choices[0].finish_reason == "stop":
+            self.assertIsInstance(json.loads(text), dict)
 
 
 class Completions(unittest.TestCase):
@@ -377,6 +454,12 @@ class BadInput(unittest.TestCase):
     def test_invalid_json_schema(self):
         fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "no-such-type"}}}
         self.assert_error(*self.post(self.ok_body(response_format=fmt)), 400)
+        status, body = self.post(self.ok_body(response_format=fmt))
+        self.assertEqual(body["error"]["param"], "response_format")
+        self.assertIn("no-such-type", body["error"]["message"])
+        unsupported = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "integer", "minimum": 3}}}
+        self.assert_error(*self.post(self.ok_body(response_format=unsupported)), 400)
+        self.assert_error(*self.post(self.ok_body(response_format={"type": "json_schema", "json_schema": {"name": "x"}})), 400)
 
     def test_other_bad_values(self):
         for kw in [

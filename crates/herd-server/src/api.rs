@@ -229,9 +229,6 @@ pub enum ResponseFormat {
 /// The `json_schema` object of `response_format`.
 #[derive(Debug, Deserialize)]
 pub struct JsonSchemaSpec {
-    /// The schema's name (informational).
-    #[serde(default)]
-    pub name: String,
     /// The schema.
     pub schema: Option<Value>,
 }

@@ -27,7 +27,9 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
     let params = resolve(&request.sampling, 1, state.config.max_n)?;
     let top_logprobs = top_logprobs(&request, state.config.max_logprobs)?;
     let prompt = prompt::build(&request, &state.tokenizer)?;
-    let processor = state.response_format(request.response_format.as_ref())?;
+    let constraint = state
+        .structured
+        .constraint(request.response_format.as_ref(), &prompt.call_schemas)?;
     let max_tokens = budget(
         prompt.ids.len(),
         params.max_tokens,
@@ -45,14 +47,9 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
                 stop_ids: state.stop_ids.clone(),
                 logprobs: top_logprobs,
                 prompt_logprobs: None,
-                processor: processor.make()?,
+                processor: constraint.processor()?,
             },
-            output: OutputText::new(
-                params.stop.clone(),
-                prompt.tools,
-                &prompt.prefix,
-                prompt.forced.clone(),
-            ),
+            output: OutputText::new(params.stop.clone(), prompt.tools),
         });
     }
     let rx = generation::start(&state, choices, arrived)?;

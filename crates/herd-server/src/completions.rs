@@ -83,7 +83,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
                     prompt_logprobs: logprobs.filter(|_| request.echo),
                     processor: None,
                 },
-                output: OutputText::new(params.stop.clone(), ToolParsing::Off, "", None),
+                output: OutputText::new(params.stop.clone(), ToolParsing::Off),
             });
         }
     }

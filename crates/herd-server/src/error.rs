@@ -42,6 +42,10 @@ pub enum ServerError {
     /// The dialog cannot be encoded (e.g. a field a role cannot carry).
     #[error(transparent)]
     Tokenizer(#[from] herd_tokenizer::TokenizerError),
+    /// A JSON schema (of `response_format` or a tool) that constrained
+    /// decoding cannot enforce.
+    #[error(transparent)]
+    Constraint(#[from] herd_structured::StructuredError),
     /// Generation failed after it started.
     #[error("generation failed: {0}")]
     Generation(String),
@@ -77,6 +81,7 @@ impl ServerError {
         Option<&'static str>,
     ) {
         use herd_engine::EngineError as E;
+        use herd_structured::StructuredError as S;
         use herd_tokenizer::TokenizerError as T;
         let invalid = "invalid_request_error";
         match self {
@@ -106,6 +111,18 @@ impl ServerError {
             ServerError::Engine(E::InvalidSampling(_) | E::InvalidRequest(_)) => {
                 (StatusCode::BAD_REQUEST, invalid, None, None)
             }
+            ServerError::Constraint(S::NoStopToken) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                None,
+                None,
+            ),
+            ServerError::Constraint(_) => (
+                StatusCode::BAD_REQUEST,
+                invalid,
+                Some("response_format"),
+                None,
+            ),
             ServerError::Tokenizer(T::InvalidMessage { .. }) => {
                 (StatusCode::BAD_REQUEST, invalid, Some("messages"), None)
             }

@@ -28,6 +28,7 @@
 mod api;
 mod chat;
 mod completions;
+mod constraint;
 mod error;
 mod generation;
 mod metrics;
@@ -45,14 +46,14 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use herd_engine::{EngineHandle, LogitsProcessor};
+use herd_engine::EngineHandle;
 use herd_tokenizer::{SpecialToken, Tokenizer};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
 pub use error::{Result, ServerError};
 
-use api::ResponseFormat;
+use constraint::Structured;
 use metrics::Metrics;
 
 /// The web chat page: one static file, no build step.
@@ -79,6 +80,7 @@ pub(crate) struct AppState {
     python_tag: Option<u32>,
     config: ServerConfig,
     metrics: Metrics,
+    structured: Structured,
 }
 
 impl AppState {
@@ -88,34 +90,6 @@ impl AppState {
             Ok(())
         } else {
             Err(ServerError::ModelNotFound(model.to_owned()))
-        }
-    }
-
-    /// The output constraint `response_format` asks for.
-    fn response_format(&self, format: Option<&ResponseFormat>) -> Result<Constraint> {
-        match format {
-            None | Some(ResponseFormat::Text) => Ok(Constraint::Free),
-            Some(ResponseFormat::JsonObject | ResponseFormat::JsonSchema { .. }) => {
-                Err(ServerError::param(
-                    "response_format",
-                    "json_object and json_schema need constrained decoding, which this build of herd lacks",
-                ))
-            }
-        }
-    }
-}
-
-/// A per-choice output constraint.
-enum Constraint {
-    /// Any text.
-    Free,
-}
-
-impl Constraint {
-    /// A fresh logits processor for one choice.
-    fn make(&self) -> Result<Option<Box<dyn LogitsProcessor>>> {
-        match self {
-            Constraint::Free => Ok(None),
         }
     }
 }
@@ -140,12 +114,14 @@ impl Server {
         config: ServerConfig,
     ) -> Server {
         let python_tag = tokenizer.special_id(SpecialToken::PythonTag.name());
+        let structured = Structured::new(&tokenizer, stop_ids.clone());
         Server {
             state: Arc::new(AppState {
                 engine,
                 tokenizer,
                 stop_ids,
                 python_tag,
+                structured,
                 config,
                 metrics: Metrics::default(),
             }),

@@ -24,7 +24,8 @@ pub enum ToolParsing {
     Off,
     /// Tools offered: text that starts like a call is held back and parsed.
     Detect,
-    /// A call is certain (a forced prefix or `<|python_tag|>` was seen).
+    /// A call is certain (constrained decoding forces one, or
+    /// `<|python_tag|>` was seen).
     Hold,
 }
 
@@ -63,14 +64,9 @@ pub struct Ending {
 #[derive(Debug)]
 pub struct OutputText {
     text: String,
-    /// Bytes of `text` that are the forced prefix.
-    prefix_len: usize,
     emitted: usize,
     stop: Vec<String>,
     tools: ToolParsing,
-    /// The function a forced prefix named: the output is its arguments
-    /// even when they do not parse.
-    forced: Option<String>,
     /// Content was already released, so a later `<|python_tag|>` call
     /// follows content rather than replacing it.
     is_content: bool,
@@ -80,21 +76,13 @@ pub struct OutputText {
 }
 
 impl OutputText {
-    /// A choice whose output starts with `prefix` (a forced tool-call
-    /// prefix naming the function `forced`, never released as content).
-    pub fn new(
-        stop: Vec<String>,
-        tools: ToolParsing,
-        prefix: &str,
-        forced: Option<String>,
-    ) -> Self {
+    /// A choice cut at `stop` strings, looking for tool calls as `tools` says.
+    pub fn new(stop: Vec<String>, tools: ToolParsing) -> Self {
         Self {
-            text: prefix.to_owned(),
-            prefix_len: prefix.len(),
+            text: String::new(),
             emitted: 0,
             stop,
             tools,
-            forced,
             is_content: false,
             pending: Vec::new(),
         }
@@ -144,7 +132,7 @@ impl OutputText {
         self.cut_at_stop();
         if self.tools != ToolParsing::Off {
             let parsed = parse_tool_output(&self.text);
-            let mut calls: Vec<FunctionCall> = parsed
+            let calls: Vec<FunctionCall> = parsed
                 .calls
                 .iter()
                 .map(|call| {
@@ -152,22 +140,9 @@ impl OutputText {
                     FunctionCall { name, arguments }
                 })
                 .collect();
-            let mut content = parsed.content.get(self.emitted..).unwrap_or("").to_owned();
-            if let (true, Some(name)) = (calls.is_empty(), self.forced.take()) {
-                // The model did not close the forced call: its arguments are
-                // whatever it wrote after the prefix.
-                let arguments = self.text.get(self.prefix_len..).unwrap_or("").trim();
-                let arguments = arguments
-                    .strip_suffix('}')
-                    .unwrap_or(arguments)
-                    .trim()
-                    .to_owned();
-                calls.push(FunctionCall { name, arguments });
-                content.clear();
-            }
             if !calls.is_empty() {
                 return Ending {
-                    text: content,
+                    text: parsed.content.get(self.emitted..).unwrap_or("").to_owned(),
                     logprobs: self.pending.drain(..).map(|(_, lp)| lp).collect(),
                     calls,
                 };
@@ -257,7 +232,7 @@ mod tests {
 
     #[test]
     fn stop_string_across_tokens_is_cut_and_never_streamed() {
-        let mut out = OutputText::new(vec!["END".into()], ToolParsing::Off, "", None);
+        let mut out = OutputText::new(vec!["END".into()], ToolParsing::Off);
         let (text, stopped) = run(&mut out, &["hello E", "N", "D and more"]);
         assert!(stopped);
         assert_eq!(text, "hello ");
@@ -266,7 +241,7 @@ mod tests {
 
     #[test]
     fn held_prefix_is_released_when_it_does_not_complete() {
-        let mut out = OutputText::new(vec!["END".into()], ToolParsing::Off, "", None);
+        let mut out = OutputText::new(vec!["END".into()], ToolParsing::Off);
         let (text, stopped) = run(&mut out, &["a E", "N"]);
         assert_eq!((text.as_str(), stopped), ("a ", false));
         let (text, _) = run(&mut out, &["x"]);
@@ -276,7 +251,7 @@ mod tests {
 
     #[test]
     fn plain_text_streams_even_with_tools() {
-        let mut out = OutputText::new(vec![], ToolParsing::Detect, "", None);
+        let mut out = OutputText::new(vec![], ToolParsing::Detect);
         let (text, _) = run(&mut out, &[" Hel", "lo {", "x"]);
         assert_eq!(text, " Hello {x");
         assert!(out.finish("").calls.is_empty());
@@ -284,7 +259,7 @@ mod tests {
 
     #[test]
     fn json_call_is_held_and_parsed() {
-        let mut out = OutputText::new(vec![], ToolParsing::Detect, "", None);
+        let mut out = OutputText::new(vec![], ToolParsing::Detect);
         let (text, _) = run(
             &mut out,
             &[" {\"name\": \"f\", ", "\"parameters\": {\"x\": 1}}"],
@@ -297,7 +272,7 @@ mod tests {
 
     #[test]
     fn held_text_that_is_no_call_comes_out_at_the_end() {
-        let mut out = OutputText::new(vec![], ToolParsing::Detect, "", None);
+        let mut out = OutputText::new(vec![], ToolParsing::Detect);
         let (text, _) = run(&mut out, &["{\"answer\": 42}"]);
         assert_eq!(text, "");
         let end = out.finish("");
@@ -307,7 +282,7 @@ mod tests {
 
     #[test]
     fn python_tag_after_content() {
-        let mut out = OutputText::new(vec![], ToolParsing::Detect, "", None);
+        let mut out = OutputText::new(vec![], ToolParsing::Detect);
         let (text, _) = run(&mut out, &["Searching."]);
         assert_eq!(text, "Searching.");
         out.python_tag();
@@ -319,18 +294,12 @@ mod tests {
     }
 
     #[test]
-    fn forced_prefix_is_part_of_the_call() {
-        let prefix = "{\"name\": \"f\", \"parameters\": ";
-        let mut out = OutputText::new(vec![], ToolParsing::Hold, prefix, Some("f".into()));
-        run(&mut out, &["{\"a\":1}}"]);
-        assert_eq!(out.finish("").calls, vec![call("f", "{\"a\": 1}")]);
-        let mut out = OutputText::new(vec![], ToolParsing::Hold, prefix, Some("f".into()));
-        run(&mut out, &["{\"a\": tru"]);
+    fn certain_call_is_never_streamed() {
+        let mut out = OutputText::new(vec![], ToolParsing::Hold);
+        let (text, _) = run(&mut out, &["Hello"]);
+        assert_eq!(text, "");
         let end = out.finish("");
-        assert_eq!(
-            (end.text.as_str(), end.calls),
-            ("", vec![call("f", "{\"a\": tru")])
-        );
+        assert_eq!((end.text.as_str(), end.calls.len()), ("Hello", 0));
     }
 
     #[test]
@@ -340,7 +309,7 @@ mod tests {
             logprob: -1.0,
             top: vec![],
         };
-        let mut out = OutputText::new(vec!["XY".into()], ToolParsing::Off, "", None);
+        let mut out = OutputText::new(vec!["XY".into()], ToolParsing::Off);
         let r = out.push("a", Some(lp(1)));
         assert_eq!(r.logprobs.len(), 1);
         let r = out.push("X", Some(lp(2)));

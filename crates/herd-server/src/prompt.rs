@@ -6,15 +6,15 @@
 //! `tool` messages as the `ipython` role, assistant `tool_calls` encoded
 //! back into the assistant turn (built-in tools end with `<|eom_id|>`).
 //! `tool_choice: "none"` leaves the tools out of the prompt; `"required"`
-//! and a named function start the answer with a forced prefix
-//! (`{"name": "f", "parameters": ` for a named or single tool,
-//! `{"name": "` otherwise), which the model continues.
+//! and a named function constrain the answer (by `herd-structured`) to the
+//! JSON schema of a call `{"name": <one of the tools>, "parameters": <its
+//! schema>}`, so the answer is always a call with valid arguments.
 
 use herd_tokenizer::{
     ChatFormat, Message, MessageEnd, Role, Tokenizer, ToolCall, ToolDefinition, ToolPrompt,
     ToolValue,
 };
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::api::{ChatMessage, ChatRequest, Content, ToolCallSpec, ToolChoice};
 use crate::error::{Result, ServerError};
@@ -23,14 +23,14 @@ use crate::output::ToolParsing;
 /// The prompt of a chat request.
 #[derive(Debug)]
 pub struct ChatPrompt {
-    /// Token ids, ending in the open assistant header (and forced prefix).
+    /// Token ids, ending in the open assistant header.
     pub ids: Vec<u32>,
     /// How tool calls are looked for in the output.
     pub tools: ToolParsing,
-    /// Text forced at the start of the answer.
-    pub prefix: String,
-    /// The function the prefix names, if it names one.
-    pub forced: Option<String>,
+    /// For a required call: JSON schemas of the call, strictest first (the
+    /// tools' own parameter schemas, then any-object parameters for tools
+    /// whose schemas use keywords constrained decoding lacks).
+    pub call_schemas: Vec<Value>,
 }
 
 /// What the model may do with the tools.
@@ -42,7 +42,7 @@ enum ToolMode {
     Named(String),
 }
 
-/// Builds the prompt: tools rendered, messages encoded, prefix appended.
+/// Builds the prompt: tools rendered, messages encoded.
 pub fn build(request: &ChatRequest, tokenizer: &Tokenizer) -> Result<ChatPrompt> {
     let definitions = tool_definitions(request)?;
     let mode = tool_mode(request, &definitions)?;
@@ -57,18 +57,20 @@ pub fn build(request: &ChatRequest, tokenizer: &Tokenizer) -> Result<ChatPrompt>
     if mode != ToolMode::None {
         messages = ToolPrompt::new(definitions.clone()).apply(&messages);
     }
-    let mut ids = ChatFormat::new(tokenizer)?.encode_dialog_prompt(&messages)?;
-    let forced = match &mode {
-        ToolMode::Named(name) => Some(name.clone()),
-        ToolMode::Required if definitions.len() == 1 => Some(definitions[0].name.clone()),
-        _ => None,
+    let ids = ChatFormat::new(tokenizer)?.encode_dialog_prompt(&messages)?;
+    let called: Vec<&ToolDefinition> = match &mode {
+        ToolMode::Named(name) => definitions.iter().filter(|t| &t.name == name).collect(),
+        ToolMode::Required => definitions.iter().collect(),
+        ToolMode::None | ToolMode::Auto => Vec::new(),
     };
-    let prefix = match (&mode, &forced) {
-        (_, Some(name)) => format!("{{\"name\": {}, \"parameters\": ", json!(name)),
-        (ToolMode::Required, None) => "{\"name\": \"".to_owned(),
-        _ => String::new(),
+    let call_schemas = if called.is_empty() {
+        Vec::new()
+    } else {
+        vec![
+            call_schema(&called, |t| t.parameters.clone()),
+            call_schema(&called, |_| json!({"type": "object"})),
+        ]
     };
-    ids.extend(tokenizer.encode(&prefix)?);
     let tools = match mode {
         ToolMode::None => ToolParsing::Off,
         ToolMode::Auto => ToolParsing::Detect,
@@ -77,9 +79,27 @@ pub fn build(request: &ChatRequest, tokenizer: &Tokenizer) -> Result<ChatPrompt>
     Ok(ChatPrompt {
         ids,
         tools,
-        prefix,
-        forced,
+        call_schemas,
     })
+}
+
+/// `{"name": <const>, "parameters": <schema>}` for each tool, as one schema.
+fn call_schema(tools: &[&ToolDefinition], parameters: impl Fn(&ToolDefinition) -> Value) -> Value {
+    let branches: Vec<Value> = tools
+        .iter()
+        .map(|t| {
+            json!({
+                "type": "object",
+                "properties": {"name": {"const": t.name}, "parameters": parameters(t)},
+                "required": ["name", "parameters"],
+                "additionalProperties": false,
+            })
+        })
+        .collect();
+    match <[Value; 1]>::try_from(branches) {
+        Ok([one]) => one,
+        Err(branches) => json!({"anyOf": branches}),
+    }
 }
 
 fn tool_definitions(request: &ChatRequest) -> Result<Vec<ToolDefinition>> {
