@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use crate::api::{CompletionRequest, PromptSpec};
 use crate::chat::{token_text, usage};
 use crate::error::{Result, ServerError};
-use crate::generation::{self, response_id, unix_now, Choice, ChunkFormat, Update};
+use crate::generation::{self, response_id, unix_now, Choice, ChoiceResult, ChunkFormat, Update};
 use crate::output::{OutputText, ToolParsing};
 use crate::params::{budget, resolve};
 use crate::{parse_body, AppState};
@@ -37,31 +37,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
     let request: CompletionRequest = parse_body(&body)?;
     state.check_model(&request.model)?;
     let params = resolve(&request.sampling, 0, state.config.max_n)?;
-    if request.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
-        return Err(ServerError::param("suffix", "suffix is not supported"));
-    }
-    if request
-        .best_of
-        .is_some_and(|b| b != 1 && b != params.n as i64)
-    {
-        return Err(ServerError::param(
-            "best_of",
-            "best_of other than 1 or n is not supported",
-        ));
-    }
-    let logprobs = match request.logprobs {
-        None => None,
-        Some(k) if k < 0 || k > state.config.max_logprobs as i64 => {
-            return Err(ServerError::param(
-                "logprobs",
-                format!(
-                    "logprobs must be between 0 and {}, got {k}",
-                    state.config.max_logprobs
-                ),
-            ))
-        }
-        Some(k) => Some(k as usize),
-    };
+    let logprobs = check_legacy_fields(&request, params.n, state.config.max_logprobs)?;
     let prompts = prompts(request.prompt, &state.tokenizer)?;
     let mut choices = Vec::new();
     for (p, prompt) in prompts.iter().enumerate() {
@@ -89,7 +65,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
     }
     let total = choices.len();
     let rx = generation::start(&state, choices, arrived)?;
-    let mut format = TextChunks {
+    let format = TextChunks {
         id: response_id("cmpl"),
         created: unix_now(),
         state: state.clone(),
@@ -106,8 +82,34 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
         return Ok(generation::sse(rx, total, format));
     }
     let results = generation::collect(rx, total).await?;
-    let mut choices = Vec::with_capacity(total);
-    for r in &results {
+    Ok(Json(whole_response(format, &results)).into_response())
+}
+
+/// Refuses `suffix` and `best_of`; returns the legacy `logprobs` count.
+fn check_legacy_fields(request: &CompletionRequest, n: usize, max: usize) -> Result<Option<usize>> {
+    if request.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(ServerError::param("suffix", "suffix is not supported"));
+    }
+    if request.best_of.is_some_and(|b| b != 1 && b != n as i64) {
+        return Err(ServerError::param(
+            "best_of",
+            "best_of other than 1 or n is not supported",
+        ));
+    }
+    match request.logprobs {
+        None => Ok(None),
+        Some(k) if k < 0 || k > max as i64 => Err(ServerError::param(
+            "logprobs",
+            format!("logprobs must be between 0 and {max}, got {k}"),
+        )),
+        Some(k) => Ok(Some(k as usize)),
+    }
+}
+
+/// The non-streamed response: each choice's chunks merged into one.
+fn whole_response(mut format: TextChunks, results: &[ChoiceResult]) -> Value {
+    let mut choices = Vec::with_capacity(results.len());
+    for r in results {
         let mut parts = Vec::new();
         if let Some(prompt_logprobs) = &r.prompt_logprobs {
             parts.extend(format.chunks(&Update::Prompt {
@@ -125,15 +127,14 @@ pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Res
         }));
         choices.push(merge_choice(parts));
     }
-    Ok(Json(json!({
+    json!({
         "id": format.id,
         "object": "text_completion",
         "created": format.created,
-        "model": state.config.model_name,
+        "model": format.state.config.model_name,
         "choices": choices,
         "usage": usage(format.prompt_tokens, format.completion_tokens),
-    }))
-    .into_response())
+    })
 }
 
 /// The prompts of a request, with BOS prepended to texts (token lists are

@@ -133,7 +133,6 @@ struct ChoiceTask {
 
 impl ChoiceTask {
     async fn run(self, mut stream: RequestStream, mut output: OutputText) {
-        let tokenizer = &self.state.tokenizer;
         let mut decoder = StreamDecoder::new(true);
         let mut tokens = 0;
         let mut last_token: Option<Instant> = None;
@@ -143,42 +142,15 @@ impl ChoiceTask {
                 let _ = self.tx.send(Update::Failed { message }).await;
                 return;
             };
-            match event {
+            let (update, stopped) = match event {
                 Event::PromptLogprobs(logprobs) => {
-                    let update = Update::Prompt {
-                        index: self.index,
-                        logprobs,
-                    };
-                    if self.tx.send(update).await.is_err() {
-                        return;
-                    }
+                    let index = self.index;
+                    (Some(Update::Prompt { index, logprobs }), false)
                 }
                 Event::Token { id, logprob } => {
                     tokens += 1;
                     self.observe(&mut last_token);
-                    if Some(id) == self.state.python_tag {
-                        output.python_tag();
-                    }
-                    // An id past the tokenizer (embedding padding) has no text.
-                    let piece = decoder
-                        .step(tokenizer, id)
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default();
-                    let release = output.push(&piece, logprob);
-                    if !(release.text.is_empty() && release.logprobs.is_empty()) {
-                        let update = Update::Delta {
-                            index: self.index,
-                            text: release.text,
-                            logprobs: release.logprobs,
-                        };
-                        if self.tx.send(update).await.is_err() {
-                            return;
-                        }
-                    }
-                    if release.stopped {
-                        break Finish::Stop;
-                    }
+                    self.token(id, logprob, &mut decoder, &mut output)
                 }
                 Event::Finished(done) => {
                     break match done.finish {
@@ -190,11 +162,52 @@ impl ChoiceTask {
                     let _ = self.tx.send(Update::Failed { message }).await;
                     return;
                 }
+            };
+            if let Some(update) = update {
+                if self.tx.send(update).await.is_err() {
+                    return;
+                }
+            }
+            if stopped {
+                break Finish::Stop;
             }
         };
         // Ends the engine request now if a stop string ended the choice.
         drop(stream);
-        let tail = decoder.finish(tokenizer).unwrap_or_default();
+        self.end(decoder, output, finish, tokens).await;
+    }
+
+    /// One generated token: its text through the decoder and the output
+    /// state; returns what to send and whether a stop string ended it.
+    fn token(
+        &self,
+        id: u32,
+        logprob: Option<TokenLogprob>,
+        decoder: &mut StreamDecoder,
+        output: &mut OutputText,
+    ) -> (Option<Update>, bool) {
+        if Some(id) == self.state.python_tag {
+            output.python_tag();
+        }
+        // An id past the tokenizer (embedding padding) has no text.
+        let piece = decoder
+            .step(&self.state.tokenizer, id)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let release = output.push(&piece, logprob);
+        let update =
+            (!(release.text.is_empty() && release.logprobs.is_empty())).then(|| Update::Delta {
+                index: self.index,
+                text: release.text,
+                logprobs: release.logprobs,
+            });
+        (update, release.stopped)
+    }
+
+    /// Sends the choice's last text, its calls and why it ended.
+    async fn end(self, decoder: StreamDecoder, output: OutputText, finish: Finish, tokens: usize) {
+        let tail = decoder.finish(&self.state.tokenizer).unwrap_or_default();
         let ending = output.finish(&tail);
         let finish = if ending.calls.is_empty() {
             finish
