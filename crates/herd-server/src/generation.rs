@@ -196,13 +196,17 @@ impl ChoiceTask {
             .flatten()
             .unwrap_or_default();
         let release = output.push(&piece, logprob);
-        let update =
-            (!(release.text.is_empty() && release.logprobs.is_empty())).then(|| Update::Delta {
+        let stopped = release.stopped;
+        let update = if release.text.is_empty() && release.logprobs.is_empty() {
+            None
+        } else {
+            Some(Update::Delta {
                 index: self.index,
                 text: release.text,
                 logprobs: release.logprobs,
-            });
-        (update, release.stopped)
+            })
+        };
+        (update, stopped)
     }
 
     /// Sends the choice's last text, its calls and why it ended.
