@@ -1,27 +1,46 @@
-//! The serving engine: one thread owns the model's mutable state (KV caches,
-//! queues) and serves any number of clients through channels.
+//! The serving engine: one thread owns the model's mutable state (the KV
+//! pool, the scheduler's queues) and serves any number of clients through
+//! channels.
 //!
 //! Clients hold an [`EngineHandle`] (cheap to clone, `Send + Sync`) and get a
 //! [`RequestStream`] per request. Dropping the stream cancels the request;
-//! the engine notices at its next step and frees the request's KV.
+//! the engine notices at its next step and returns the request's KV blocks.
 //!
-//! This first engine computes one request at a time (FIFO) with a
-//! contiguous KV cache; the API is the one the continuous-batching
-//! scheduler keeps.
+//! The engine thread loops over one step of three verbs, over plain data:
+//!
+//! ```text
+//! accept   new submissions → waiting queue; dropped streams → blocks freed
+//! schedule Scheduler::schedule → [Work { running index, tokens }]   (scheduler.rs)
+//! execute  one Llama::forward_paged over the packed batch, KV in the pool
+//! update   computed += tokens; full blocks → prefix cache; sequences that
+//!          caught up sample a token (Client) and stream it, or finish
+//! ```
+//!
+//! Every sequence in a step shares one pass of the weights, so decoding N
+//! requests together costs little more than one (CPU decode is bound by
+//! reading the weights). The pool's size is fixed at start from
+//! [`EngineConfig::kv_cache_bytes`]; a request may use up to the whole pool,
+//! so [`EngineHandle::max_context`] is the smaller of the model's context and
+//! the pool's capacity, and a sequence that reaches it finishes with
+//! [`FinishReason::ContextFull`].
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use herd_model::{logits_row, Llama, Logits};
+use candle_core::Tensor;
+use herd_model::{logits_row, KvPool, Llama, Logits, PagedSeq};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
+use crate::blocks::BlockManager;
+use crate::client::{Client, Next};
 use crate::error::{EngineError, Result};
 use crate::generate::FinishReason;
-use crate::request::{Completion, EngineConfig, EngineMetrics, Event, Request};
-use crate::sampler::{token_logprob, Sampler};
+use crate::request::{EngineConfig, EngineMetrics, Event, Request};
+use crate::sampler::Sampler;
+use crate::scheduler::{Limits, Scheduler, Sequence, Work};
 
 /// A request on its way into the engine, with its reply channel.
 struct Submission {
@@ -64,7 +83,8 @@ impl Drop for RequestStream {
 }
 
 impl EngineHandle {
-    /// Starts the engine thread for `model`.
+    /// Starts the engine thread for `model`, with a KV pool of
+    /// `config.kv_cache_bytes` (rounded down to whole blocks).
     pub fn start(model: Arc<Llama>, config: EngineConfig) -> Result<EngineHandle> {
         if config.max_num_seqs == 0 || config.block_size == 0 || config.max_batch_tokens == 0 {
             return Err(EngineError::InvalidRequest(
@@ -72,14 +92,18 @@ impl EngineHandle {
             ));
         }
         let cfg = model.config();
-        let block_bytes = kv_bytes_per_token(cfg) * config.block_size as u64;
-        let kv_blocks_total = (config.kv_cache_bytes / block_bytes) as usize;
+        let block_bytes = KvPool::bytes_per_block(cfg, config.block_size);
+        let kv_blocks_total = (config.kv_cache_bytes / block_bytes).min(u32::MAX as u64) as usize;
         if kv_blocks_total == 0 {
             return Err(EngineError::InvalidRequest(format!(
                 "KV cache of {} bytes holds no block of {block_bytes} bytes",
                 config.kv_cache_bytes
             )));
         }
+        let pool = KvPool::new(cfg, config.block_size, kv_blocks_total)?;
+        let max_context = cfg
+            .max_position_embeddings
+            .min(kv_blocks_total * config.block_size);
         let metrics = Arc::new(Mutex::new(EngineMetrics {
             kv_blocks_total,
             ..EngineMetrics::default()
@@ -88,14 +112,24 @@ impl EngineHandle {
         let handle = EngineHandle {
             submissions: tx,
             metrics: metrics.clone(),
-            max_context: cfg.max_position_embeddings,
+            max_context,
             vocab_size: cfg.vocab_size,
         };
+        let limits = Limits {
+            max_num_seqs: config.max_num_seqs,
+            max_batch_tokens: config.max_batch_tokens,
+            block_size: config.block_size,
+        };
+        let blocks = BlockManager::new(kv_blocks_total, config.prefix_caching);
         let worker = Worker {
             model,
-            config,
+            pool,
+            scheduler: Scheduler::new(limits, blocks),
+            clients: HashMap::new(),
             metrics,
-            queue: VecDeque::new(),
+            max_context,
+            next_id: 0,
+            totals: EngineMetrics::default(),
         };
         thread::Builder::new()
             .name("herd-engine".into())
@@ -127,7 +161,8 @@ impl EngineHandle {
         self.metrics.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
-    /// Longest sequence (prompt + output) the model takes.
+    /// Longest sequence (prompt + output) one request may reach: the model's
+    /// context, or the KV pool's capacity if that is smaller.
     pub fn max_context(&self) -> usize {
         self.max_context
     }
@@ -139,7 +174,8 @@ impl EngineHandle {
         }
         if request.prompt.len() >= self.max_context {
             return Err(EngineError::InvalidRequest(format!(
-                "prompt of {} tokens leaves no room in the context of {} tokens",
+                "prompt of {} tokens leaves no room in the context of {} tokens \
+                 (the model's context or the KV cache's capacity, whichever is smaller)",
                 request.prompt.len(),
                 self.max_context
             )));
@@ -158,132 +194,206 @@ impl EngineHandle {
     }
 }
 
-/// Bytes of keys and values one position takes across all layers (f32).
-fn kv_bytes_per_token(cfg: &herd_model::Config) -> u64 {
-    (2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 4) as u64
-}
-
 /// The engine thread's state.
 struct Worker {
     model: Arc<Llama>,
-    config: EngineConfig,
+    pool: KvPool,
+    scheduler: Scheduler,
+    /// Client side of every waiting or running sequence, by sequence id.
+    clients: HashMap<u64, Client>,
     metrics: Arc<Mutex<EngineMetrics>>,
-    queue: VecDeque<Submission>,
+    max_context: usize,
+    next_id: u64,
+    /// Counters since start (the gauges are read off the scheduler).
+    totals: EngineMetrics,
 }
 
 impl Worker {
-    /// Serves until every handle is dropped and the queue is empty.
+    /// Serves until every handle is dropped and no request is left.
     fn run(mut self, rx: Receiver<Submission>) {
         loop {
-            if self.queue.is_empty() {
+            if self.scheduler.running.is_empty() && self.scheduler.waiting.is_empty() {
                 match rx.recv() {
-                    Ok(s) => self.queue.push_back(s),
+                    Ok(s) => self.accept(s),
                     Err(_) => return,
                 }
             }
-            self.drain(&rx);
-            if let Some(sub) = self.queue.pop_front() {
-                self.update(|m| {
-                    m.running = 1;
-                    m.prompt_tokens_total += sub.request.prompt.len() as u64;
-                });
-                let events = sub.events.clone();
-                if let Err(e) = self.serve(sub, &rx) {
-                    let _ = events.send(Event::Failed(e.to_string()));
+            while let Ok(s) = rx.try_recv() {
+                self.accept(s);
+            }
+            self.drop_cancelled();
+            self.step();
+            self.publish();
+        }
+    }
+
+    /// Queues a submission.
+    fn accept(&mut self, sub: Submission) {
+        let reuse_prefix = sub.request.prompt_logprobs.is_none();
+        self.totals.prompt_tokens_total += sub.request.prompt.len() as u64;
+        let sampler = match Sampler::new(sub.request.sampling.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = sub.events.send(Event::Failed(e.to_string()));
+                return;
+            }
+        };
+        let (client, prompt) = Client::new(sub.request, sampler, sub.events, sub.cancelled);
+        let id = self.next_id;
+        self.next_id += 1;
+        self.clients.insert(id, client);
+        self.scheduler
+            .waiting
+            .push_back(Sequence::new(id, prompt, reuse_prefix));
+    }
+
+    /// Forgets requests whose stream was dropped, returning their blocks.
+    fn drop_cancelled(&mut self) {
+        let cancelled = |clients: &HashMap<u64, Client>, id: u64| {
+            clients.get(&id).is_none_or(Client::is_cancelled)
+        };
+        for i in (0..self.scheduler.running.len()).rev() {
+            let id = self.scheduler.running[i].id;
+            if cancelled(&self.clients, id) {
+                self.scheduler.remove_running(i);
+                self.clients.remove(&id);
+            }
+        }
+        let clients = &mut self.clients;
+        self.scheduler.waiting.retain(|s| {
+            let keep = !cancelled(clients, s.id);
+            if !keep {
+                clients.remove(&s.id);
+            }
+            keep
+        });
+    }
+
+    /// One engine step: schedule, execute, update.
+    fn step(&mut self) {
+        let work = self.scheduler.schedule();
+        if work.is_empty() {
+            return;
+        }
+        match self.execute(&work) {
+            Ok(logits) => self.update(&work, &logits),
+            Err(e) => self.fail(&work, &e),
+        }
+    }
+
+    /// Runs the model over the step's packed batch.
+    fn execute(&mut self, work: &[Work]) -> Result<Vec<Tensor>> {
+        let running = &self.scheduler.running;
+        let batch: Vec<PagedSeq<'_>> = work
+            .iter()
+            .map(|w| {
+                let seq = &running[w.index];
+                let wants_all = self.clients[&seq.id].wants_prompt_rows(seq.computed);
+                PagedSeq {
+                    tokens: &seq.tokens[seq.computed..seq.computed + w.tokens],
+                    past: seq.computed,
+                    blocks: &seq.blocks,
+                    logits: if wants_all { Logits::All } else { Logits::Last },
                 }
-                self.update(|m| {
-                    m.running = 0;
-                    m.kv_blocks_used = 0;
-                });
+            })
+            .collect();
+        Ok(self.model.forward_paged(&mut self.pool, &batch)?)
+    }
+
+    /// Advances every sequence of the step, samples those that caught up,
+    /// and retires the finished ones.
+    fn update(&mut self, work: &[Work], logits: &[Tensor]) {
+        let mut finished: Vec<(usize, std::result::Result<FinishReason, String>)> = Vec::new();
+        for (w, logits) in work.iter().zip(logits) {
+            if let Some(outcome) = self.advance(w, logits) {
+                finished.push((w.index, outcome));
+            }
+        }
+        finished.sort_by_key(|&(i, _)| std::cmp::Reverse(i));
+        for (i, outcome) in finished {
+            let seq = self.scheduler.remove_running(i);
+            let Some(client) = self.clients.remove(&seq.id) else {
+                continue;
+            };
+            match outcome {
+                Ok(reason) => client.finish(reason, seq.cached_prompt_tokens.unwrap_or(0)),
+                Err(message) => client.fail(message),
             }
         }
     }
 
-    /// Moves newly submitted requests into the queue without blocking.
-    fn drain(&mut self, rx: &Receiver<Submission>) {
-        while let Ok(s) = rx.try_recv() {
-            self.queue.push_back(s);
+    /// Applies one sequence's results; `Some` when it is finished.
+    fn advance(
+        &mut self,
+        w: &Work,
+        logits: &Tensor,
+    ) -> Option<std::result::Result<FinishReason, String>> {
+        let seq = &self.scheduler.running[w.index];
+        let (id, start) = (seq.id, seq.computed);
+        let client = self.clients.get_mut(&id)?;
+        let rows = match (0..logits.dims()[0])
+            .map(|r| logits_row(logits, r))
+            .collect::<herd_model::Result<Vec<_>>>()
+        {
+            Ok(rows) => rows,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        if client.wants_prompt_rows(start) {
+            client.score_prompt(&seq.tokens, start, &rows);
         }
-        let waiting = self.queue.len();
-        self.update(|m| m.waiting = waiting);
+        self.scheduler.computed(w.index, w.tokens);
+        let seq = &mut self.scheduler.running[w.index];
+        if seq.behind() > 0 {
+            return None; // more of the prompt to go
+        }
+        if client.prompt_logprobs_pending() {
+            client.send_prompt_logprobs();
+            seq.reuse_prefix = true;
+        }
+        let row = rows.last()?.clone();
+        match client.next(row, &seq.tokens) {
+            Err(e) => Some(Err(e.to_string())),
+            Ok(Next::Finish(reason)) => Some(Ok(reason)),
+            Ok(Next::Token(token)) => {
+                seq.tokens.push(token);
+                self.totals.generated_tokens_total += 1;
+                if client.budget_spent() {
+                    Some(Ok(FinishReason::Length))
+                } else if seq.tokens.len() >= self.max_context {
+                    Some(Ok(FinishReason::ContextFull))
+                } else {
+                    None
+                }
+            }
+        }
     }
 
-    fn update(&self, f: impl FnOnce(&mut EngineMetrics)) {
+    /// Fails every request of a step whose forward pass failed.
+    fn fail(&mut self, work: &[Work], error: &EngineError) {
+        let mut indices: Vec<usize> = work.iter().map(|w| w.index).collect();
+        indices.sort_unstable_by(|a, b| b.cmp(a));
+        for i in indices {
+            let seq = self.scheduler.remove_running(i);
+            if let Some(client) = self.clients.remove(&seq.id) {
+                client.fail(error.to_string());
+            }
+        }
+    }
+
+    /// Publishes the gauges and counters.
+    fn publish(&self) {
+        let s = &self.scheduler;
+        let snapshot = EngineMetrics {
+            running: s.running.len(),
+            waiting: s.waiting.len(),
+            kv_blocks_total: self.pool.num_blocks(),
+            kv_blocks_used: s.blocks.held(),
+            prefix_cache_hit_tokens: s.prefix_hit_tokens,
+            preemptions_total: s.preemptions,
+            ..self.totals.clone()
+        };
         if let Ok(mut m) = self.metrics.lock() {
-            f(&mut m);
+            *m = snapshot;
         }
-    }
-
-    /// Prefills and decodes one request to its end, streaming events.
-    fn serve(&mut self, sub: Submission, rx: &Receiver<Submission>) -> Result<()> {
-        let Submission {
-            mut request,
-            events,
-            cancelled,
-        } = sub;
-        let model = self.model.clone();
-        let mut sampler = Sampler::new(request.sampling.clone())?;
-        let mut cache = model.new_cache();
-        let which = if request.prompt_logprobs.is_some() {
-            Logits::All
-        } else {
-            Logits::Last
-        };
-        let logits = model.forward_one(&request.prompt, &mut cache, which)?;
-        let rows = logits.dims()[0];
-        if let Some(k) = request.prompt_logprobs {
-            let mut scored = Vec::with_capacity(rows.saturating_sub(1));
-            for (i, &id) in request.prompt.iter().enumerate().skip(1) {
-                scored.push(token_logprob(&logits_row(&logits, i - 1)?, id, k));
-            }
-            let _ = events.send(Event::PromptLogprobs(scored));
-        }
-        let mut row = logits_row(&logits, rows - 1)?;
-        let mut context = request.prompt.clone();
-        let mut generated = 0;
-        let finish = loop {
-            if cancelled.load(Ordering::Relaxed) {
-                break FinishReason::Cancelled;
-            }
-            if generated >= request.max_tokens {
-                break FinishReason::Length;
-            }
-            let raw = request.logprobs.map(|_| row.clone());
-            if let Some(p) = request.processor.as_mut() {
-                p.process(&mut row);
-            }
-            let token = sampler.sample(&mut row, &context)?;
-            if let Some(p) = request.processor.as_mut() {
-                p.accept(token);
-            }
-            if request.stop_ids.contains(&token) {
-                break FinishReason::Stop(token);
-            }
-            let logprob = raw.map(|r| token_logprob(&r, token, request.logprobs.unwrap_or(0)));
-            generated += 1;
-            context.push(token);
-            self.update(|m| {
-                m.generated_tokens_total += 1;
-                m.kv_blocks_used = context.len().div_ceil(self.config.block_size);
-            });
-            if events.send(Event::Token { id: token, logprob }).is_err() {
-                break FinishReason::Cancelled;
-            }
-            if context.len() >= self.model.config().max_position_embeddings {
-                break FinishReason::ContextFull;
-            }
-            if generated < request.max_tokens {
-                let logits = model.forward_one(&[token], &mut cache, Logits::Last)?;
-                row = logits_row(&logits, 0)?;
-            }
-            self.drain(rx);
-        };
-        let _ = events.send(Event::Finished(Completion {
-            finish,
-            prompt_tokens: request.prompt.len(),
-            completion_tokens: generated,
-            cached_prompt_tokens: 0,
-        }));
-        Ok(())
     }
 }

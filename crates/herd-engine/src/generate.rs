@@ -1,6 +1,7 @@
 //! Single-sequence generation: prefill the prompt, then decode one token at a
 //! time until a stop token, the token budget, the context end, or the caller
-//! says stop. The continuous-batching scheduler builds on the same pieces.
+//! says stop. The serving engine (`engine.rs`) batches many sequences with the
+//! same sampler and finish rules.
 
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};

@@ -5,6 +5,9 @@
 //! - **Weights are immutable, state is separate.** [`Llama::forward`] takes
 //!   `&self` and a batch of [`SeqInput`]s, each owning a [`KvCache`], so one
 //!   loaded model serves many sequences (and threads) at once.
+//!   [`Llama::forward_paged`] does the same for sequences whose KV lives in
+//!   blocks of a shared [`KvPool`] (the serving engine's paged cache); both
+//!   run the same attention loops, so they give the same logits.
 //! - **All positions.** The forward pass can return logits for every new
 //!   position ([`Logits::All`]): training and distillation need them;
 //!   generation asks for [`Logits::Last`] and skips the vocabulary projection
@@ -12,13 +15,15 @@
 //! - **Own matrix kernels, candle for the rest.** Linear layers read their
 //!   bf16/f16/f32 weights straight from the memory-mapped file through
 //!   `herd-kernels` (candle's bf16 matrix-vector product is ~10x slower than
-//!   its f32 one on CPU, and candle would copy the weights); normalisation,
-//!   rotary embeddings and attention use candle's fused CPU ops.
+//!   its f32 one on CPU, and candle would copy the weights); attention and
+//!   rotary embeddings are plain f32 loops over the KV rows (so paged and
+//!   contiguous KV need no gathering); normalisation uses candle's CPU ops.
 //! - **Two-stage configuration.** [`RawConfig`] mirrors `config.json`;
 //!   [`Config`] is resolved and validated, accepting both the legacy
 //!   `rope_theta`/`rope_scaling` keys and the newer `rope_parameters`.
 #![deny(missing_docs)]
 
+mod attention;
 mod checkpoint;
 mod config;
 mod error;
@@ -36,7 +41,7 @@ pub use config::{
 pub use error::{ModelError, Result};
 pub use export::{add_model_tensors, model_metadata, FileType};
 pub use gguf::GgufWeights;
-pub use kv::KvCache;
-pub use model::{logits_row, Llama, Logits, SeqInput};
+pub use kv::{KvCache, KvPool};
+pub use model::{logits_row, Llama, Logits, PagedSeq, SeqInput};
 pub use rope::{Rope, RopeAngles, RopeLayout};
 pub use weights::{TensorSource, Weight, WeightFiles};

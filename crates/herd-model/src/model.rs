@@ -1,6 +1,8 @@
 //! The Llama decoder. Weights are immutable and memory-mapped; each call to
 //! [`Llama::forward`] takes a batch of sequences, each with its own
-//! [`KvCache`], and returns logits for every new position (or only the last).
+//! [`KvCache`], and returns logits for every new position (or only the last);
+//! [`Llama::forward_paged`] takes sequences whose KV lives in a shared
+//! [`KvPool`] instead.
 //!
 //! The batch is "packed": the new tokens of all sequences are concatenated
 //! into one `(tokens, hidden)` matrix so that every linear layer streams its
@@ -11,9 +13,10 @@
 use candle_core::{Device, Storage, Tensor};
 use herd_kernels::matmul_wt;
 
+use crate::attention::{attend, Heads, Span};
 use crate::config::{Config, GenerationConfig};
 use crate::error::{ModelError, Result};
-use crate::kv::KvCache;
+use crate::kv::{KvCache, KvPool, KvView};
 use crate::rope::{Rope, RopeAngles};
 use crate::weights::{TensorSource, Weight};
 
@@ -32,6 +35,61 @@ pub struct SeqInput<'a> {
     pub tokens: &'a [u32],
     /// The sequence's cache; its length is the position of `tokens[0]`.
     pub cache: &'a mut KvCache,
+}
+
+/// One sequence's part of a batch whose KV lives in a shared [`KvPool`].
+#[derive(Debug, Clone, Copy)]
+pub struct PagedSeq<'a> {
+    /// Tokens to append (at least one).
+    pub tokens: &'a [u32],
+    /// Positions already stored in the blocks; the position of `tokens[0]`.
+    pub past: usize,
+    /// Block table: position `p` lives in block `blocks[p / block_size]`.
+    /// Must cover `past + tokens.len()` positions; the blocks written in this
+    /// step (those holding positions `past..`) must not be written by any other
+    /// sequence of the batch.
+    pub blocks: &'a [u32],
+    /// Which of this sequence's positions get logits.
+    pub logits: Logits,
+}
+
+/// One sequence's new tokens, where they start, and which logits it wants.
+struct Step<'a> {
+    tokens: &'a [u32],
+    past: usize,
+    logits: Logits,
+}
+
+/// The KV storage of a whole batch: each sequence's own cache, or one pool.
+enum BatchKv<'x, 'a> {
+    Contiguous(&'x mut [SeqInput<'a>]),
+    Paged {
+        pool: &'x mut KvPool,
+        seqs: &'x [PagedSeq<'a>],
+    },
+}
+
+impl BatchKv<'_, '_> {
+    /// Stores sequence `seq`'s new keys and values for `layer`.
+    fn write(&mut self, layer: usize, seq: usize, k: &[f32], v: &[f32]) -> Result<()> {
+        match self {
+            BatchKv::Contiguous(batch) => batch[seq].cache.append(layer, k, v),
+            BatchKv::Paged { pool, seqs } => {
+                pool.write(layer, seqs[seq].blocks, seqs[seq].past, k, v);
+                Ok(())
+            }
+        }
+    }
+
+    /// Every sequence's keys and values for `layer`, this step's included.
+    fn views(&self, layer: usize) -> Vec<KvView<'_>> {
+        match self {
+            BatchKv::Contiguous(batch) => batch.iter().map(|s| s.cache.view(layer)).collect(),
+            BatchKv::Paged { pool, seqs } => {
+                seqs.iter().map(|s| pool.view(layer, s.blocks)).collect()
+            }
+        }
+    }
 }
 
 /// A linear layer without bias, computed by herd's own kernels.
@@ -55,13 +113,28 @@ impl Linear {
 
     /// `x · Wᵀ` for `x: (n, in_features)`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, k) = x.dims2()?;
-        let out_features = self.weight.shape()[0];
+        let n = x.dim(0)?;
+        let y = with_f32_slice(x, |xs| self.apply(xs, n))??;
+        Ok(Tensor::from_vec(
+            y,
+            (n, self.weight.shape()[0]),
+            x.device(),
+        )?)
+    }
+
+    /// `x · Wᵀ` on plain rows: `x: (n, in_features)` → `(n, out_features)`.
+    fn apply(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        let (out_features, in_features) = (self.weight.shape()[0], self.weight.shape()[1]);
         let mut y = vec![0f32; n * out_features];
-        with_f32_slice(x, |xs| {
-            matmul_wt(xs, n, k, self.weight.as_slice(), out_features, &mut y)
-        })??;
-        Ok(Tensor::from_vec(y, (n, out_features), x.device())?)
+        matmul_wt(
+            x,
+            n,
+            in_features,
+            self.weight.as_slice(),
+            out_features,
+            &mut y,
+        )?;
+        Ok(y)
     }
 }
 
@@ -142,90 +215,52 @@ impl Attention {
         })
     }
 
-    /// `x: (total_new_tokens, hidden)` packed over `batch`; returns the same shape.
+    /// `x: (total_new_tokens, hidden)` packed over `spans`; returns the same shape.
     fn forward(
         &self,
         x: &Tensor,
         layer: usize,
-        batch: &mut [SeqInput<'_>],
+        spans: &[Span],
         angles: &[RopeAngles],
+        kv: &mut BatchKv<'_, '_>,
     ) -> Result<Tensor> {
         // Projections for all sequences at once.
-        let q = self.q_proj.forward(x)?;
-        let k = self.k_proj.forward(x)?;
-        let v = self.v_proj.forward(x)?;
-        let mut outputs = Vec::with_capacity(batch.len());
+        let n = x.dim(0)?;
+        let (mut q, mut k, v) = with_f32_slice(x, |xs| -> Result<_> {
+            Ok((
+                self.q_proj.apply(xs, n)?,
+                self.k_proj.apply(xs, n)?,
+                self.v_proj.apply(xs, n)?,
+            ))
+        })??;
+        // Rotate each sequence's new rows by absolute position and store its keys and values.
+        let (q_dim, kv_dim) = (
+            self.n_heads * self.head_dim,
+            self.n_kv_heads * self.head_dim,
+        );
         let mut row = 0;
-        for (seq, angles) in batch.iter_mut().zip(angles) {
-            let n = seq.tokens.len();
-            let past = seq.cache.len();
-            let q = q
-                .narrow(0, row, n)?
-                .reshape((1, n, self.n_heads, self.head_dim))?;
-            let k = k
-                .narrow(0, row, n)?
-                .reshape((1, n, self.n_kv_heads, self.head_dim))?;
-            let v = v
-                .narrow(0, row, n)?
-                .reshape((1, n, self.n_kv_heads, self.head_dim))?;
-            row += n;
-            // (1, heads, n, head_dim), rotated by absolute position.
-            let q = angles.apply(&q.transpose(1, 2)?)?;
-            let k = angles.apply(&k.transpose(1, 2)?)?;
-            let v = v.transpose(1, 2)?.contiguous()?;
-            // Append to this sequence's cache and attend over all of it.
-            let (k, v) = seq.cache.append(layer, k, v)?;
-            outputs.push(self.attend(&q, &k, &v, past)?);
+        for (i, (span, angles)) in spans.iter().zip(angles).enumerate() {
+            let rows = row..row + span.len;
+            angles.rotate(&mut q[rows.start * q_dim..rows.end * q_dim]);
+            let (k, v) = (
+                &mut k[rows.start * kv_dim..rows.end * kv_dim],
+                &v[rows.start * kv_dim..rows.end * kv_dim],
+            );
+            angles.rotate(k);
+            kv.write(layer, i, k, v)?;
+            row = rows.end;
         }
-        let y = Tensor::cat(&outputs, 0)?;
-        self.o_proj.forward(&y)
-    }
-
-    /// softmax(q kᵀ / √d + causal mask) v for one sequence.
-    /// `q: (1, n_heads, n, d)`, `k, v: (1, n_kv_heads, past + n, d)`; returns `(n, n_heads * d)`.
-    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, past: usize) -> Result<Tensor> {
-        let n = q.dim(2)?;
-        let total = k.dim(2)?;
-        let group = self.n_heads / self.n_kv_heads;
-        // Query heads sharing a KV head are stacked, so K and V are never repeated.
-        let q = q.reshape((1, self.n_kv_heads, group * n, self.head_dim))?;
-        let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?;
-        let scores = if n > 1 {
-            scores.broadcast_add(&causal_mask(n, group, past, total, q.device())?)?
-        } else {
-            scores
+        // Attend over each sequence's whole history, then project back.
+        let mut y = vec![0f32; n * q_dim];
+        let heads = Heads {
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
         };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let y = probs.matmul(v)?; // (1, n_kv_heads, group * n, d)
-        let y = y
-            .reshape((1, self.n_heads, n, self.head_dim))?
-            .transpose(1, 2)?;
-        Ok(y.reshape((n, self.n_heads * self.head_dim))?)
+        attend(heads, &q, spans, &kv.views(layer), &mut y);
+        self.o_proj
+            .forward(&Tensor::from_vec(y, (n, q_dim), x.device())?)
     }
-}
-
-/// `(group * n, total)`: row `g * n + i` is query position `past + i`, which
-/// may see keys `0..=past + i`.
-fn causal_mask(
-    n: usize,
-    group: usize,
-    past: usize,
-    total: usize,
-    device: &Device,
-) -> Result<Tensor> {
-    let mut mask = Vec::with_capacity(group * n * total);
-    for _ in 0..group {
-        for i in 0..n {
-            mask.extend((0..total).map(|j| {
-                if j <= past + i {
-                    0f32
-                } else {
-                    f32::NEG_INFINITY
-                }
-            }));
-        }
-    }
-    Ok(Tensor::from_vec(mask, (group * n, total), device)?)
 }
 
 /// SwiGLU feed-forward block.
@@ -372,55 +407,93 @@ impl Llama {
     /// checked before any cache is touched, so an error leaves caches intact.
     pub fn forward(&self, batch: &mut [SeqInput<'_>], which: Logits) -> Result<Vec<Tensor>> {
         self.check_batch(batch)?;
+        let spans: Vec<Step<'_>> = batch
+            .iter()
+            .map(|s| Step {
+                tokens: s.tokens,
+                past: s.cache.len(),
+                logits: which,
+            })
+            .collect();
+        let logits = self.run(&spans, &mut BatchKv::Contiguous(batch))?;
+        for seq in batch.iter_mut() {
+            seq.cache.advance(seq.tokens.len());
+        }
+        Ok(logits)
+    }
+
+    /// Runs a batch whose KV lives in `pool`: each sequence's new tokens are
+    /// written at positions `past..` of its block table and attend over
+    /// positions `0..past + tokens.len()`. Returns per-sequence logits as
+    /// [`Llama::forward`] does, with each sequence's own [`Logits`] choice.
+    /// Every input is checked before the pool is touched.
+    pub fn forward_paged(&self, pool: &mut KvPool, batch: &[PagedSeq<'_>]) -> Result<Vec<Tensor>> {
+        self.check_paged(pool, batch)?;
+        let spans: Vec<Step<'_>> = batch
+            .iter()
+            .map(|s| Step {
+                tokens: s.tokens,
+                past: s.past,
+                logits: s.logits,
+            })
+            .collect();
+        self.run(&spans, &mut BatchKv::Paged { pool, seqs: batch })
+    }
+
+    /// The forward pass proper, over already-checked inputs.
+    fn run(&self, steps: &[Step<'_>], kv: &mut BatchKv<'_, '_>) -> Result<Vec<Tensor>> {
         // Embed all new tokens of all sequences into one packed matrix.
-        let tokens: Vec<u32> = batch
+        let tokens: Vec<u32> = steps
             .iter()
             .flat_map(|s| s.tokens.iter().copied())
             .collect();
         let mut x = self.embed(&tokens)?;
         // Rotary angles of each sequence's new positions, shared by all layers.
-        let angles = batch
+        let angles: Vec<RopeAngles> = steps
             .iter()
-            .map(|s| {
-                self.rope
-                    .angles(s.cache.len(), s.tokens.len(), &self.device)
+            .map(|s| self.rope.angles(s.past, s.tokens.len()))
+            .collect();
+        let spans: Vec<Span> = steps
+            .iter()
+            .map(|s| Span {
+                len: s.tokens.len(),
+                past: s.past,
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect();
         for (i, layer) in self.layers.iter().enumerate() {
             // x = x + attn(norm(x))
             let h = layer.input_layernorm.forward(&x)?;
-            x = (x + layer.self_attn.forward(&h, i, batch, &angles)?)?;
+            x = (x + layer.self_attn.forward(&h, i, &spans, &angles, kv)?)?;
             // x = x + mlp(norm(x))
             let h = layer.post_attention_layernorm.forward(&x)?;
             x = (x + layer.mlp.forward(&h)?)?;
         }
-        for seq in batch.iter_mut() {
-            seq.cache.advance(seq.tokens.len());
-        }
-        // Final norm, then the vocabulary projection on the requested rows.
+        // Final norm, then the vocabulary projection on the requested rows only.
         let x = self.norm.forward(&x)?;
-        let mut logits = Vec::with_capacity(batch.len());
-        match which {
-            Logits::All => {
-                let all = self.lm_head.forward(&x)?;
-                let mut row = 0;
-                for seq in batch.iter() {
-                    logits.push(all.narrow(0, row, seq.tokens.len())?);
-                    row += seq.tokens.len();
-                }
-            }
-            Logits::Last => {
-                let mut row = 0;
-                let mut last_rows = Vec::with_capacity(batch.len());
-                for seq in batch.iter() {
-                    row += seq.tokens.len();
-                    last_rows.push(x.narrow(0, row - 1, 1)?);
-                }
-                let all = self.lm_head.forward(&Tensor::cat(&last_rows, 0)?)?;
-                for i in 0..batch.len() {
-                    logits.push(all.narrow(0, i, 1)?);
-                }
-            }
+        let mut rows = Vec::with_capacity(tokens.len());
+        let mut counts = Vec::with_capacity(steps.len());
+        let mut start = 0;
+        for s in steps {
+            let end = start + s.tokens.len();
+            let first = match s.logits {
+                Logits::All => start,
+                Logits::Last => end - 1,
+            };
+            rows.extend(first as u32..end as u32);
+            counts.push(end - first);
+            start = end;
+        }
+        let selected = if rows.len() == tokens.len() {
+            x
+        } else {
+            x.index_select(&Tensor::new(rows.as_slice(), &self.device)?, 0)?
+        };
+        let all = self.lm_head.forward(&selected)?;
+        let mut logits = Vec::with_capacity(steps.len());
+        let mut row = 0;
+        for n in counts {
+            logits.push(all.narrow(0, row, n)?);
+            row += n;
         }
         Ok(logits)
     }
@@ -443,37 +516,99 @@ impl Llama {
             return Err(ModelError::InvalidInput("empty batch".into()));
         }
         for seq in batch {
-            if seq.tokens.is_empty() {
-                return Err(ModelError::InvalidInput(
-                    "a sequence in the batch has no new tokens".into(),
-                ));
-            }
-            if seq.cache.num_layers() != self.config.num_hidden_layers {
+            if seq.cache.num_layers() != self.config.num_hidden_layers
+                || seq.cache.kv_dim() != self.kv_dim()
+            {
                 return Err(ModelError::InvalidInput(format!(
-                    "KV cache made for {} layers, model has {}",
+                    "KV cache made for {} layers of width {}, model has {} of width {}",
                     seq.cache.num_layers(),
-                    self.config.num_hidden_layers
+                    seq.cache.kv_dim(),
+                    self.config.num_hidden_layers,
+                    self.kv_dim()
                 )));
             }
-            let requested = seq.cache.len() + seq.tokens.len();
-            if requested > self.config.max_position_embeddings {
-                return Err(ModelError::ContextOverflow {
-                    limit: self.config.max_position_embeddings,
-                    requested,
-                });
+            self.check_tokens(seq.tokens, seq.cache.len())?;
+        }
+        Ok(())
+    }
+
+    fn check_paged(&self, pool: &KvPool, batch: &[PagedSeq<'_>]) -> Result<()> {
+        if batch.is_empty() {
+            return Err(ModelError::InvalidInput("empty batch".into()));
+        }
+        if pool.num_layers() != self.config.num_hidden_layers || pool.kv_dim() != self.kv_dim() {
+            return Err(ModelError::InvalidInput(format!(
+                "KV pool made for {} layers of width {}, model has {} of width {}",
+                pool.num_layers(),
+                pool.kv_dim(),
+                self.config.num_hidden_layers,
+                self.kv_dim()
+            )));
+        }
+        let mut written = std::collections::HashSet::new();
+        for seq in batch {
+            self.check_tokens(seq.tokens, seq.past)?;
+            let end = seq.past + seq.tokens.len();
+            if seq.blocks.len() * pool.block_size() < end {
+                return Err(ModelError::InvalidInput(format!(
+                    "block table of {} blocks of {} positions cannot hold {end} positions",
+                    seq.blocks.len(),
+                    pool.block_size()
+                )));
             }
-            if let Some(&id) = seq
-                .tokens
+            if let Some(&b) = seq
+                .blocks
                 .iter()
-                .find(|&&t| t as usize >= self.config.vocab_size)
+                .find(|&&b| b as usize >= pool.num_blocks())
             {
-                return Err(ModelError::TokenOutOfRange {
-                    id,
-                    vocab_size: self.config.vocab_size,
-                });
+                return Err(ModelError::InvalidInput(format!(
+                    "block {b} is outside the pool of {} blocks",
+                    pool.num_blocks()
+                )));
+            }
+            // Two sequences writing the same block would corrupt each other.
+            let first = seq.past / pool.block_size();
+            let last = (end - 1) / pool.block_size();
+            for &b in &seq.blocks[first..=last] {
+                if !written.insert(b) {
+                    return Err(ModelError::InvalidInput(format!(
+                        "block {b} is written by two sequences of one batch"
+                    )));
+                }
             }
         }
         Ok(())
+    }
+
+    /// Checks one sequence's new tokens against the context and vocabulary.
+    fn check_tokens(&self, tokens: &[u32], past: usize) -> Result<()> {
+        if tokens.is_empty() {
+            return Err(ModelError::InvalidInput(
+                "a sequence in the batch has no new tokens".into(),
+            ));
+        }
+        let requested = past + tokens.len();
+        if requested > self.config.max_position_embeddings {
+            return Err(ModelError::ContextOverflow {
+                limit: self.config.max_position_embeddings,
+                requested,
+            });
+        }
+        if let Some(&id) = tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config.vocab_size)
+        {
+            return Err(ModelError::TokenOutOfRange {
+                id,
+                vocab_size: self.config.vocab_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Width of one position's keys (or values) in one layer.
+    fn kv_dim(&self) -> usize {
+        self.config.num_key_value_heads * self.config.head_dim
     }
 
     /// Rows of the embedding table, converted to f32: `(tokens, hidden)`.

@@ -2,10 +2,7 @@
 //! "llama3" scaling. Frequencies are computed in f32 in the same order as
 //! `transformers` so that angles at long positions agree to the last bits.
 
-use candle_core::{Device, Tensor};
-
 use crate::config::{Config, RopeScaling};
-use crate::error::Result;
 
 /// Which dimensions of a head are rotated together. Hugging Face checkpoints
 /// pair dimension `i` with `i + head_dim / 2`; llama.cpp's converter permutes
@@ -107,18 +104,7 @@ impl Rope {
 
     /// The rotation of positions `start..start + len`, computed once per
     /// forward pass and shared by every layer's queries and keys.
-    pub fn angles(&self, start: usize, len: usize, device: &Device) -> Result<RopeAngles> {
-        let (cos, sin) = self.tables(start, len, device)?;
-        Ok(RopeAngles {
-            cos,
-            sin,
-            layout: self.layout,
-        })
-    }
-
-    /// `(cos, sin)` tables of shape `(len, head_dim / 2)` for positions
-    /// `start..start + len`.
-    fn tables(&self, start: usize, len: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+    pub fn angles(&self, start: usize, len: usize) -> RopeAngles {
         let half = self.inv_freq.len();
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);
@@ -129,10 +115,12 @@ impl Rope {
                 sin.push(angle.sin());
             }
         }
-        Ok((
-            Tensor::from_vec(cos, (len, half), device)?,
-            Tensor::from_vec(sin, (len, half), device)?,
-        ))
+        RopeAngles {
+            cos,
+            sin,
+            half,
+            layout: self.layout,
+        }
     }
 }
 
@@ -140,19 +128,36 @@ impl Rope {
 #[derive(Debug, Clone)]
 pub struct RopeAngles {
     /// `(len, head_dim / 2)`.
-    cos: Tensor,
+    cos: Vec<f32>,
     /// `(len, head_dim / 2)`.
-    sin: Tensor,
+    sin: Vec<f32>,
+    /// `head_dim / 2`.
+    half: usize,
     layout: RopeLayout,
 }
 
 impl RopeAngles {
-    /// Rotates `x: (1, heads, len, head_dim)`.
-    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        let x = x.contiguous()?;
-        Ok(match self.layout {
-            RopeLayout::HalfSplit => candle_nn::rotary_emb::rope(&x, &self.cos, &self.sin)?,
-            RopeLayout::Interleaved => candle_nn::rotary_emb::rope_i(&x, &self.cos, &self.sin)?,
-        })
+    /// Rotates `x: (len, heads, head_dim)` in place, position `i` of the run
+    /// by row `i` of the tables (the arithmetic of candle's `rope`/`rope_i`).
+    pub fn rotate(&self, x: &mut [f32]) {
+        let half = self.half;
+        let positions = self.cos.len() / half.max(1);
+        if half == 0 || positions == 0 || x.is_empty() {
+            return;
+        }
+        for (p, row) in x.chunks_exact_mut(x.len() / positions).enumerate() {
+            let (cos, sin) = (&self.cos[p * half..][..half], &self.sin[p * half..][..half]);
+            for head in row.chunks_exact_mut(2 * half) {
+                for i in 0..half {
+                    let (a, b) = match self.layout {
+                        RopeLayout::HalfSplit => (i, i + half),
+                        RopeLayout::Interleaved => (2 * i, 2 * i + 1),
+                    };
+                    let (x1, x2) = (head[a], head[b]);
+                    head[a] = x1 * cos[i] - x2 * sin[i];
+                    head[b] = x1 * sin[i] + x2 * cos[i];
+                }
+            }
+        }
     }
 }
