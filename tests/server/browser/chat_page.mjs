@@ -46,6 +46,7 @@ try {
     offline: false, latency: 0, downloadThroughput: 20000, uploadThroughput: -1,
   });
   await page.fill("#max-tokens", "100");
+  await page.fill("#temperature", "0"); // greedy: these prompts never end early
   await page.evaluate(() => {
     window.lengths = new Set();
     new MutationObserver(() => {
@@ -74,10 +75,8 @@ try {
 
   // The stop button aborts an answer; the server frees its KV blocks. A
   // background request keeps the engine busy so the answer cannot finish
-  // before the click.
-  const generated = async () =>
-    Number((await (await fetch(base + "/metrics")).text()).match(/^herd_generation_tokens_total (\d+)/m)[1]);
-  const before = await generated();
+  // before the click. (That an abandoned request stops generating is
+  // measured in tests/server/test_openai_api.py.)
   const load = new AbortController();
   const loadBody = { model: "herd-embedded", stream: true, n: 16, max_tokens: 1900, temperature: 0,
                      messages: [{ role: "user", content: "Keep the engine busy." }] };
@@ -104,8 +103,8 @@ try {
     used = await kvBlocksUsed();
   }
   assert.equal(used, 0, "KV blocks still held after stop");
-  const spent = (await generated()) - before;
-  assert.ok(spent < (16 * 1900 + 2000) / 2, `${spent} tokens generated after the requests were abandoned`);
+  const aborted = await page.$eval(".assistant", (e) => ({ text: e.textContent, error: e.classList.contains("error") }));
+  assert.equal(aborted.error, false, aborted.text);
   console.log("chat page: streamed answer, markdown, stop button: ok");
 } finally {
   await browser.close();
