@@ -30,6 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HERD = ROOT / "target" / "release" / "herd"
+# Servers (by base URL) that take `stream_options.include_usage`.
+USAGE_IN_STREAM = {}
 
 
 def free_port():
@@ -66,23 +68,32 @@ def start_llama_cpp(model, threads, port, ctx):
 
 
 def one_client(base, model, prompt, max_tokens, start, out):
+    """One streaming request. Tokens are counted from the usage chunk when
+    the server sends one (herd), else one per chunk before the last
+    (llama.cpp sends a chunk per token, also for tokens without text); the
+    time to first token is the arrival of the first chunk."""
     body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
             "stream": True}
+    if USAGE_IN_STREAM.get(base):
+        body["stream_options"] = {"include_usage": True}
     req = urllib.request.Request(base + "/v1/completions", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"}, method="POST")
-    first, tokens = None, 0
+    first, chunks, usage = None, 0, None
     with urllib.request.urlopen(req, timeout=3600) as res:
         for raw in res:
             line = raw.decode().strip()
             if not line.startswith("data:") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[5:])
+            if chunk.get("usage"):
+                usage = chunk["usage"]["completion_tokens"]
             for choice in chunk.get("choices", []):
-                if choice.get("text"):
-                    tokens += 1
-                    if first is None:
-                        first = time.perf_counter() - start
-    out.append((first if first is not None else float("nan"), tokens, time.perf_counter()))
+                if first is None:
+                    first = time.perf_counter() - start
+                if choice.get("finish_reason") is None:
+                    chunks += 1
+    out.append((first if first is not None else float("nan"), usage if usage is not None else chunks,
+                time.perf_counter()))
 
 
 def run_clients(base, model, n, max_tokens):
@@ -104,6 +115,7 @@ def run_clients(base, model, n, max_tokens):
 
 def bench(name, proc, port, clients, max_tokens):
     base = f"http://127.0.0.1:{port}"
+    USAGE_IN_STREAM[base] = name == "herd"
     try:
         model = wait_ready(base, proc)
         run_clients(base, model, 1, 4)  # warm up
