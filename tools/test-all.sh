@@ -28,3 +28,10 @@ cargo build --profile test -p herd-dist --features mpi --example comm_check
 for n in 2 3; do
     timeout 120 mpirun -np "$n" --oversubscribe target/debug/examples/comm_check
 done
+# herd serve: protocol tests with the official `openai` client, then the web
+# chat page in headless Debian chromium driven by playwright-core (npm).
+python3 -c "import openai" 2>/dev/null || python3 -m pip install --quiet "openai>=1.40"
+python3 tests/server/test_openai_api.py target/debug/herd
+command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+(cd tests/server/browser && npm ci --no-audit --no-fund --silent)
+node tests/server/browser/chat_page.mjs target/debug/herd

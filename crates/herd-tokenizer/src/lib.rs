@@ -1,7 +1,8 @@
 //! Tokenizers for herd: Hugging Face `tokenizer.json`, Meta's tiktoken
 //! `tokenizer.model` and a GGUF file's tokenizer metadata ([`GgufVocab`]),
 //! behind one [`Tokenizer`], plus the Llama 3 chat format ([`ChatFormat`])
-//! and a streaming decoder ([`StreamDecoder`]).
+//! and a streaming decoder ([`StreamDecoder`]), and the Llama 3.1 tool-call
+//! parser ([`parse_tool_output`]) that reads calls back out of generated text.
 //!
 //! # Design decisions
 //!
@@ -61,7 +62,9 @@ mod openai;
 mod pyfmt;
 mod stream;
 mod tiktoken;
+mod token_bytes;
 mod tokenizer;
+mod tool_parse;
 mod tools;
 mod train;
 
@@ -79,5 +82,6 @@ pub use openai::ChatRecord;
 pub use stream::StreamDecoder;
 pub use tiktoken::llama3_special_token_names;
 pub use tokenizer::{SpecialToken, Tokenizer, TokenizerFormat};
+pub use tool_parse::{may_start_tool_call, parse_tool_output, ParsedToolOutput};
 pub use tools::{BuiltinTool, ToolDefinition, ToolPlacement, ToolPrompt, DEFAULT_TODAY};
 pub use train::{dialog_text_pieces, train_bpe, write_tokenizer_dir, BpeTrainingOptions};

@@ -252,6 +252,11 @@ impl Tokenizer {
         }
     }
 
+    /// The `tokenizers` pipeline, for this crate's other `impl Tokenizer` blocks.
+    pub(crate) fn backend(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
     /// Which file format this tokenizer was loaded from.
     pub fn format(&self) -> TokenizerFormat {
         self.format

@@ -38,6 +38,8 @@ pub enum Command {
     Data(crate::data::DataArgs),
     /// Train a tokenizer for herd's own small models.
     Tokenizer(crate::tokenizer::TokenizerArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API, with a web chat page.
+    Serve(crate::serve::ServeArgs),
 }
 
 /// Where the model comes from.

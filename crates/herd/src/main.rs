@@ -11,6 +11,7 @@ mod plan;
 mod quantize;
 mod tokenizer;
 mod train;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(command) => train::run(command),
         Command::Data(args) => data::run(args),
         Command::Tokenizer(args) => tokenizer::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 
