@@ -63,6 +63,8 @@ mod grammar;
 mod processor;
 mod schema;
 mod string;
+#[cfg(test)]
+mod tests;
 mod vocab;
 
 pub use error::{SchemaProblem, StructuredError};
