@@ -236,6 +236,33 @@ impl State {
         })
     }
 
+    /// If every parse is inside a string between two characters: how many
+    /// more characters fit in the roomiest of them (`u32::MAX` without a
+    /// `maxLength`). A token of plain string content is then allowed exactly
+    /// when its characters fit, and leaves each parse inside its string.
+    pub fn string_room(&self, g: &Grammar) -> Option<u32> {
+        let mut room = None;
+        for c in &self.configs {
+            let here = match c.stack.last()? {
+                Frame::String { node, state } if !state.mid_char() => {
+                    let Node::String(bounds) = g.nodes[*node as usize] else {
+                        return None;
+                    };
+                    bounds
+                        .max
+                        .map_or(u32::MAX, |max| max.saturating_sub(state.len))
+                }
+                Frame::Key {
+                    at: KeyAt::Free(state),
+                    ..
+                } if !state.mid_char() => u32::MAX,
+                _ => return None,
+            };
+            room = room.max(Some(here));
+        }
+        room
+    }
+
     /// Whether every parse is inside a multi-byte UTF-8 character (so only
     /// continuation bytes can follow).
     pub fn mid_utf8(&self) -> bool {

@@ -147,10 +147,21 @@ impl JsonProcessor {
     }
 
     /// Marks every token whose bytes the automaton accepts from `self.state`.
+    /// Inside a string, plain-content tokens are decided by their length
+    /// alone and only the other tokens are walked.
     fn walk(&mut self, mask: &mut Mask) {
-        let trie = &self.vocab.trie;
+        let vocab = self.vocab.clone();
+        let trie = match self.state.string_room(&self.grammar) {
+            Some(room) => {
+                for id in vocab.plain_up_to(room) {
+                    mask.set(id, true);
+                }
+                &vocab.other_trie
+            }
+            None => &vocab.trie,
+        };
         let g = &*self.grammar;
-        let check_utf8 = !self.vocab.completes_utf8();
+        let check_utf8 = !vocab.completes_utf8();
         self.scratch[0].clone_from(&self.state);
         let mut i = 0;
         while i < trie.len() {

@@ -54,9 +54,17 @@ fn any_object_accepts_json_objects_only() {
     assert_eq!(run(&spec, r#"{"a":01}"#), Outcome::RefusedAt(6));
     assert_eq!(run(&spec, r#"{"a":1,}"#), Outcome::RefusedAt(7));
     assert_eq!(run(&spec, r#"{"a":tru}"#), Outcome::RefusedAt(8));
-    assert_eq!(run(&spec, "{} "), Outcome::RefusedAt(2), "nothing after the end");
+    assert_eq!(
+        run(&spec, "{} "),
+        Outcome::RefusedAt(2),
+        "nothing after the end"
+    );
     let blanks = format!("{{{}}}", " ".repeat(30));
-    assert_eq!(run(&spec, &blanks), Outcome::RefusedAt(25), "whitespace is bounded");
+    assert_eq!(
+        run(&spec, &blanks),
+        Outcome::RefusedAt(25),
+        "whitespace is bounded"
+    );
 }
 
 #[test]
@@ -68,9 +76,21 @@ fn object_properties_required_and_order() {
     }));
     assert_eq!(run(&spec, r#"{"name":"Ann","age":3}"#), Outcome::Complete);
     assert_eq!(run(&spec, r#"{"age":3,"name":"Ann"}"#), Outcome::Complete);
-    assert_eq!(run(&spec, r#"{"age":3}"#), Outcome::RefusedAt(8), "name missing");
-    assert_eq!(run(&spec, r#"{"nick":1}"#), Outcome::RefusedAt(3), "undeclared key");
-    assert_eq!(run(&spec, r#"{"age":1.5}"#), Outcome::RefusedAt(8), "integer");
+    assert_eq!(
+        run(&spec, r#"{"age":3}"#),
+        Outcome::RefusedAt(8),
+        "name missing"
+    );
+    assert_eq!(
+        run(&spec, r#"{"nick":1}"#),
+        Outcome::RefusedAt(3),
+        "undeclared key"
+    );
+    assert_eq!(
+        run(&spec, r#"{"age":1.5}"#),
+        Outcome::RefusedAt(8),
+        "integer"
+    );
     assert_eq!(
         run(&spec, r#"{"name":"a","name":"b"}"#),
         Outcome::RefusedAt(13),
@@ -90,10 +110,21 @@ fn additional_properties_schema_and_key_prefixes() {
         "properties": {"id": {"type": "integer"}, "idx": {"type": "boolean"}},
         "additionalProperties": {"type": "string"},
     }));
-    assert_eq!(run(&spec, r#"{"id":1,"idx":true,"i":"s"}"#), Outcome::Complete);
+    assert_eq!(
+        run(&spec, r#"{"id":1,"idx":true,"i":"s"}"#),
+        Outcome::Complete
+    );
     assert_eq!(run(&spec, r#"{"idy":"s","i\"d":"t"}"#), Outcome::Complete);
-    assert_eq!(run(&spec, r#"{"i":1}"#), Outcome::RefusedAt(5), "extra keys are strings");
-    assert_eq!(run(&spec, r#"{"id":1,"id":2}"#), Outcome::RefusedAt(11), "duplicate");
+    assert_eq!(
+        run(&spec, r#"{"i":1}"#),
+        Outcome::RefusedAt(5),
+        "extra keys are strings"
+    );
+    assert_eq!(
+        run(&spec, r#"{"id":1,"id":2}"#),
+        Outcome::RefusedAt(11),
+        "duplicate"
+    );
 }
 
 #[test]
@@ -141,9 +172,17 @@ fn literals_enums_consts_and_type_lists() {
     for ok in [r#""red""#, "1", "10", "[1,2]", r#"{"k":null}"#] {
         assert_eq!(run(&spec, ok), Outcome::Complete, "{ok}");
     }
-    assert_eq!(run(&spec, "[1, 2]"), Outcome::RefusedAt(3), "compact spelling only");
+    assert_eq!(
+        run(&spec, "[1, 2]"),
+        Outcome::RefusedAt(3),
+        "compact spelling only"
+    );
     let filtered = schema(json!({"type": "string", "enum": ["a", 1, "b"], "maxLength": 1}));
-    assert_eq!(run(&filtered, "1"), Outcome::RefusedAt(0), "enum filtered by type");
+    assert_eq!(
+        run(&filtered, "1"),
+        Outcome::RefusedAt(0),
+        "enum filtered by type"
+    );
     let konst = schema(json!({"const": "x"}));
     assert_eq!(run(&konst, r#""x""#), Outcome::Complete);
     let nullable = schema(json!({"type": ["string", "null"]}));
@@ -173,7 +212,10 @@ fn refs_and_recursion() {
         }},
         "$ref": "#/$defs/node",
     }));
-    assert_eq!(run(&spec, r#"{"v":1,"kids":[{"v":2,"kids":[]},{"v":3}]}"#), Outcome::Complete);
+    assert_eq!(
+        run(&spec, r#"{"v":1,"kids":[{"v":2,"kids":[]},{"v":3}]}"#),
+        Outcome::Complete
+    );
     assert_eq!(run(&spec, r#"{"v":1,"kids":[{}]}"#), Outcome::RefusedAt(16));
 }
 
@@ -198,24 +240,72 @@ fn unsatisfiable_parts_are_pruned_not_offered() {
 #[test]
 fn invalid_and_unsupported_schemas_name_the_problem() {
     let cases = [
-        (json!({"type": "integer", "minimum": 3}), "#", "`minimum` is not supported"),
+        (
+            json!({"type": "integer", "minimum": 3}),
+            "#",
+            "`minimum` is not supported",
+        ),
         (
             json!({"properties": {"a": {"type": "string", "pattern": "x"}}}),
             "#/properties/a",
             "`pattern`",
         ),
         (json!({"type": "strin"}), "#", "unknown type `strin`"),
-        (json!({"type": "string", "minLength": -1}), "#", "`minLength` must be"),
-        (json!({"type": "array", "minItems": 3, "maxItems": 2}), "#", "greater than"),
-        (json!({"$ref": "#/$defs/missing"}), "#/$defs/missing", "cannot resolve"),
-        (json!({"$ref": "https://example.com/s.json"}), "https://example.com/s.json", "cannot resolve"),
-        (json!({"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}), "#/$defs/a", "refers only to itself"),
-        (json!({"anyOf": [{"$ref": "#"}, {"type": "null"}]}), "#", "contains itself"),
-        (json!({"type": "object", "required": ["x"], "additionalProperties": false}), "#", "\"x\""),
-        (json!({"oneOf": [{"type": "integer"}, {"type": "number"}]}), "#", "`oneOf` branches 0 and 1"),
-        (json!({"type": "string", "anyOf": [{"maxLength": 1}]}), "#", "`anyOf` cannot be combined"),
-        (json!({"enum": [1], "type": "string"}), "#", "no value satisfies"),
-        (json!({"items": [{"type": "string"}]}), "#", "items (array form)"),
+        (
+            json!({"type": "string", "minLength": -1}),
+            "#",
+            "`minLength` must be",
+        ),
+        (
+            json!({"type": "array", "minItems": 3, "maxItems": 2}),
+            "#",
+            "greater than",
+        ),
+        (
+            json!({"$ref": "#/$defs/missing"}),
+            "#/$defs/missing",
+            "cannot resolve",
+        ),
+        (
+            json!({"$ref": "https://example.com/s.json"}),
+            "https://example.com/s.json",
+            "cannot resolve",
+        ),
+        (
+            json!({"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}),
+            "#/$defs/a",
+            "refers only to itself",
+        ),
+        (
+            json!({"anyOf": [{"$ref": "#"}, {"type": "null"}]}),
+            "#",
+            "contains itself",
+        ),
+        (
+            json!({"type": "object", "required": ["x"], "additionalProperties": false}),
+            "#",
+            "\"x\"",
+        ),
+        (
+            json!({"oneOf": [{"type": "integer"}, {"type": "number"}]}),
+            "#",
+            "`oneOf` branches 0 and 1",
+        ),
+        (
+            json!({"type": "string", "anyOf": [{"maxLength": 1}]}),
+            "#",
+            "`anyOf` cannot be combined",
+        ),
+        (
+            json!({"enum": [1], "type": "string"}),
+            "#",
+            "no value satisfies",
+        ),
+        (
+            json!({"items": [{"type": "string"}]}),
+            "#",
+            "items (array form)",
+        ),
         (json!(3), "#", "`schema` must be an object or a boolean"),
         (json!(false), "#", "no value satisfies"),
     ];
@@ -236,7 +326,8 @@ fn one_of_with_disjoint_branches_is_accepted() {
         {"type": "object", "properties": {"kind": {"const": "b"}}, "required": ["kind"]},
     ]}));
     assert_eq!(run(&tagged, r#"{"kind":"b"}"#), Outcome::Complete);
-    let by_type = schema(json!({"oneOf": [{"type": "string"}, {"type": "integer"}, {"enum": [1.5]}]}));
+    let by_type =
+        schema(json!({"oneOf": [{"type": "string"}, {"type": "integer"}, {"enum": [1.5]}]}));
     assert_eq!(run(&by_type, "1.5"), Outcome::Complete);
 }
 
