@@ -438,7 +438,9 @@ fn key(g: &Grammar, cfg: &mut Config, node: NodeId, at: KeyAt, b: u8) -> Step {
         Some(Frame::Object { seen, .. }) => seen,
         _ => return Step::Dead,
     };
-    let free = o.additional.is_some();
+    // Undeclared keys only once every required property is written, so a
+    // model cannot wander through made-up keys and never reach them.
+    let free = o.additional.is_some() && o.required & !seen == 0;
     match at {
         KeyAt::Trie(t) => {
             let here = &g.tries[t as usize];

@@ -51,7 +51,8 @@
 //!
 //! Where a schema allows several shapes the narrower one is generated: an
 //! object with `properties` but no `additionalProperties` gets only its
-//! declared properties; `enum`/`const` values are written compactly.
+//! declared properties; undeclared properties (where allowed) come only after
+//! every required one; `enum`/`const` values are written compactly.
 //! Undeclared keys (where allowed) are not checked against each other, so a
 //! `json_object` document may repeat a key.
 #![deny(missing_docs)]

@@ -125,6 +125,18 @@ fn additional_properties_schema_and_key_prefixes() {
         Outcome::RefusedAt(11),
         "duplicate"
     );
+    let required = schema(json!({
+        "type": "object",
+        "properties": {"id": {"type": "integer"}},
+        "required": ["id"],
+        "additionalProperties": true,
+    }));
+    assert_eq!(
+        run(&required, r#"{"x":1"#),
+        Outcome::RefusedAt(2),
+        "required ones first"
+    );
+    assert_eq!(run(&required, r#"{"id":1,"x":[]}"#), Outcome::Complete);
 }
 
 #[test]
