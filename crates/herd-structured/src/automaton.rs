@@ -24,9 +24,9 @@
 use crate::grammar::{Grammar, Node, NodeId, ADDITIONAL};
 use crate::string::{Bounds, StrState, StrStep};
 
-/// Whitespace bytes allowed in a row between tokens of the document, so that
-/// a model cannot fill its whole budget with blanks.
-pub(crate) const MAX_WHITESPACE: u8 = 24;
+/// Spaces or tabs allowed after the newline of a gap (llama.cpp's JSON
+/// grammars use the same bound).
+const MAX_INDENT: u8 = 20;
 /// Deepest nesting of frames; objects and arrays do not open beyond it.
 pub(crate) const MAX_DEPTH: usize = 48;
 /// Digits allowed before the decimal point, after it, and in the exponent
@@ -135,10 +135,12 @@ pub(crate) enum Frame {
     Literal(u32),
 }
 
-/// One parse: the frame stack and the current run of whitespace.
+/// One parse: the frame stack and where it is in a gap of whitespace.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Config {
     stack: Vec<Frame>,
+    /// 0: no whitespace yet; 1: after the one space of a gap; 2 + k: after
+    /// the newline of a gap and `k` spaces or tabs.
     whitespace: u8,
 }
 
@@ -312,14 +314,18 @@ fn feed(g: &Grammar, cfg: &mut Config, b: u8, extra: &mut Vec<Config>) -> bool {
     }
 }
 
-/// Structural whitespace, up to [`MAX_WHITESPACE`] in a row.
-fn space(cfg: &mut Config) -> Step {
-    if cfg.whitespace < MAX_WHITESPACE {
-        cfg.whitespace += 1;
-        Step::Consumed
-    } else {
-        Step::Dead
-    }
+/// Whitespace between tokens of the document. A gap is nothing, one space,
+/// or a newline and up to [`MAX_INDENT`] spaces or tabs: enough for compact
+/// and pretty-printed JSON, too little for a model to spend its budget on
+/// blanks.
+fn space(cfg: &mut Config, b: u8) -> Step {
+    cfg.whitespace = match (cfg.whitespace, b) {
+        (0, b' ') => 1,
+        (0, b'\n') => 2,
+        (n @ 2.., b' ' | b'\t') if n < 2 + MAX_INDENT => n + 1,
+        _ => return Step::Dead,
+    };
+    Step::Consumed
 }
 
 fn set_top(cfg: &mut Config, frame: Frame) {
@@ -330,7 +336,7 @@ fn set_top(cfg: &mut Config, frame: Frame) {
 
 fn value(g: &Grammar, cfg: &mut Config, node: NodeId, b: u8, extra: &mut Vec<Config>) -> Step {
     if is_space(b) {
-        return space(cfg);
+        return space(cfg, b);
     }
     if !g.can_start(node, b) {
         return Step::Dead;
@@ -395,7 +401,7 @@ fn object(g: &Grammar, cfg: &mut Config, node: NodeId, seen: u64, phase: ObjPhas
     let can_close = o.required & !seen == 0;
     let set = |cfg: &mut Config, phase| set_top(cfg, Frame::Object { node, seen, phase });
     match (phase, b) {
-        (_, b) if is_space(b) => space(cfg),
+        (_, b) if is_space(b) => space(cfg, b),
         (ObjPhase::Open | ObjPhase::Comma, b'"') if key_possible => {
             set(cfg, ObjPhase::Key);
             let at = if o.props.is_empty() {
@@ -511,7 +517,7 @@ fn array(g: &Grammar, cfg: &mut Config, node: NodeId, count: u32, phase: ArrPhas
         Step::Again
     };
     match (phase, b) {
-        (ArrPhase::Open | ArrPhase::AfterValue, b) if is_space(b) => space(cfg),
+        (ArrPhase::Open | ArrPhase::AfterValue, b) if is_space(b) => space(cfg, b),
         (ArrPhase::Open | ArrPhase::AfterValue, b']') if count >= min => {
             cfg.stack.pop();
             Step::Consumed

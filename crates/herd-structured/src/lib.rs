@@ -30,8 +30,9 @@
 //! structure needs must be single tokens ([`TokenVocab::from_tokenizer`]
 //! checks), so completion never depends on the model finding a long token.
 //!
-//! **Bounded output.** Whitespace between tokens is limited to 24 bytes in a
-//! row, numbers to 16 digits before and after the point and 2 in the
+//! **Bounded output.** A gap between tokens of the document is nothing, one
+//! space, or a newline and up to 20 spaces or tabs (as in llama.cpp's JSON
+//! grammars), numbers to 16 digits before and after the point and 2 in the
 //! exponent, nesting to 48 levels, and once the document is complete only
 //! stop tokens are allowed — a model cannot spend its budget on blanks.
 //!

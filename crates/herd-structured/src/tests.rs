@@ -59,12 +59,25 @@ fn any_object_accepts_json_objects_only() {
         Outcome::RefusedAt(2),
         "nothing after the end"
     );
-    let blanks = format!("{{{}}}", " ".repeat(30));
+    let pretty = "{\n  \"a\": [\n    1,\n\t\t2 ],\n  \"b\": null\n}";
+    assert_eq!(run(&spec, pretty), Outcome::Complete);
+    let deep = format!("{{\n{}}}", " ".repeat(30));
     assert_eq!(
-        run(&spec, &blanks),
-        Outcome::RefusedAt(25),
-        "whitespace is bounded"
+        run(&spec, &deep),
+        Outcome::RefusedAt(22),
+        "indentation is bounded"
     );
+    assert_eq!(
+        run(&spec, "{  }"),
+        Outcome::RefusedAt(2),
+        "one space per gap"
+    );
+    assert_eq!(
+        run(&spec, "{\n\n}"),
+        Outcome::RefusedAt(2),
+        "one newline per gap"
+    );
+    assert_eq!(run(&spec, "{\r\n}"), Outcome::RefusedAt(1));
 }
 
 #[test]
