@@ -24,9 +24,9 @@
 use crate::grammar::{Grammar, Node, NodeId, ADDITIONAL};
 use crate::string::{Bounds, StrState, StrStep};
 
-/// Whitespace bytes allowed in a row between tokens of the document, so that
-/// a model cannot fill its whole budget with blanks.
-pub(crate) const MAX_WHITESPACE: u8 = 24;
+/// Spaces or tabs allowed after the newline of a gap (llama.cpp's JSON
+/// grammars use the same bound).
+const MAX_INDENT: u8 = 20;
 /// Deepest nesting of frames; objects and arrays do not open beyond it.
 pub(crate) const MAX_DEPTH: usize = 48;
 /// Digits allowed before the decimal point, after it, and in the exponent
@@ -135,10 +135,12 @@ pub(crate) enum Frame {
     Literal(u32),
 }
 
-/// One parse: the frame stack and the current run of whitespace.
+/// One parse: the frame stack and where it is in a gap of whitespace.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Config {
     stack: Vec<Frame>,
+    /// 0: no whitespace yet; 1: after the one space of a gap; 2 + k: after
+    /// the newline of a gap and `k` spaces or tabs.
     whitespace: u8,
 }
 
@@ -236,6 +238,33 @@ impl State {
         })
     }
 
+    /// If every parse is inside a string between two characters: how many
+    /// more characters fit in the roomiest of them (`u32::MAX` without a
+    /// `maxLength`). A token of plain string content is then allowed exactly
+    /// when its characters fit, and leaves each parse inside its string.
+    pub fn string_room(&self, g: &Grammar) -> Option<u32> {
+        let mut room = None;
+        for c in &self.configs {
+            let here = match c.stack.last()? {
+                Frame::String { node, state } if !state.mid_char() => {
+                    let Node::String(bounds) = g.nodes[*node as usize] else {
+                        return None;
+                    };
+                    bounds
+                        .max
+                        .map_or(u32::MAX, |max| max.saturating_sub(state.len))
+                }
+                Frame::Key {
+                    at: KeyAt::Free(state),
+                    ..
+                } if !state.mid_char() => u32::MAX,
+                _ => return None,
+            };
+            room = room.max(Some(here));
+        }
+        room
+    }
+
     /// Whether every parse is inside a multi-byte UTF-8 character (so only
     /// continuation bytes can follow).
     pub fn mid_utf8(&self) -> bool {
@@ -285,14 +314,18 @@ fn feed(g: &Grammar, cfg: &mut Config, b: u8, extra: &mut Vec<Config>) -> bool {
     }
 }
 
-/// Structural whitespace, up to [`MAX_WHITESPACE`] in a row.
-fn space(cfg: &mut Config) -> Step {
-    if cfg.whitespace < MAX_WHITESPACE {
-        cfg.whitespace += 1;
-        Step::Consumed
-    } else {
-        Step::Dead
-    }
+/// Whitespace between tokens of the document. A gap is nothing, one space,
+/// or a newline and up to [`MAX_INDENT`] spaces or tabs: enough for compact
+/// and pretty-printed JSON, too little for a model to spend its budget on
+/// blanks.
+fn space(cfg: &mut Config, b: u8) -> Step {
+    cfg.whitespace = match (cfg.whitespace, b) {
+        (0, b' ') => 1,
+        (0, b'\n') => 2,
+        (n @ 2.., b' ' | b'\t') if n < 2 + MAX_INDENT => n + 1,
+        _ => return Step::Dead,
+    };
+    Step::Consumed
 }
 
 fn set_top(cfg: &mut Config, frame: Frame) {
@@ -303,7 +336,7 @@ fn set_top(cfg: &mut Config, frame: Frame) {
 
 fn value(g: &Grammar, cfg: &mut Config, node: NodeId, b: u8, extra: &mut Vec<Config>) -> Step {
     if is_space(b) {
-        return space(cfg);
+        return space(cfg, b);
     }
     if !g.can_start(node, b) {
         return Step::Dead;
@@ -368,7 +401,7 @@ fn object(g: &Grammar, cfg: &mut Config, node: NodeId, seen: u64, phase: ObjPhas
     let can_close = o.required & !seen == 0;
     let set = |cfg: &mut Config, phase| set_top(cfg, Frame::Object { node, seen, phase });
     match (phase, b) {
-        (_, b) if is_space(b) => space(cfg),
+        (_, b) if is_space(b) => space(cfg, b),
         (ObjPhase::Open | ObjPhase::Comma, b'"') if key_possible => {
             set(cfg, ObjPhase::Key);
             let at = if o.props.is_empty() {
@@ -411,7 +444,9 @@ fn key(g: &Grammar, cfg: &mut Config, node: NodeId, at: KeyAt, b: u8) -> Step {
         Some(Frame::Object { seen, .. }) => seen,
         _ => return Step::Dead,
     };
-    let free = o.additional.is_some();
+    // Undeclared keys only once every required property is written, so a
+    // model cannot wander through made-up keys and never reach them.
+    let free = o.additional.is_some() && o.required & !seen == 0;
     match at {
         KeyAt::Trie(t) => {
             let here = &g.tries[t as usize];
@@ -482,7 +517,7 @@ fn array(g: &Grammar, cfg: &mut Config, node: NodeId, count: u32, phase: ArrPhas
         Step::Again
     };
     match (phase, b) {
-        (ArrPhase::Open | ArrPhase::AfterValue, b) if is_space(b) => space(cfg),
+        (ArrPhase::Open | ArrPhase::AfterValue, b) if is_space(b) => space(cfg, b),
         (ArrPhase::Open | ArrPhase::AfterValue, b']') if count >= min => {
             cfg.stack.pop();
             Step::Consumed

@@ -30,8 +30,9 @@
 //! structure needs must be single tokens ([`TokenVocab::from_tokenizer`]
 //! checks), so completion never depends on the model finding a long token.
 //!
-//! **Bounded output.** Whitespace between tokens is limited to 24 bytes in a
-//! row, numbers to 16 digits before and after the point and 2 in the
+//! **Bounded output.** A gap between tokens of the document is nothing, one
+//! space, or a newline and up to 20 spaces or tabs (as in llama.cpp's JSON
+//! grammars), numbers to 16 digits before and after the point and 2 in the
 //! exponent, nesting to 48 levels, and once the document is complete only
 //! stop tokens are allowed — a model cannot spend its budget on blanks.
 //!
@@ -51,7 +52,8 @@
 //!
 //! Where a schema allows several shapes the narrower one is generated: an
 //! object with `properties` but no `additionalProperties` gets only its
-//! declared properties; `enum`/`const` values are written compactly.
+//! declared properties; undeclared properties (where allowed) come only after
+//! every required one; `enum`/`const` values are written compactly.
 //! Undeclared keys (where allowed) are not checked against each other, so a
 //! `json_object` document may repeat a key.
 #![deny(missing_docs)]
@@ -63,6 +65,8 @@ mod grammar;
 mod processor;
 mod schema;
 mod string;
+#[cfg(test)]
+mod tests;
 mod vocab;
 
 pub use error::{SchemaProblem, StructuredError};

@@ -18,7 +18,7 @@ use crate::automaton::State;
 use crate::error::{SchemaProblem, StructuredError};
 use crate::grammar::{compact, Grammar, Node};
 use crate::schema::compile;
-use crate::vocab::TokenVocab;
+use crate::vocab::{TokenVocab, VocabTrie};
 use crate::JsonSpec;
 
 /// Masks kept per processor; the cache is emptied when it grows past this.
@@ -147,8 +147,23 @@ impl JsonProcessor {
     }
 
     /// Marks every token whose bytes the automaton accepts from `self.state`.
+    /// Inside a string, plain-content tokens are decided by their length
+    /// alone and only the other tokens are walked.
     fn walk(&mut self, mask: &mut Mask) {
-        let trie = &self.vocab.trie;
+        let vocab = self.vocab.clone();
+        match self.state.string_room(&self.grammar) {
+            Some(room) => {
+                for id in vocab.plain_up_to(room) {
+                    mask.set(id, true);
+                }
+                self.walk_trie(&vocab.other_trie, mask);
+            }
+            None => self.walk_trie(&vocab.trie, mask),
+        }
+    }
+
+    /// Marks the tokens of `trie` that the automaton accepts.
+    fn walk_trie(&mut self, trie: &VocabTrie, mask: &mut Mask) {
         let g = &*self.grammar;
         let check_utf8 = !self.vocab.completes_utf8();
         self.scratch[0].clone_from(&self.state);
@@ -217,5 +232,62 @@ impl LogitsProcessor for JsonProcessor {
         };
         let g = &*self.grammar;
         self.done = !bytes.iter().all(|&b| self.state.advance(g, b));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// Inside strings, the length shortcut for plain tokens gives exactly the
+    /// mask of the full walk over every token.
+    #[test]
+    fn string_shortcut_equals_full_walk() {
+        let mut tokens: Vec<Option<Vec<u8>>> = (0..=255u8).map(|b| Some(vec![b])).collect();
+        for word in [
+            "ab",
+            "abc",
+            "abcd",
+            "é",
+            "\"}",
+            "x\"",
+            "\\n",
+            "\"a\":",
+            "  ",
+            "日本語",
+        ] {
+            tokens.push(Some(word.as_bytes().to_vec()));
+        }
+        tokens.push(Some(vec![0xe6, 0x97]));
+        tokens.push(None);
+        let stop = tokens.len() as u32 - 1;
+        let vocab = Arc::new(TokenVocab::from_token_bytes(tokens).unwrap());
+        let spec = JsonSpec::Schema(json!({
+            "type": "object",
+            "properties": {"s": {"type": "string", "maxLength": 3}, "t": {"type": "string"}},
+            "additionalProperties": {"type": "string", "minLength": 2},
+        }));
+        for prefix in [
+            "{\"s\":\"",
+            "{\"s\":\"a",
+            "{\"s\":\"abc",
+            "{\"t\":\"xyz",
+            "{\"q",
+            "{\"q\":\"a",
+        ] {
+            let mut p = JsonProcessor::new(&spec, vocab.clone(), vec![stop]).unwrap();
+            for &b in prefix.as_bytes() {
+                p.accept(u32::from(b));
+            }
+            assert!(p.state.string_room(&p.grammar).is_some(), "{prefix}");
+            let mut fast = Mask::new(vocab.len());
+            p.walk(&mut fast);
+            let mut full = Mask::new(vocab.len());
+            p.walk_trie(&vocab.trie, &mut full);
+            assert_eq!(fast, full, "{prefix}");
+            assert!(!fast.is_empty());
+        }
     }
 }

@@ -31,8 +31,24 @@ pub struct TokenVocab {
     bytes: Vec<Option<Box<[u8]>>>,
     /// Whether each byte value is a token on its own.
     single: [bool; 256],
-    /// The trie, in preorder.
+    /// The trie of all tokens, in preorder.
     pub(crate) trie: VocabTrie,
+    /// Tokens that are plain string content (see [`plain_chars`]) as
+    /// `(characters, id)`, fewest characters first.
+    plain: Vec<(u32, u32)>,
+    /// The trie of all other tokens.
+    pub(crate) other_trie: VocabTrie,
+}
+
+/// The number of characters in `bytes` if they are plain JSON string
+/// content: whole UTF-8 characters, none of them `"`, `\` or a control
+/// character. Inside a string such a token only adds to the length, whatever
+/// the state, so it needs no automaton run (most of a 128k vocabulary is
+/// plain text).
+fn plain_chars(bytes: &[u8]) -> Option<u32> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let plain = text.chars().all(|c| c >= ' ' && c != '"' && c != '\\');
+    plain.then(|| text.chars().count() as u32)
 }
 
 /// The vocabulary trie as flat arrays (see the module docs).
@@ -63,10 +79,12 @@ impl VocabTrie {
         &self.ids[self.start[i] as usize..self.start[i + 1] as usize]
     }
 
-    fn build(tokens: &[Option<Box<[u8]>>]) -> VocabTrie {
+    /// The trie of the tokens `keep` selects.
+    fn build(tokens: &[Option<Box<[u8]>>], keep: impl Fn(&[u8]) -> bool) -> VocabTrie {
         let mut sorted: Vec<(&[u8], u32)> = (0u32..)
             .zip(tokens)
             .filter_map(|(id, bytes)| bytes.as_deref().map(|b| (b, id)))
+            .filter(|(b, _)| keep(b))
             .collect();
         sorted.sort_unstable();
         let mut trie = VocabTrie::default();
@@ -129,11 +147,19 @@ impl TokenVocab {
         if let Some(b) = (0x20..=0x7eu8).find(|&b| !single[usize::from(b)]) {
             return Err(StructuredError::MissingByte(b));
         }
-        let trie = VocabTrie::build(&bytes);
+        let trie = VocabTrie::build(&bytes, |_| true);
+        let other_trie = VocabTrie::build(&bytes, |b| plain_chars(b).is_none());
+        let mut plain: Vec<(u32, u32)> = (0u32..)
+            .zip(&bytes)
+            .filter_map(|(id, b)| Some((plain_chars(b.as_deref()?)?, id)))
+            .collect();
+        plain.sort_unstable();
         Ok(TokenVocab {
             bytes,
             single,
             trie,
+            plain,
+            other_trie,
         })
     }
 
@@ -150,6 +176,12 @@ impl TokenVocab {
     /// The bytes of token `id`, `None` for special or unknown ids.
     pub fn token_bytes(&self, id: u32) -> Option<&[u8]> {
         self.bytes.get(id as usize)?.as_deref()
+    }
+
+    /// The plain-content tokens of at most `room` characters.
+    pub(crate) fn plain_up_to(&self, room: u32) -> impl Iterator<Item = u32> + '_ {
+        let end = self.plain.partition_point(|&(chars, _)| chars <= room);
+        self.plain[..end].iter().map(|&(_, id)| id)
     }
 
     /// Whether byte `b` is a token on its own.
@@ -202,6 +234,21 @@ mod tests {
         );
         assert_eq!(t.max_depth, 3);
         assert_eq!(v.token_bytes(v.len() as u32 - 1), None);
+    }
+
+    #[test]
+    fn plain_tokens_are_split_from_the_others() {
+        let v = TokenVocab::from_token_bytes(vocab(&["ab", "é!", "a\"", "\n"])).unwrap();
+        let ascii = 0x7f - 0x20;
+        // Plain: printable ASCII but `"` and `\`, "ab", "é!"; others: the rest.
+        assert_eq!(v.plain_up_to(u32::MAX).count(), ascii - 2 + 2);
+        assert_eq!(v.plain_up_to(1).count(), ascii - 2);
+        let others: Vec<u32> = (0..v.other_trie.len())
+            .flat_map(|i| v.other_trie.tokens(i).to_vec())
+            .collect();
+        assert_eq!(others.len(), 2 + 2, "quote, backslash, a\", newline");
+        assert_eq!(plain_chars("é!".as_bytes()), Some(2));
+        assert_eq!(plain_chars(&[0xc3]), None, "partial character");
     }
 
     #[test]
