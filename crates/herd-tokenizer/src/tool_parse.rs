@@ -17,8 +17,6 @@
 //! Arguments keep the order the model wrote them in ([`ToolValue::Map`]),
 //! so `parse(encode(call)) == call`.
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-
 use crate::chat::{ToolCall, ToolValue};
 use crate::tokenizer::SpecialToken;
 
@@ -205,56 +203,6 @@ impl ToolValue {
         let mut out = String::new();
         crate::pyfmt::json_dumps(self, &mut out);
         out
-    }
-}
-
-/// Reads any JSON value, keeping object keys in their written order (which
-/// `serde_json::Value` would sort).
-impl<'de> Deserialize<'de> for ToolValue {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ToolValueVisitor)
-    }
-}
-
-struct ToolValueVisitor;
-
-impl<'de> Visitor<'de> for ToolValueVisitor {
-    type Value = ToolValue;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_unit<E>(self) -> Result<ToolValue, E> {
-        Ok(ToolValue::Null)
-    }
-    fn visit_bool<E>(self, b: bool) -> Result<ToolValue, E> {
-        Ok(ToolValue::Bool(b))
-    }
-    fn visit_i64<E>(self, i: i64) -> Result<ToolValue, E> {
-        Ok(ToolValue::Int(i))
-    }
-    fn visit_u64<E>(self, u: u64) -> Result<ToolValue, E> {
-        Ok(i64::try_from(u).map_or(ToolValue::Float(u as f64), ToolValue::Int))
-    }
-    fn visit_f64<E>(self, x: f64) -> Result<ToolValue, E> {
-        Ok(ToolValue::Float(x))
-    }
-    fn visit_str<E>(self, s: &str) -> Result<ToolValue, E> {
-        Ok(ToolValue::Str(s.to_owned()))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ToolValue, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(ToolValue::List(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ToolValue, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(entry) = map.next_entry::<String, ToolValue>()? {
-            entries.push(entry);
-        }
-        Ok(ToolValue::Map(entries))
     }
 }
 

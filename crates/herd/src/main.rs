@@ -9,9 +9,9 @@ mod info;
 mod load;
 mod plan;
 mod quantize;
+mod serve;
 mod tokenizer;
 mod train;
-mod serve;
 
 use std::process::ExitCode;
 
