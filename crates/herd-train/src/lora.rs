@@ -145,7 +145,10 @@ impl LoraConfig {
 
 /// PEFT's tensor name for an adapter matrix (`A` or `B`).
 pub fn peft_name(layer: usize, target: LoraTarget, matrix: char) -> String {
-    format!("base_model.model.{}.lora_{matrix}.weight", target.path(layer))
+    format!(
+        "base_model.model.{}.lora_{matrix}.weight",
+        target.path(layer)
+    )
 }
 
 /// `adapter_config.json`, the fields herd reads and writes.
@@ -198,16 +201,22 @@ impl Adapter {
         };
         let config_path = dir.join("adapter_config.json");
         let text = std::fs::read_to_string(&config_path).map_err(TrainError::io(&config_path))?;
-        let file: AdapterConfigFile = serde_json::from_str(&text)
-            .map_err(|e| bad(format!("adapter_config.json: {e}")))?;
+        let file: AdapterConfigFile =
+            serde_json::from_str(&text).map_err(|e| bad(format!("adapter_config.json: {e}")))?;
         if file.peft_type.as_deref().is_some_and(|t| t != "LORA") || file.use_dora {
-            return Err(bad("only plain LoRA adapters (peft_type LORA, no DoRA) are supported".into()));
+            return Err(bad(
+                "only plain LoRA adapters (peft_type LORA, no DoRA) are supported".into(),
+            ));
         }
         if !file.rank_pattern.is_empty() || !file.alpha_pattern.is_empty() {
-            return Err(bad("per-module rank_pattern/alpha_pattern is not supported".into()));
+            return Err(bad(
+                "per-module rank_pattern/alpha_pattern is not supported".into(),
+            ));
         }
         if file.fan_in_fan_out || file.bias.as_deref().is_some_and(|b| b != "none") {
-            return Err(bad("fan_in_fan_out and LoRA biases are not supported".into()));
+            return Err(bad(
+                "fan_in_fan_out and LoRA biases are not supported".into()
+            ));
         }
         let weights_path = dir.join("adapter_model.safetensors");
         let tensors = candle_core::safetensors::load(&weights_path, &Device::Cpu)
@@ -231,7 +240,9 @@ impl Adapter {
             targets.push(target);
         }
         if matrices.is_empty() {
-            return Err(bad("adapter_model.safetensors holds no lora_A/lora_B tensors".into()));
+            return Err(bad(
+                "adapter_model.safetensors holds no lora_A/lora_B tensors".into(),
+            ));
         }
         targets.sort();
         targets.dedup();
@@ -316,9 +327,15 @@ mod tests {
     #[test]
     fn peft_names_round_trip() {
         let name = peft_name(3, LoraTarget::Up, 'A');
-        assert_eq!(name, "base_model.model.model.layers.3.mlp.up_proj.lora_A.weight");
+        assert_eq!(
+            name,
+            "base_model.model.model.layers.3.mlp.up_proj.lora_A.weight"
+        );
         let prefix = name.strip_suffix(".lora_A.weight").expect("suffix");
         assert_eq!(parse_module(prefix), Some((3, LoraTarget::Up)));
-        assert_eq!(parse_module("base_model.model.model.layers.3.self_attn.up_proj"), None);
+        assert_eq!(
+            parse_module("base_model.model.model.layers.3.self_attn.up_proj"),
+            None
+        );
     }
 }

@@ -73,8 +73,14 @@ impl AdamW {
         let zeros = |p: &Var| p.as_tensor().zeros_like();
         Ok(AdamW {
             config,
-            m: params.iter().map(|(_, p)| zeros(p)).collect::<candle_core::Result<_>>()?,
-            v: params.iter().map(|(_, p)| zeros(p)).collect::<candle_core::Result<_>>()?,
+            m: params
+                .iter()
+                .map(|(_, p)| zeros(p))
+                .collect::<candle_core::Result<_>>()?,
+            v: params
+                .iter()
+                .map(|(_, p)| zeros(p))
+                .collect::<candle_core::Result<_>>()?,
             t: 0,
         })
     }
@@ -152,7 +158,10 @@ mod tests {
         let g = Tensor::new(&[0.5f32, -3.0], &Device::Cpu).expect("grad");
         opt.step(&params, &[g], 0.1).expect("step");
         let got = p.as_tensor().to_vec1::<f32>().expect("values");
-        assert!((got[0] - 0.9).abs() < 1e-6 && (got[1] + 1.9).abs() < 1e-6, "{got:?}");
+        assert!(
+            (got[0] - 0.9).abs() < 1e-6 && (got[1] + 1.9).abs() < 1e-6,
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -310,8 +310,9 @@ mod tests {
 
     #[test]
     fn arguments_keep_their_order() {
-        let args = ordered_arguments(r#"{"z": 1, "a": [true, null, 2.5], "m": {"y": "s", "b": -3}}"#)
-            .expect("parse");
+        let args =
+            ordered_arguments(r#"{"z": 1, "a": [true, null, 2.5], "m": {"y": "s", "b": -3}}"#)
+                .expect("parse");
         let keys: Vec<&str> = args.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["z", "a", "m"]);
         assert_eq!(
@@ -327,7 +328,8 @@ mod tests {
 
     #[test]
     fn content_parts_are_concatenated() {
-        let parts = serde_json::json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]);
+        let parts =
+            serde_json::json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]);
         assert_eq!(content_text(Some(parts)).expect("parts"), "ab");
         assert!(content_text(Some(serde_json::json!(3))).is_err());
     }

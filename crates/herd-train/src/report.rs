@@ -157,10 +157,18 @@ pub struct RunReport {
 
 impl std::fmt::Display for RunReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = if self.interrupted { "interrupted" } else { "done" };
+        let state = if self.interrupted {
+            "interrupted"
+        } else {
+            "done"
+        };
         writeln!(f, "training {state}: step {}/{}", self.step, self.total)?;
         if let (Some(first), Some(last)) = (self.losses.first(), self.losses.last()) {
-            let min = self.losses.iter().map(|l| l.1).fold(f64::INFINITY, f64::min);
+            let min = self
+                .losses
+                .iter()
+                .map(|l| l.1)
+                .fold(f64::INFINITY, f64::min);
             writeln!(
                 f,
                 "  loss        {:.4} (step {}) → {:.4} (step {}), lowest {min:.4}",
@@ -267,10 +275,16 @@ pub fn plot_curves(path: &Path, report: &RunReport) -> Result<()> {
     }
     let to_points = |v: &[(usize, f64)]| v.iter().map(|&(s, l)| (s as f64, l)).collect::<Vec<_>>();
     chart
-        .draw_series(LineSeries::new(to_points(&report.losses), BLUE.stroke_width(2)))
+        .draw_series(LineSeries::new(
+            to_points(&report.losses),
+            BLUE.stroke_width(2),
+        ))
         .map_err(|e| err(e.to_string()))?;
     chart
-        .draw_series(LineSeries::new(to_points(&report.validation), RED.stroke_width(2)))
+        .draw_series(LineSeries::new(
+            to_points(&report.validation),
+            RED.stroke_width(2),
+        ))
         .map_err(|e| err(e.to_string()))?;
     root.present().map_err(|e| err(e.to_string()))
 }

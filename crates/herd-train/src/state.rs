@@ -154,8 +154,8 @@ pub fn load(
             reason,
         });
     }
-    let tensors =
-        candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| bad(e.to_string()))?;
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        .map_err(|e| bad(e.to_string()))?;
     let get = |key: String, like: &Tensor| -> Result<Tensor> {
         let t = tensors
             .get(&key)

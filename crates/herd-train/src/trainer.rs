@@ -63,7 +63,7 @@ impl TrainOptions {
         if self.seq_len < 2 {
             return bad("--seq-len must be at least 2".into());
         }
-        if self.clip.is_some_and(|c| !(c > 0.0)) {
+        if self.clip.is_some_and(|c| c.is_nan() || c <= 0.0) {
             return bad("--clip must be positive".into());
         }
         Ok(())
@@ -108,7 +108,11 @@ impl RunFiles {
 }
 
 /// The identity a checkpoint of this run must carry.
-pub fn run_identity(model: &TrainModel, data: &Dataset, opts: &TrainOptions) -> Result<RunIdentity> {
+pub fn run_identity(
+    model: &TrainModel,
+    data: &Dataset,
+    opts: &TrainOptions,
+) -> Result<RunIdentity> {
     let embed = &model.weights()[0].1;
     let base: Vec<f32> = embed.flatten_all()?.to_vec1()?;
     let base_bytes: Vec<u8> = base.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -153,7 +157,13 @@ pub fn train(
         (0, Default::default(), 0)
     };
     let mut log = MetricsLog::open(&files.metrics(), step)?;
-    let mut loader = Loader::new(&data.train, opts.seed, opts.seq_len, opts.rows_per_batch(), cursor);
+    let mut loader = Loader::new(
+        &data.train,
+        opts.seed,
+        opts.seq_len,
+        opts.rows_per_batch(),
+        cursor,
+    );
     let schedule = opts.schedule();
     let progress = Progress::new(files.progress, opts.steps as u64, step as u64);
     let started = Instant::now();
@@ -243,7 +253,10 @@ fn accumulate(model: &TrainModel, micro: &[Vec<Row>]) -> Result<(f64, Vec<Tensor
     }
     let grads = match acc {
         Some(g) => g,
-        None => params.iter().map(|(_, v)| Ok(v.zeros_like()?)).collect::<Result<_>>()?,
+        None => params
+            .iter()
+            .map(|(_, v)| Ok(v.zeros_like()?))
+            .collect::<Result<_>>()?,
     };
     Ok((loss_total / total.max(1) as f64, grads, positions))
 }
@@ -256,7 +269,11 @@ fn grad_of(grads: &candle_core::backprop::GradStore, var: &Var) -> Result<Tensor
 }
 
 /// Mean loss over the validation examples (packed in file order), if any.
-pub fn validation_loss(model: &TrainModel, data: &Dataset, opts: &TrainOptions) -> Result<Option<f64>> {
+pub fn validation_loss(
+    model: &TrainModel,
+    data: &Dataset,
+    opts: &TrainOptions,
+) -> Result<Option<f64>> {
     if data.validation.is_empty() {
         return Ok(None);
     }

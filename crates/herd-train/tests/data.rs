@@ -22,7 +22,12 @@ fn load(file: &str, loss_on: LossOn) -> Dataset {
         truncate: false,
         validation_fraction: 0.0,
     };
-    Dataset::load(&root().join("tests/fixtures/train").join(file), &tokenizer(), &opts).expect("load")
+    Dataset::load(
+        &root().join("tests/fixtures/train").join(file),
+        &tokenizer(),
+        &opts,
+    )
+    .expect("load")
 }
 
 #[test]
@@ -32,16 +37,49 @@ fn tool_dialogs_render_tools_calls_and_results() {
     assert_eq!(data.train.len(), 5);
     let ex = &data.train[0];
     let text = tok.decode(&ex.ids, false).expect("decode");
-    assert!(text.starts_with("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nEnvironment: ipython\n"), "{text}");
-    assert!(text.contains("\"name\": \"lookup_order\""), "tool definitions in the prompt");
-    assert!(text.contains("{\"type\": \"function\", \"name\": \"lookup_order\", \"parameters\": {\"order_id\": "), "{text}");
-    assert!(text.contains("<|eom_id|><|start_header_id|>ipython<|end_header_id|>\n\n{\"status\": \"shipped\""), "{text}");
+    assert!(
+        text.starts_with(
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nEnvironment: ipython\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"name\": \"lookup_order\""),
+        "tool definitions in the prompt"
+    );
+    assert!(
+        text.contains(
+            "{\"type\": \"function\", \"name\": \"lookup_order\", \"parameters\": {\"order_id\": "
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "<|eom_id|><|start_header_id|>ipython<|end_header_id|>\n\n{\"status\": \"shipped\""
+        ),
+        "{text}"
+    );
     // The loss covers exactly the two assistant replies (call + answer).
-    let learnt: Vec<u32> = ex.ids.iter().zip(&ex.target).filter(|(_, &t)| t).map(|(&i, _)| i).collect();
+    let learnt: Vec<u32> = ex
+        .ids
+        .iter()
+        .zip(&ex.target)
+        .filter(|(_, &t)| t)
+        .map(|(&i, _)| i)
+        .collect();
     let learnt = tok.decode(&learnt, false).expect("decode");
-    assert!(learnt.starts_with("{\"type\": \"function\", \"name\": \"lookup_order\""), "{learnt}");
-    assert!(learnt.contains("<|eom_id|>Order ") && learnt.ends_with("has shipped.<|eot_id|>"), "{learnt}");
-    assert!(!learnt.contains("Where is order"), "user text is not learnt");
+    assert!(
+        learnt.starts_with("{\"type\": \"function\", \"name\": \"lookup_order\""),
+        "{learnt}"
+    );
+    assert!(
+        learnt.contains("<|eom_id|>Order ") && learnt.ends_with("has shipped.<|eot_id|>"),
+        "{learnt}"
+    );
+    assert!(
+        !learnt.contains("Where is order"),
+        "user text is not learnt"
+    );
 }
 
 #[test]

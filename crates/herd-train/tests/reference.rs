@@ -60,8 +60,13 @@ fn loss_and_gradients_match_pytorch() {
         let rows = pack(&[&example], ids.len() - 1);
         assert_eq!(rows.len(), 1);
         let (loss, grads) = loss_and_grads(&model, &rows).expect("loss");
-        let want = refs[&format!("{name}.loss")].to_vec1::<f32>().expect("loss")[0];
-        assert!((loss as f32 - want).abs() < 1e-4, "{name}: loss {loss} vs {want}");
+        let want = refs[&format!("{name}.loss")]
+            .to_vec1::<f32>()
+            .expect("loss")[0];
+        assert!(
+            (loss as f32 - want).abs() < 1e-4,
+            "{name}: loss {loss} vs {want}"
+        );
         let grads: HashMap<String, Tensor> = grads.into_iter().collect();
         let mut checked = 0;
         for (key, want) in &refs {
@@ -92,16 +97,25 @@ fn inference_logits(model: &Llama, ids: &[u32]) -> Tensor {
 
 fn adapter_logits_match(adapter: &str, logits_file: &str) {
     let refs = fixture(logits_file);
-    let ids: Vec<u32> = ids_of(&refs["input_ids"]).iter().map(|&i| i as u32).collect();
+    let ids: Vec<u32> = ids_of(&refs["input_ids"])
+        .iter()
+        .map(|&i| i as u32)
+        .collect();
     let ckpt = Checkpoint::open(&model_dir("llama31-tiny")).expect("checkpoint");
     let model =
         load_with_adapter(ckpt, &root().join("tests/fixtures/train").join(adapter)).expect("load");
     let logits = inference_logits(&model, &ids);
     let base = Llama::load(&model_dir("llama31-tiny")).expect("base");
     let moved = max_diff(&inference_logits(&base, &ids), &refs["logits"]);
-    assert!(moved > 1e-2, "the adapter must change the logits (by {moved})");
+    assert!(
+        moved > 1e-2,
+        "the adapter must change the logits (by {moved})"
+    );
     let diff = max_diff(&logits, &refs["logits"]);
-    assert!(diff < 1e-4, "{adapter}: logits differ from PEFT's by {diff}");
+    assert!(
+        diff < 1e-4,
+        "{adapter}: logits differ from PEFT's by {diff}"
+    );
 }
 
 #[test]
@@ -125,13 +139,20 @@ fn packed_documents_do_not_see_each_other() {
     let (a, b) = (doc(1, 9), doc(2, 13));
     let loss_of = |rows: &[herd_train::data::Row]| {
         let logits = model.forward(rows).expect("forward");
-        loss_sum(&logits, rows).expect("loss").0.to_scalar::<f32>().expect("scalar")
+        loss_sum(&logits, rows)
+            .expect("loss")
+            .0
+            .to_scalar::<f32>()
+            .expect("scalar")
     };
     let packed = pack(&[&a, &b], 24);
     assert_eq!(packed.len(), 1, "both documents share one row");
     let separate = loss_of(&pack(&[&a], 24)) + loss_of(&pack(&[&b], 24));
     let together = loss_of(&packed);
-    assert!((separate - together).abs() < 1e-4, "{separate} vs {together}");
+    assert!(
+        (separate - together).abs() < 1e-4,
+        "{separate} vs {together}"
+    );
 }
 
 #[test]

@@ -29,7 +29,12 @@ fn dataset(model: &str) -> Dataset {
         truncate: false,
         validation_fraction: 0.1,
     };
-    Dataset::load(&root().join("tests/fixtures/train/chat.jsonl"), &tokenizer, &opts).expect("data")
+    Dataset::load(
+        &root().join("tests/fixtures/train/chat.jsonl"),
+        &tokenizer,
+        &opts,
+    )
+    .expect("data")
 }
 
 fn options() -> TrainOptions {
@@ -84,17 +89,24 @@ fn assert_resume_is_exact(make: impl Fn() -> TrainModel) {
     assert_eq!(whole.losses.len(), 7);
     assert!(!whole.interrupted);
     let split_dir = tmp.path().join("split");
-    let first = train(&make(), &data, &opts, &files(&split_dir), false, &|s| s == 3).expect("first");
+    let first = train(&make(), &data, &opts, &files(&split_dir), false, &|s| {
+        s == 3
+    })
+    .expect("first");
     assert!(first.interrupted);
     assert_eq!(first.step, 3);
     // A fresh model object: everything must come from the checkpoint.
-    let resumed = train(&make(), &data, &opts, &files(&split_dir), true, &|_| false).expect("resume");
+    let resumed =
+        train(&make(), &data, &opts, &files(&split_dir), true, &|_| false).expect("resume");
     assert_eq!(resumed.step, 7);
     assert_eq!(resumed.losses, whole.losses, "every loss, bit for bit");
     assert_eq!(resumed.validation, whole.validation);
     let first_loss = whole.losses[0].1;
     let last_loss = whole.losses[6].1;
-    assert!(last_loss < first_loss, "training lowers the loss: {first_loss} → {last_loss}");
+    assert!(
+        last_loss < first_loss,
+        "training lowers the loss: {first_loss} → {last_loss}"
+    );
     let png = std::fs::read(split_dir.join("loss.png")).expect("curve");
     assert_eq!(&png[1..4], b"PNG");
 }
@@ -116,21 +128,50 @@ fn checkpoint_from_another_model_or_run_is_refused() {
     opts.steps = 4;
     let tmp = tempfile::tempdir().expect("tmp");
     let run = files(tmp.path());
-    train(&lora_model("llama31-tiny"), &data, &opts, &run, false, &|s| s == 1).expect("first");
+    train(
+        &lora_model("llama31-tiny"),
+        &data,
+        &opts,
+        &run,
+        false,
+        &|s| s == 1,
+    )
+    .expect("first");
     let before = std::fs::read(run.checkpoint()).expect("checkpoint");
 
     let other_data = dataset("llama32-tied");
-    let err = train(&lora_model("llama32-tied"), &other_data, &opts, &run, true, &|_| false)
-        .expect_err("another model");
+    let err = train(
+        &lora_model("llama32-tied"),
+        &other_data,
+        &opts,
+        &run,
+        true,
+        &|_| false,
+    )
+    .expect_err("another model");
     let msg = err.to_string();
-    assert!(msg.contains("cannot resume") && msg.contains("model configuration"), "{msg}");
+    assert!(
+        msg.contains("cannot resume") && msg.contains("model configuration"),
+        "{msg}"
+    );
 
     let err = train(&full_model(), &data, &opts, &run, true, &|_| false).expect_err("full vs LoRA");
     assert!(err.to_string().contains("different tuning"), "{err}");
 
     opts.lr *= 2.0;
-    let err = train(&lora_model("llama31-tiny"), &data, &opts, &run, true, &|_| false)
-        .expect_err("other options");
+    let err = train(
+        &lora_model("llama31-tiny"),
+        &data,
+        &opts,
+        &run,
+        true,
+        &|_| false,
+    )
+    .expect_err("other options");
     assert!(err.to_string().contains("training options"), "{err}");
-    assert_eq!(std::fs::read(run.checkpoint()).expect("checkpoint"), before, "left untouched");
+    assert_eq!(
+        std::fs::read(run.checkpoint()).expect("checkpoint"),
+        before,
+        "left untouched"
+    );
 }

@@ -26,7 +26,9 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .context("herd quantize needs --model DIR|FILE.gguf")?;
     if args.model.lora.is_some() {
-        anyhow::bail!("herd quantize does not take --lora; fold the adapter in first with herd merge");
+        anyhow::bail!(
+            "herd quantize does not take --lora; fold the adapter in first with herd merge"
+        );
     }
     let started = Instant::now();
     let (checkpoint, tokenizer) = open(path)?;

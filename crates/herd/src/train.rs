@@ -180,7 +180,12 @@ fn finetune(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
     let job = Job::prepare(&args.training, &checkpoint.config, &tokenizer, default_lr)?;
     let model = TrainModel::from_checkpoint(&checkpoint, tuning, job.options.seed)?;
     drop(checkpoint);
-    job.run(&model, &config_json, &args.model, &args.model.display().to_string())
+    job.run(
+        &model,
+        &config_json,
+        &args.model,
+        &args.model.display().to_string(),
+    )
 }
 
 fn scratch(args: ScratchArgs) -> anyhow::Result<ExitCode> {
@@ -199,7 +204,11 @@ fn scratch(args: ScratchArgs) -> anyhow::Result<ExitCode> {
     }
     let tokenizer_dir = match args.tokenizer.is_dir() {
         true => args.tokenizer.clone(),
-        false => args.tokenizer.parent().map(Path::to_path_buf).unwrap_or_default(),
+        false => args
+            .tokenizer
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
     };
     let job = Job::prepare(&args.training, &config, &tokenizer, 1e-3)?;
     let model = TrainModel::random(config, job.options.seed)?;
@@ -221,7 +230,9 @@ impl Job {
         tokenizer: &Tokenizer,
         default_lr: f64,
     ) -> anyhow::Result<Job> {
-        let seq_len = args.seq_len.unwrap_or(config.max_position_embeddings.min(1024));
+        let seq_len = args
+            .seq_len
+            .unwrap_or(config.max_position_embeddings.min(1024));
         if seq_len > config.max_position_embeddings {
             anyhow::bail!(
                 "--seq-len {seq_len} is longer than the model's context ({} tokens)",
@@ -253,7 +264,11 @@ impl Job {
         };
         let data = Dataset::load(&args.data, tokenizer, &data_opts)?;
         if data.skipped > 0 {
-            eprintln!("skipped {} malformed records in {}", data.skipped, args.data.display());
+            eprintln!(
+                "skipped {} malformed records in {}",
+                data.skipped,
+                args.data.display()
+            );
         }
         if data.truncated > 0 {
             eprintln!("truncated {} examples to {seq_len} tokens", data.truncated);
@@ -319,7 +334,13 @@ impl Job {
             );
             return Ok(ExitCode::from(130));
         }
-        herd_train::save_trained(&self.files.dir, model, config_json, tokenizer_dir, base_name)?;
+        herd_train::save_trained(
+            &self.files.dir,
+            model,
+            config_json,
+            tokenizer_dir,
+            base_name,
+        )?;
         eprintln!(
             "wrote {} (metrics: {}, curve: {})",
             self.files.dir.display(),

@@ -36,8 +36,22 @@ fn s(p: &Path) -> &str {
 fn finetune(out: &Path, data: &Path, extra: &[&str]) -> Output {
     let model = tiny();
     let mut args = vec![
-        "finetune", "--model", s(&model), "--data", s(data), "--out", s(out), "--steps", "4",
-        "--lr", "1e-2", "--seq-len", "256", "--batch-tokens", "512", "--quiet",
+        "finetune",
+        "--model",
+        s(&model),
+        "--data",
+        s(data),
+        "--out",
+        s(out),
+        "--steps",
+        "4",
+        "--lr",
+        "1e-2",
+        "--seq-len",
+        "256",
+        "--batch-tokens",
+        "512",
+        "--quiet",
     ];
     args.extend_from_slice(extra);
     herd(&args)
@@ -45,13 +59,26 @@ fn finetune(out: &Path, data: &Path, extra: &[&str]) -> Output {
 
 fn assert_fails_with(out: &Output, needle: &str) {
     let err = text(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success: {err}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success: {err}"
+    );
     assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
     assert!(!err.contains("panicked"), "panic: {err}");
 }
 
 fn greedy_ids(model: &Path, lora: Option<&Path>) -> String {
-    let mut args = vec!["generate", "--model", s(model), "--prompt", "Where is", "--greedy", "-n", "12", "--ids"];
+    let mut args = vec![
+        "generate",
+        "--model",
+        s(model),
+        "--prompt",
+        "Where is",
+        "--greedy",
+        "-n",
+        "12",
+        "--ids",
+    ];
     if let Some(lora) = lora {
         args.extend(["--lora", s(lora)]);
     }
@@ -68,15 +95,35 @@ fn lora_finetune_then_generate_with_adapter_equals_merged_model() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let summary = text(&out.stderr);
     assert!(summary.contains("training done: step 4/4"), "{summary}");
-    for file in ["adapter_config.json", "adapter_model.safetensors", "metrics.jsonl", "loss.png"] {
+    for file in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "metrics.jsonl",
+        "loss.png",
+    ] {
         assert!(run.join(file).is_file(), "{file} missing");
     }
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).expect("metrics");
-    assert_eq!(metrics.lines().filter(|l| l.contains("\"loss\"")).count(), 4);
+    assert_eq!(
+        metrics.lines().filter(|l| l.contains("\"loss\"")).count(),
+        4
+    );
     let with_adapter = greedy_ids(&tiny(), Some(&run));
-    assert_ne!(with_adapter, greedy_ids(&tiny(), None), "the adapter changes the output");
+    assert_ne!(
+        with_adapter,
+        greedy_ids(&tiny(), None),
+        "the adapter changes the output"
+    );
     let merged = tmp.path().join("merged");
-    let out = herd(&["merge", "--model", s(&tiny()), "--lora", s(&run), "-o", s(&merged)]);
+    let out = herd(&[
+        "merge",
+        "--model",
+        s(&tiny()),
+        "--lora",
+        s(&run),
+        "-o",
+        s(&merged),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(greedy_ids(&merged, None), with_adapter);
 }
@@ -90,9 +137,24 @@ fn full_finetune_and_training_from_scratch_write_loadable_models() {
     assert!(!greedy_ids(&full, None).is_empty());
     let scratch = tmp.path().join("scratch");
     let out = herd(&[
-        "train", "--config", s(&tiny().join("config.json")), "--tokenizer", s(&tiny()),
-        "--data", s(&chat_data()), "--out", s(&scratch), "--steps", "3", "--seq-len", "256",
-        "--batch-tokens", "512", "--quiet", "--loss-on", "all",
+        "train",
+        "--config",
+        s(&tiny().join("config.json")),
+        "--tokenizer",
+        s(&tiny()),
+        "--data",
+        s(&chat_data()),
+        "--out",
+        s(&scratch),
+        "--steps",
+        "3",
+        "--seq-len",
+        "256",
+        "--batch-tokens",
+        "512",
+        "--quiet",
+        "--loss-on",
+        "all",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     for file in ["config.json", "model.safetensors", "tokenizer.json"] {
@@ -106,10 +168,24 @@ fn ctrl_c_checkpoints_and_resume_continues_the_same_curve() {
     let tmp = tempfile::tempdir().expect("tmp");
     let args = |out: &Path| {
         vec![
-            "--threads".to_string(), "2".into(), "finetune".into(), "--model".into(),
-            s(&tiny()).into(), "--data".into(), s(&chat_data()).into(), "--out".into(),
-            s(out).into(), "--steps".into(), "150".into(), "--seq-len".into(), "256".into(),
-            "--batch-tokens".into(), "256".into(), "--quiet".into(), "--lora-rank".into(), "2".into(),
+            "--threads".to_string(),
+            "2".into(),
+            "finetune".into(),
+            "--model".into(),
+            s(&tiny()).into(),
+            "--data".into(),
+            s(&chat_data()).into(),
+            "--out".into(),
+            s(out).into(),
+            "--steps".into(),
+            "150".into(),
+            "--seq-len".into(),
+            "256".into(),
+            "--batch-tokens".into(),
+            "256".into(),
+            "--quiet".into(),
+            "--lora-rank".into(),
+            "2".into(),
         ]
     };
     let whole = tmp.path().join("whole");
@@ -125,15 +201,23 @@ fn ctrl_c_checkpoints_and_resume_continues_the_same_curve() {
         assert!(std::time::Instant::now() < deadline, "no progress");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
     assert!(kill.expect("kill").success());
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("--resume"));
     assert!(run.join("checkpoint.safetensors").is_file());
-    assert!(!run.join("adapter_model.safetensors").exists(), "no result before the end");
+    assert!(
+        !run.join("adapter_model.safetensors").exists(),
+        "no result before the end"
+    );
 
-    let again = Command::new(env!("CARGO_BIN_EXE_herd")).args(args(&run)).output().expect("run");
+    let again = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .args(args(&run))
+        .output()
+        .expect("run");
     assert_fails_with(&again, "already holds a training run");
 
     let resumed = Command::new(env!("CARGO_BIN_EXE_herd"))
@@ -169,7 +253,10 @@ fn bad_datasets_are_clear_errors() {
         p
     };
     let good = r#"{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}"#;
-    let broken = write("broken.jsonl", &format!("{good}\n{{\"messages\": [\n{good}\n"));
+    let broken = write(
+        "broken.jsonl",
+        &format!("{good}\n{{\"messages\": [\n{good}\n"),
+    );
     let out = finetune(&tmp.path().join("a"), &broken, &[]);
     assert_fails_with(&out, "broken.jsonl:2: not a JSON record");
     assert!(text(&out.stderr).contains("--skip-bad-records"));
@@ -178,17 +265,29 @@ fn bad_datasets_are_clear_errors() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("skipped 1 malformed records"));
 
-    let roles = write("roles.jsonl", r#"{"messages": [{"role": "robot", "content": "x"}]}"#);
-    assert_fails_with(&finetune(&tmp.path().join("c"), &roles, &[]), "roles.jsonl:1: messages[0]: unknown role \"robot\"");
+    let roles = write(
+        "roles.jsonl",
+        r#"{"messages": [{"role": "robot", "content": "x"}]}"#,
+    );
+    assert_fails_with(
+        &finetune(&tmp.path().join("c"), &roles, &[]),
+        "roles.jsonl:1: messages[0]: unknown role \"robot\"",
+    );
 
     let empty = write("empty.jsonl", "\n\n");
-    assert_fails_with(&finetune(&tmp.path().join("d"), &empty, &[]), "no training examples");
+    assert_fails_with(
+        &finetune(&tmp.path().join("d"), &empty, &[]),
+        "no training examples",
+    );
 
     let long = write(
         "long.jsonl",
         &format!(r#"{{"text": "{}"}}"#, "many words here ".repeat(200)),
     );
-    assert_fails_with(&finetune(&tmp.path().join("e"), &long, &[]), "long.jsonl:1: the example has");
+    assert_fails_with(
+        &finetune(&tmp.path().join("e"), &long, &[]),
+        "long.jsonl:1: the example has",
+    );
     assert_fails_with(&finetune(&tmp.path().join("e"), &long, &[]), "--truncate");
     let out = finetune(&tmp.path().join("f"), &long, &["--truncate"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -199,7 +298,11 @@ fn bad_datasets_are_clear_errors() {
 fn bad_options_and_adapters_are_clear_errors() {
     let tmp = tempfile::tempdir().expect("tmp");
     assert_fails_with(
-        &finetune(&tmp.path().join("a"), &chat_data(), &["--lora-targets", "q,attn"]),
+        &finetune(
+            &tmp.path().join("a"),
+            &chat_data(),
+            &["--lora-targets", "q,attn"],
+        ),
         "unknown LoRA target \"attn\"",
     );
     assert_fails_with(
@@ -207,17 +310,30 @@ fn bad_options_and_adapters_are_clear_errors() {
         "does not exist",
     );
     let out = herd(&[
-        "generate", "--model", s(&root().join("tests/fixtures/models/llama32-tied")), "--lora",
-        s(&root().join("tests/fixtures/train/peft_adapter")), "--prompt", "hi",
+        "generate",
+        "--model",
+        s(&root().join("tests/fixtures/models/llama32-tied")),
+        "--lora",
+        s(&root().join("tests/fixtures/train/peft_adapter")),
+        "--prompt",
+        "hi",
     ]);
     assert_fails_with(&out, "but the adapter has");
     let merged = tmp.path().join("merged");
     std::fs::create_dir(&merged).expect("dir");
     std::fs::write(merged.join("keep.txt"), "precious").expect("write");
     let out = herd(&[
-        "merge", "--model", s(&tiny()), "--lora", s(&root().join("tests/fixtures/train/peft_adapter")),
-        "-o", s(&merged),
+        "merge",
+        "--model",
+        s(&tiny()),
+        "--lora",
+        s(&root().join("tests/fixtures/train/peft_adapter")),
+        "-o",
+        s(&merged),
     ]);
     assert_fails_with(&out, "not empty");
-    assert_eq!(std::fs::read_to_string(merged.join("keep.txt")).expect("kept"), "precious");
+    assert_eq!(
+        std::fs::read_to_string(merged.join("keep.txt")).expect("kept"),
+        "precious"
+    );
 }
