@@ -52,7 +52,7 @@ def make_data(path: Path) -> None:
     words = "the shop sells mugs teapots scarves lamps and notebooks to customers every day".split()
     with open(path, "w") as f:
         for i in range(400):
-            text = " ".join(words[(i * 7 + j) % len(words)] for j in range(60))
+            text = " ".join(words[(i * 7 + j) % len(words)] for j in range(40))
             f.write(json.dumps({"text": text}) + "\n")
 
 
@@ -67,8 +67,9 @@ WRAPPER = (
 def measured(cmd: list[str]) -> tuple[str, float]:
     """Runs `cmd` under a fresh wrapper process; returns its stdout and its
     own peak RSS in MiB (the wrapper's only child is `cmd`)."""
-    out = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{cmd[0]} failed:\n{out.stderr}")
     lines = out.stdout.strip().splitlines()
     return "\n".join(lines[:-1]), int(lines[-1]) / 1024
 

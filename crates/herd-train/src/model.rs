@@ -39,7 +39,7 @@ struct Linear {
 impl Linear {
     /// `x: (n, in)` → `(n, out)`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&self.weight.t()?)?;
+        let y = matmul_t(x, &self.weight)?;
         Ok(match &self.lora {
             None => y,
             Some((a, b, scale)) => {
@@ -69,14 +69,14 @@ enum Source<'a> {
     /// A Hugging Face checkpoint's tensors.
     Checkpoint(&'a Tensors),
     /// Random: normal(0, 0.02) matrices and unit norms, as `transformers` initialises Llama.
-    Random(ChaCha8Rng),
+    Random(Box<ChaCha8Rng>),
 }
 
 impl Source<'_> {
     fn get(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
         let values = match self {
             Source::Checkpoint(t) => t.get(name, shape)?.to_f32_vec()?,
-            Source::Random(rng) if shape.len() == 1 => vec![1.0; shape[0]],
+            Source::Random(_) if shape.len() == 1 => vec![1.0; shape[0]],
             Source::Random(rng) => (0..shape.iter().product::<usize>())
                 .map(|_| 0.02 * standard_normal(rng))
                 .collect(),
@@ -177,7 +177,7 @@ impl TrainModel {
 
     /// A new model with random weights (`herd train`), every weight trainable.
     pub fn random(config: Config, seed: u64) -> Result<TrainModel> {
-        let source = Source::Random(ChaCha8Rng::seed_from_u64(seed));
+        let source = Source::Random(Box::new(ChaCha8Rng::seed_from_u64(seed)));
         TrainModel::build(config, Tuning::Full, source, seed)
     }
 
@@ -319,7 +319,7 @@ impl TrainModel {
         }
         let x = rms_norm(&x, &self.norm, cfg.rms_norm_eps)?;
         let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-        Ok(x.matmul(&head.t()?)?)
+        matmul_t(&x, head)
     }
 
     /// Causal self-attention over packed rows; returns `(b·t, heads·head_dim)`.
@@ -379,6 +379,16 @@ impl TrainModel {
         };
         Ok((table(cos)?, table(sin)?))
     }
+}
+
+/// `x wᵀ`; a weight that is not trained takes the frozen path, which skips
+/// its gradient (LoRA's base weights).
+fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    Ok(if w.is_variable() {
+        x.matmul(&w.t()?)?
+    } else {
+        crate::ops::frozen_linear(x, w)?
+    })
 }
 
 /// `x / rms(x) · w` over the last axis, as `transformers`' `LlamaRMSNorm`.

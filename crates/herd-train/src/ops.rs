@@ -3,7 +3,8 @@
 //! leaves queries and keys untrained), and the composed `exp / sum`
 //! version allocates four intermediate tensors per attention layer.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, D};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
 /// Row-wise softmax of a contiguous f32 tensor.
@@ -55,4 +56,48 @@ impl CustomOp1 for Softmax {
 /// Softmax over the last axis, differentiable.
 pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1(Softmax)
+}
+
+/// `x wᵀ` for a frozen `w`: the backward pass yields the gradient of `x`
+/// only. candle's own matmul rule always computes both operands'
+/// gradients, which for LoRA would compute (and keep) a full-size gradient
+/// of every frozen weight that nothing reads.
+struct FrozenLinear;
+
+impl CustomOp2 for FrozenLinear {
+    fn name(&self) -> &'static str {
+        "herd-frozen-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        w: &CpuStorage,
+        w_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (m, k) = x_layout.shape().dims2()?;
+        let (n, k_w) = w_layout.shape().dims2()?;
+        if k != k_w {
+            candle_core::bail!("frozen linear: x is ({m}, {k}) but w is ({n}, {k_w})");
+        }
+        let out = x.matmul(w, (1, m, n, k), x_layout, &w_layout.transpose(0, 1)?)?;
+        Ok((out, Shape::from((m, n))))
+    }
+
+    /// `dx = dy · w`; no gradient for `w`.
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(grad_res.matmul(w)?), None))
+    }
+}
+
+/// `x: (n, in)` times the frozen `w: (out, in)` transposed, differentiable in `x` only.
+pub fn frozen_linear(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    x.apply_op2(w, FrozenLinear)
 }

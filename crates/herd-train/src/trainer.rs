@@ -63,7 +63,7 @@ impl TrainOptions {
         if self.seq_len < 2 {
             return bad("--seq-len must be at least 2".into());
         }
-        if self.clip.is_some_and(|c| !(c > 0.0)) {
+        if self.clip.is_some_and(|c| c.is_nan() || c <= 0.0) {
             return bad("--clip must be positive".into());
         }
         Ok(())
