@@ -38,6 +38,8 @@ pub enum Command {
     Data(crate::data::DataArgs),
     /// Train a tokenizer for herd's own small models.
     Tokenizer(crate::tokenizer::TokenizerArgs),
+    /// Score a model on the shop corpus's test split (exact match, tool calls, perplexity).
+    Eval(crate::eval::EvalArgs),
 }
 
 /// Where the model comes from.

@@ -4,6 +4,7 @@
 mod args;
 mod chat;
 mod data;
+mod eval;
 mod generate;
 mod info;
 mod load;
@@ -40,6 +41,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(command) => train::run(command),
         Command::Data(args) => data::run(args),
         Command::Tokenizer(args) => tokenizer::run(args),
+        Command::Eval(args) => eval::run(args),
     }
 }
 
