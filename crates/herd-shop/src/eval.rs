@@ -158,7 +158,10 @@ pub fn evaluate(
     })?;
     let format = ChatFormat::new(tokenizer)?;
     let mut report = EvalReport::default();
-    let lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
     for (index, line) in lines.take(options.limit.unwrap_or(usize::MAX)) {
         let bad = |problem: String| ShopError::BadTestCase {
             path: path.to_path_buf(),
@@ -281,9 +284,10 @@ mod tests {
 
     #[test]
     fn reads_json_tool_calls_only() {
-        let (name, args) =
-            parse_call(r#" {"type": "function", "name": "lookup_order", "parameters": {"order_id": 1042}}"#)
-                .expect("a call");
+        let (name, args) = parse_call(
+            r#" {"type": "function", "name": "lookup_order", "parameters": {"order_id": 1042}}"#,
+        )
+        .expect("a call");
         assert_eq!(name, "lookup_order");
         assert_eq!(args, json!({"order_id": 1042}));
         assert!(parse_call(r#"{"name": "lookup_order", "parameters": 1042}"#).is_none());

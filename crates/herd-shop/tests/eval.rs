@@ -12,7 +12,8 @@ use herd_tokenizer::Tokenizer;
 use serde_json::Value;
 
 fn fixture_model() -> (Llama, Tokenizer) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models/llama32-tied");
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models/llama32-tied");
     let model = Checkpoint::open(&dir).unwrap().into_model().unwrap();
     (model, Tokenizer::from_dir(&dir).unwrap())
 }
@@ -35,7 +36,14 @@ fn three_cases(dir: &Path) -> PathBuf {
         }
     };
     let picked: Vec<&str> = (0..3)
-        .map(|k| *test.lines().collect::<Vec<_>>().iter().find(|l| kind(l) == k).unwrap())
+        .map(|k| {
+            *test
+                .lines()
+                .collect::<Vec<_>>()
+                .iter()
+                .find(|l| kind(l) == k)
+                .unwrap()
+        })
         .collect();
     let path = dir.join("cases.jsonl");
     std::fs::write(&path, picked.join("\n") + "\n").unwrap();
@@ -48,11 +56,18 @@ fn scores_cases_against_expected_and_the_gold_replies() {
     let cases = three_cases(tmp.path());
     let (model, tokenizer) = fixture_model();
     let mut seen = Vec::new();
-    let report = evaluate(&model, &tokenizer, &cases, &EvalOptions::default(), |case| {
-        seen.push(case.clone())
-    })
+    let report = evaluate(
+        &model,
+        &tokenizer,
+        &cases,
+        &EvalOptions::default(),
+        |case| seen.push(case.clone()),
+    )
     .unwrap();
-    assert_eq!((report.cases, report.tool_cases, report.answer_cases), (3, 1, 2));
+    assert_eq!(
+        (report.cases, report.tool_cases, report.answer_cases),
+        (3, 1, 2)
+    );
     // Random weights never write the JSON call, and any plain reply passes a
     // case that expects no particular words.
     assert_eq!(report.tool_cases_well_formed, 0);
@@ -62,12 +77,19 @@ fn scores_cases_against_expected_and_the_gold_replies() {
     let tokens: usize = seen.iter().map(|c| c.tokens).sum();
     assert_eq!((report.nll, report.tokens), (nll, tokens));
     // A random model is about as unsure as a uniform guess over 384 tokens.
-    assert!((50.0..2000.0).contains(&report.perplexity()), "{}", report.perplexity());
+    assert!(
+        (50.0..2000.0).contains(&report.perplexity()),
+        "{}",
+        report.perplexity()
+    );
     let limited = evaluate(
         &model,
         &tokenizer,
         &cases,
-        &EvalOptions { limit: Some(1), max_new_tokens: 4 },
+        &EvalOptions {
+            limit: Some(1),
+            max_new_tokens: 4,
+        },
         |_| (),
     )
     .unwrap();
@@ -91,6 +113,13 @@ fn bad_test_files_are_clear_errors() {
     let err = evaluate(&model, &tokenizer, &empty, &EvalOptions::default(), |_| ()).unwrap_err();
     assert!(matches!(err, ShopError::EmptyTestFile(_)), "{err}");
     let missing = tmp.path().join("missing.jsonl");
-    let err = evaluate(&model, &tokenizer, &missing, &EvalOptions::default(), |_| ()).unwrap_err();
+    let err = evaluate(
+        &model,
+        &tokenizer,
+        &missing,
+        &EvalOptions::default(),
+        |_| (),
+    )
+    .unwrap_err();
     assert!(matches!(err, ShopError::Read { .. }), "{err}");
 }

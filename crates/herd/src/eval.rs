@@ -40,11 +40,17 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         limit: args.limit,
     };
     let start = std::time::Instant::now();
-    let report = evaluate(&loaded.model, &loaded.tokenizer, &args.data, &options, |case| {
-        if args.verbose {
-            print_case(case);
-        }
-    })?;
+    let report = evaluate(
+        &loaded.model,
+        &loaded.tokenizer,
+        &args.data,
+        &options,
+        |case| {
+            if args.verbose {
+                print_case(case);
+            }
+        },
+    )?;
     let seconds = start.elapsed().as_secs_f64();
     println!("model            {}", loaded.name);
     println!("cases            {} ({:.1} s)", report.cases, seconds);

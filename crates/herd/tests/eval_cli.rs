@@ -25,7 +25,14 @@ fn eval_scores_the_embedded_teacher() {
     let out = herd(&["data", "shop", "-o", corpus, "--dialogues", "20"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let test = dir.path().join("test.jsonl");
-    let out = herd(&["eval", "--data", test.to_str().unwrap(), "--limit", "4", "--verbose"]);
+    let out = herd(&[
+        "eval",
+        "--data",
+        test.to_str().unwrap(),
+        "--limit",
+        "4",
+        "--verbose",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.matches("     reply: ").count(), 4, "{stdout}");
@@ -44,7 +51,11 @@ fn eval_scores_the_embedded_teacher() {
 fn eval_bad_input_is_a_clear_error() {
     let out = herd(&["eval", "--data", "/no/such/test.jsonl"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("cannot read /no/such/test.jsonl"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read /no/such/test.jsonl"),
+        "{}",
+        stderr(&out)
+    );
     let out = herd(&["eval", "--data", "x.jsonl", "--max-tokens", "0"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--max-tokens"), "{}", stderr(&out));
