@@ -30,6 +30,7 @@
 mod corpus;
 pub mod date;
 mod error;
+pub mod eval;
 pub mod expected;
 mod phrases;
 mod prompt;

@@ -40,6 +40,8 @@ pub enum Command {
     Tokenizer(crate::tokenizer::TokenizerArgs),
     /// Serve the model over an OpenAI-compatible HTTP API, with a web chat page.
     Serve(crate::serve::ServeArgs),
+    /// Score a model on the shop corpus's test split (exact match, tool calls, perplexity).
+    Eval(crate::eval::EvalArgs),
 }
 
 /// Where the model comes from.

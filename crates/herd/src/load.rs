@@ -12,19 +12,15 @@ use herd_tokenizer::{GgufVocab, Tokenizer};
 use crate::args::{ModelArgs, SamplingArgs};
 
 /// The checkpoint compiled into the binary so that every command works on a
-/// fresh machine with no download. Until the project's own trained models
-/// land, it is the random-weight Llama 3.2-style test fixture (it produces
-/// gibberish, but exercises every code path of a real checkpoint).
+/// fresh machine with no download: the project's own shop-support teacher
+/// (`models/teacher`, trained by `herd train` on `herd data shop`'s corpus;
+/// its README has the command and the scores).
 mod embedded {
-    pub const NAME: &str = "<embedded llama32-tied>";
-    pub const CONFIG: &str =
-        include_str!("../../../tests/fixtures/models/llama32-tied/config.json");
-    pub const GENERATION: &str =
-        include_str!("../../../tests/fixtures/models/llama32-tied/generation_config.json");
-    pub const WEIGHTS: &[u8] =
-        include_bytes!("../../../tests/fixtures/models/llama32-tied/model.safetensors");
-    pub const TOKENIZER: &[u8] =
-        include_bytes!("../../../tests/fixtures/models/llama32-tied/tokenizer.json");
+    pub const NAME: &str = "<embedded teacher>";
+    pub const CONFIG: &str = include_str!("../../../models/teacher/config.json");
+    pub const GENERATION: &str = include_str!("../../../models/teacher/generation_config.json");
+    pub const WEIGHTS: &[u8] = include_bytes!("../../../models/teacher/model.safetensors");
+    pub const TOKENIZER: &[u8] = include_bytes!("../../../models/teacher/tokenizer.json");
 }
 
 /// A model with its tokenizer and a name for messages.

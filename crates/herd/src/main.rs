@@ -4,6 +4,7 @@
 mod args;
 mod chat;
 mod data;
+mod eval;
 mod generate;
 mod info;
 mod load;
@@ -42,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Data(args) => data::run(args),
         Command::Tokenizer(args) => tokenizer::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Eval(args) => eval::run(args),
     }
 }
 
