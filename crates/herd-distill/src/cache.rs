@@ -315,9 +315,9 @@ fn encode_shard(header: &CacheHeader, index: usize, seqs: &[&[u32]], rows: &[Top
         keys.extend_from_slice(&key(ids).to_le_bytes());
     }
     let tokens = tail.len() / 4;
-    let view = |dtype, shape: Vec<usize>, data: &[u8]| {
+    fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> Result<TensorView<'_>> {
         TensorView::new(dtype, shape, data).map_err(|e| DistillError::Teacher(e.to_string()))
-    };
+    }
     let tensors = vec![
         ("entries", view(Dtype::U32, vec![tokens, k], &entries)?),
         ("tail", view(Dtype::F32, vec![tokens], &tail)?),

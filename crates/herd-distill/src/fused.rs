@@ -235,7 +235,10 @@ impl CustomOp2 for HeadLoss {
             candle_core::bail!("head loss: inputs must be contiguous");
         };
         let (n, dim) = l1.shape().dims2()?;
-        let head = Tensor::from_slice(&ws[w0..w1], l2.shape(), &Device::Cpu)?;
+        if h1 - h0 != n * dim {
+            candle_core::bail!("head loss: hidden storage does not match its shape");
+        }
+        let head = Tensor::from_slice(&ws[w0..w1], l2.shape().clone(), &Device::Cpu)?;
         let vocab_rows = head.dim(0)?;
         let chunk_rows = (CHUNK_ELEMENTS / vocab_rows).max(1);
         let (mut total, mut grads_h, mut grad_head) = (0f64, Vec::new(), None::<Tensor>);

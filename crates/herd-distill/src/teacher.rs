@@ -225,7 +225,7 @@ pub fn vocabulary(tokenizer: &Tokenizer) -> Result<Vec<String>> {
 /// A stable hash of a tokenizer's vocabulary.
 pub fn tokenizer_identity(tokenizer: &Tokenizer) -> Result<String> {
     let tokens = vocabulary(tokenizer)?;
-    Ok(fnv1a(tokens.iter().flat_map(|t| [t.as_bytes(), b"\0"])))
+    Ok(fnv1a(tokens.iter().flat_map(|t| [t.as_bytes(), &b"\0"[..]])))
 }
 
 /// Checks that teacher and student tokenize identically and returns the
