@@ -42,6 +42,9 @@ pub enum Command {
     Serve(crate::serve::ServeArgs),
     /// Score a model on the shop corpus's test split (exact match, tool calls, perplexity).
     Eval(crate::eval::EvalArgs),
+    /// Distillation: teacher caches and student training.
+    #[command(flatten)]
+    Distill(crate::distill::DistillCommand),
 }
 
 /// Where the model comes from.

@@ -4,6 +4,7 @@
 mod args;
 mod chat;
 mod data;
+mod distill;
 mod eval;
 mod generate;
 mod info;
@@ -44,6 +45,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tokenizer(args) => tokenizer::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Distill(command) => distill::run(command),
     }
 }
 
