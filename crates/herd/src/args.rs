@@ -42,6 +42,8 @@ pub enum Command {
     Serve(crate::serve::ServeArgs),
     /// Score a model on the shop corpus's test split (exact match, tool calls, perplexity).
     Eval(crate::eval::EvalArgs),
+    /// Synthetic training data from a teacher (local, or any OpenAI-compatible endpoint).
+    GenerateData(Box<crate::gendata::GenerateDataArgs>),
 }
 
 /// Where the model comes from.

@@ -5,6 +5,7 @@ mod args;
 mod chat;
 mod data;
 mod eval;
+mod gendata;
 mod generate;
 mod info;
 mod load;
@@ -44,6 +45,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tokenizer(args) => tokenizer::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::GenerateData(args) => gendata::run(*args),
     }
 }
 
