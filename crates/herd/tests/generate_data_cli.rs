@@ -96,7 +96,7 @@ fn local_teacher_writes_trainable_records_and_resumes() {
 #[test]
 fn killed_run_resumes_without_loss_or_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let prompts = shop_prompts(dir.path(), 12);
+    let prompts = shop_prompts(dir.path(), 16);
     let reference = dir.path().join("reference.jsonl");
     let out = generate(&["--concurrency", "4"], &prompts, &reference);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -120,7 +120,7 @@ fn killed_run_resumes_without_loss_or_duplicates() {
     child.kill().unwrap();
     child.wait().unwrap();
     let done = std::fs::read_to_string(&journal).unwrap().lines().count() - 1;
-    assert!(done < 12, "killed too late to test anything");
+    assert!(done < 16, "killed too late to test anything");
     let out = generate(&["--concurrency", "4"], &prompts, &resumed);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("already done"), "{}", stderr(&out));
@@ -218,8 +218,8 @@ fn teacher_killed_and_restarted_mid_run() {
     let journal = dir.path().join("remote.jsonl.journal");
     let url = proxy.url();
     let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
-        .args(["--threads", "1", "generate-data", "--prompts", prompts.to_str().unwrap()])
-        .args(["-o", output.to_str().unwrap(), "--teacher-url", &url])
+        .args(["--threads", "2", "generate-data", "--prompts", prompts.to_str().unwrap()])
+        .args(["-o", output.to_str().unwrap(), "--teacher-url", url.as_str()])
         .args(["--concurrency", "1", "--max-retries", "12"])
         .args(SAMPLING)
         .stdout(std::process::Stdio::piped())
@@ -269,4 +269,73 @@ fn teacher_with_another_tokenizer_is_refused() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!records(&output).is_empty());
+}
+
+/// herd-remote's scorer (what a teacher cache stores) against `herd serve`
+/// equals the local engine's prompt log-probabilities for the same ids.
+#[test]
+fn remote_scores_match_the_local_engine() {
+    use herd_engine::{EngineConfig, EngineHandle, Event, Request};
+    use herd_remote::{ChatRequest, RemoteConfig, RemoteTeacher, TokenMap};
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/teacher");
+    let tokenizer = herd_tokenizer::Tokenizer::from_dir(&root).unwrap();
+    let mut ids: Vec<u32> = tokenizer.bos_id().into_iter().collect();
+    ids.extend(tokenizer.encode("Hello, where is my order 1047? Wo ist meine Bestellung?").unwrap());
+
+    let server = Served::start(&[]);
+    let teacher = RemoteTeacher::connect(&RemoteConfig::new(server.url())).unwrap();
+    assert_eq!(teacher.model(), "herd-embedded");
+    let map = TokenMap::new(&tokenizer).unwrap();
+    teacher.verify_tokenizer(&tokenizer, &map).unwrap();
+    let scored = teacher.score(&ids, 20, &map).unwrap();
+    assert_eq!(scored.k_granted, 20);
+    assert_eq!(scored.positions.len(), ids.len() - 1);
+    let err = teacher.score(&ids, 64, &map).unwrap_err().to_string();
+    assert!(err.contains("HTTP 400") && err.contains("20"), "{err}");
+
+    let model = herd_model::Checkpoint::open(&root).unwrap().into_model().unwrap();
+    let engine = EngineHandle::start(std::sync::Arc::new(model), EngineConfig::default()).unwrap();
+    let mut request = Request::new(ids.clone(), 1, vec![]);
+    request.prompt_logprobs = Some(20);
+    let mut stream = engine.submit(request).unwrap();
+    let local = loop {
+        match stream.blocking_recv() {
+            Some(Event::PromptLogprobs(lps)) => break lps,
+            Some(_) => {}
+            None => panic!("no prompt logprobs"),
+        }
+    };
+    for (i, (remote, local)) in scored.positions.iter().zip(&local).enumerate() {
+        assert_eq!(remote.id, local.id, "position {i}");
+        assert!((remote.logprob - local.logprob).abs() < 1e-5, "position {i}");
+        assert_eq!(remote.top.len(), 20, "position {i}");
+        for (&(rid, rlp), &(lid, llp)) in remote.top.iter().zip(&local.top) {
+            assert!((rlp - llp).abs() < 1e-5, "position {i}");
+            assert!(rid == lid || (rlp - llp).abs() < 1e-6, "position {i}: tie order only");
+        }
+        let mass: f32 = local.top.iter().map(|&(_, lp)| lp.exp()).sum();
+        assert!((remote.tail - (1.0 - mass).max(0.0)).abs() < 1e-5, "position {i}");
+    }
+
+    // Chat answers with top_logprobs map back to local ids too.
+    let messages = [serde_json::json!({"role": "user", "content": "What are your opening hours?"})];
+    let greedy = herd_engine::SamplingParams::default();
+    let choices = teacher
+        .chat(&ChatRequest {
+            messages: &messages,
+            tools: &[],
+            n: 1,
+            max_tokens: 12,
+            sampling: &greedy,
+            top_logprobs: Some(5),
+        })
+        .unwrap();
+    let tokens = choices[0].logprobs.as_ref().unwrap();
+    assert!(!tokens.is_empty());
+    for token in tokens {
+        let top = map.to_top_k(token, None).unwrap();
+        assert_eq!(top.top.len(), 5);
+        assert!(top.tail >= 0.0 && top.tail < 1.0);
+    }
 }

@@ -37,7 +37,7 @@ impl Served {
     /// Starts `herd serve --port 0 ARGS` and waits until it listens.
     pub fn start(args: &[&str]) -> Served {
         let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
-            .args(["--threads", "1", "serve", "--port", "0"])
+            .args(["--threads", "2", "serve", "--port", "0"])
             .args(args)
             .env_remove("HERD_MODEL")
             .env_remove("HERD_API_KEY")
