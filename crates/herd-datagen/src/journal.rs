@@ -149,7 +149,10 @@ fn parse_journal(output: &Path, bytes: &[u8], settings: &Value) -> Result<Finish
                 value["end"].as_u64(),
                 Counts::from_json(&value),
             ) else {
-                return Err(cannot(output, format!("journal line {} is malformed", i + 1)));
+                return Err(cannot(
+                    output,
+                    format!("journal line {} is malformed", i + 1),
+                ));
             };
             finished.keys.insert(key.to_owned());
             let hashes = value["hashes"].as_array().into_iter().flatten();
@@ -207,9 +210,7 @@ impl Output {
         journal
             .set_len(finished.journal_len)
             .map_err(io(&journal_file))?;
-        journal
-            .seek(SeekFrom::End(0))
-            .map_err(io(&journal_file))?;
+        journal.seek(SeekFrom::End(0)).map_err(io(&journal_file))?;
         records.seek(SeekFrom::End(0)).map_err(io(path))?;
         let mut output = Output {
             path: path.to_owned(),
@@ -224,7 +225,13 @@ impl Output {
     }
 
     /// Appends one finished prompt: its records, synced, then its journal line, synced.
-    pub fn commit(&mut self, key: &str, lines: &[String], hashes: &[u64], counts: &Counts) -> Result<()> {
+    pub fn commit(
+        &mut self,
+        key: &str,
+        lines: &[String],
+        hashes: &[u64],
+        counts: &Counts,
+    ) -> Result<()> {
         let mut block = String::new();
         for line in lines {
             block.push_str(line);
@@ -272,24 +279,37 @@ mod tests {
         let settings = json!({"n": 2});
         let (mut out, finished) = Output::open(&path, &settings).unwrap();
         assert!(finished.keys.is_empty());
-        out.commit("a", &["{\"x\":1}".into()], &[7], &one(1)).unwrap();
+        out.commit("a", &["{\"x\":1}".into()], &[7], &one(1))
+            .unwrap();
         drop(out);
         // A crash after writing b's record but before its journal line,
         // in the middle of writing that line.
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap()
-            .write_all(b"{\"x\":2}\n").unwrap();
-        std::fs::OpenOptions::new().append(true).open(journal_path(&path)).unwrap()
-            .write_all(b"{\"key\": \"b\", \"en").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"x\":2}\n")
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(journal_path(&path))
+            .unwrap()
+            .write_all(b"{\"key\": \"b\", \"en")
+            .unwrap();
         let (mut out, finished) = Output::open(&path, &settings).unwrap();
         assert_eq!(finished.keys, HashSet::from(["a".to_string()]));
         assert_eq!(finished.hashes, HashSet::from([7]));
         assert_eq!(finished.counts.written, 1);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"x\":1}\n");
-        out.commit("b", &["{\"x\":2}".into()], &[8], &one(1)).unwrap();
+        out.commit("b", &["{\"x\":2}".into()], &[8], &one(1))
+            .unwrap();
         drop(out);
         let finished = read_finished(&path, &settings).unwrap();
         assert_eq!(finished.keys.len(), 2);
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"x\":1}\n{\"x\":2}\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"x\":1}\n{\"x\":2}\n"
+        );
     }
 
     #[test]
@@ -297,12 +317,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.jsonl");
         drop(Output::open(&path, &json!({"n": 2})).unwrap());
-        let err = Output::open(&path, &json!({"n": 3})).err().unwrap().to_string();
+        let err = Output::open(&path, &json!({"n": 3}))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("other settings"), "{err}");
         let foreign = dir.path().join("mine.jsonl");
         std::fs::write(&foreign, "{\"precious\": true}\n").unwrap();
-        let err = Output::open(&foreign, &json!({})).err().unwrap().to_string();
+        let err = Output::open(&foreign, &json!({}))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("no journal"), "{err}");
-        assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "{\"precious\": true}\n");
+        assert_eq!(
+            std::fs::read_to_string(&foreign).unwrap(),
+            "{\"precious\": true}\n"
+        );
     }
 }

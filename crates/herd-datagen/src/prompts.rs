@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use herd_tokenizer::{ChatRecord, ChatFormat, Tokenizer};
+use herd_tokenizer::{ChatFormat, ChatRecord, Tokenizer};
 use serde_json::{json, Value};
 
 use crate::error::{io, DatagenError, Result};

@@ -82,8 +82,10 @@ impl LocalTeacher {
                     logprob_sum += logprob.map_or(0.0, |l| l.logprob as f64);
                 }
                 Some(Event::Finished(done)) => {
-                    let truncated =
-                        matches!(done.finish, FinishReason::Length | FinishReason::ContextFull);
+                    let truncated = matches!(
+                        done.finish,
+                        FinishReason::Length | FinishReason::ContextFull
+                    );
                     let text = self.tokenizer.decode(&ids, false)?;
                     return Ok(Sample {
                         message: assistant_message(&text),
@@ -204,9 +206,13 @@ mod tests {
 
     #[test]
     fn calls_and_plain_text_become_openai_messages() {
-        let m = assistant_message("{\"name\": \"lookup_order\", \"parameters\": {\"order_id\": 1047}}");
+        let m =
+            assistant_message("{\"name\": \"lookup_order\", \"parameters\": {\"order_id\": 1047}}");
         assert_eq!(m["tool_calls"][0]["function"]["name"], "lookup_order");
-        assert_eq!(m["tool_calls"][0]["function"]["arguments"], "{\"order_id\": 1047}");
+        assert_eq!(
+            m["tool_calls"][0]["function"]["arguments"],
+            "{\"order_id\": 1047}"
+        );
         assert_eq!(m["content"], "");
         let m = assistant_message("We open at 9.");
         assert_eq!(m, json!({"role": "assistant", "content": "We open at 9."}));

@@ -251,7 +251,8 @@ impl Transport {
             .limit(1 << 30)
             .read_to_string()
             .map_err(|e| transport_failure(path, e))?;
-        self.received.fetch_add(text.len() as u64, Ordering::Relaxed);
+        self.received
+            .fetch_add(text.len() as u64, Ordering::Relaxed);
         classify(path, status, retry_after, &text)
     }
 }

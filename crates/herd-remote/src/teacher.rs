@@ -80,7 +80,9 @@ impl RemoteTeacher {
     /// before any work: a wrong key fails here.
     pub fn connect(config: &RemoteConfig) -> Result<Self> {
         let transport = Transport::new(config)?;
-        let listing = transport.get("/models").map_err(|e| unauthorized(&transport, e))?;
+        let listing = transport
+            .get("/models")
+            .map_err(|e| unauthorized(&transport, e))?;
         let available: Vec<String> = listing["data"]
             .as_array()
             .map(|models| {
@@ -223,9 +225,14 @@ impl RemoteTeacher {
         };
         let prompt_tokens = response["usage"]["prompt_tokens"]
             .as_u64()
-            .ok_or_else(|| bad(endpoint, "no usage.prompt_tokens"))? as usize;
+            .ok_or_else(|| bad(endpoint, "no usage.prompt_tokens"))?
+            as usize;
         let raw = legacy_logprobs(&response, endpoint)?;
-        let remote: Vec<String> = raw.into_iter().take(prompt_tokens).map(|t| t.text).collect();
+        let remote: Vec<String> = raw
+            .into_iter()
+            .take(prompt_tokens)
+            .map(|t| t.text)
+            .collect();
         compare_tokenization(&local, &remote, bos.as_deref())
     }
 
@@ -314,9 +321,12 @@ fn chat_choice(choice: &Value, want_logprobs: bool, endpoint: &str) -> Result<Ch
         other => Finish::Other(other.to_owned()),
     };
     let logprobs = if want_logprobs {
-        let content = choice["logprobs"]["content"]
-            .as_array()
-            .ok_or_else(|| bad(endpoint, "logprobs asked for but `logprobs.content` missing"))?;
+        let content = choice["logprobs"]["content"].as_array().ok_or_else(|| {
+            bad(
+                endpoint,
+                "logprobs asked for but `logprobs.content` missing",
+            )
+        })?;
         Some(content.iter().map(chat_token).collect())
     } else {
         None
@@ -347,9 +357,12 @@ fn chat_token(entry: &Value) -> RawToken {
 /// The legacy `logprobs` object of the first choice, per token.
 fn legacy_logprobs(response: &Value, endpoint: &str) -> Result<Vec<RawToken>> {
     let logprobs = &response["choices"][0]["logprobs"];
-    let tokens = logprobs["tokens"]
-        .as_array()
-        .ok_or_else(|| bad(endpoint, "no `logprobs.tokens` (does the server support echo?)"))?;
+    let tokens = logprobs["tokens"].as_array().ok_or_else(|| {
+        bad(
+            endpoint,
+            "no `logprobs.tokens` (does the server support echo?)",
+        )
+    })?;
     let empty = Map::new();
     Ok(tokens
         .iter()

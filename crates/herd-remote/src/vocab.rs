@@ -117,7 +117,9 @@ impl TokenMap {
                 }
             } else if !self.knows(text) {
                 return Err(RemoteError::TokenizerMismatch {
-                    detail: format!("the teacher's token {text:?} is missing in the local vocabulary"),
+                    detail: format!(
+                        "the teacher's token {text:?} is missing in the local vocabulary"
+                    ),
                 });
             }
         }
@@ -134,7 +136,11 @@ impl TokenMap {
 
 /// Compares the teacher's tokenization of a text with the local one (both
 /// as token texts); a leading BOS present on one side only is ignored.
-pub(crate) fn compare_tokenization(local: &[String], remote: &[String], bos: Option<&str>) -> Result<()> {
+pub(crate) fn compare_tokenization(
+    local: &[String],
+    remote: &[String],
+    bos: Option<&str>,
+) -> Result<()> {
     let strip = |t: &[String]| -> Vec<String> {
         match (t.first(), bos) {
             (Some(first), Some(b)) if first == b => t[1..].to_vec(),
@@ -173,11 +179,16 @@ mod tests {
     #[test]
     fn tokenizations_compare_modulo_one_bos() {
         let bos = Some("<s>");
-        assert!(compare_tokenization(&strings(&["<s>", "a", "b"]), &strings(&["a", "b"]), bos).is_ok());
+        assert!(
+            compare_tokenization(&strings(&["<s>", "a", "b"]), &strings(&["a", "b"]), bos).is_ok()
+        );
         let err = compare_tokenization(&strings(&["a", "b"]), &strings(&["a", "bc"]), bos)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("token 1 is \"bc\" for the teacher and \"b\" locally"), "{err}");
+        assert!(
+            err.contains("token 1 is \"bc\" for the teacher and \"b\" locally"),
+            "{err}"
+        );
         assert!(compare_tokenization(&strings(&["a"]), &strings(&["a", "b"]), bos).is_err());
     }
 }

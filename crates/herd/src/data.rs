@@ -94,6 +94,10 @@ fn prompts_only(corpus: &Corpus, dir: &std::path::Path) -> anyhow::Result<ExitCo
     let path = dir.join("prompts.jsonl");
     let text = corpus.prompts_jsonl();
     std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
-    println!("wrote {} ({} prompts)", path.display(), text.lines().count());
+    println!(
+        "wrote {} ({} prompts)",
+        path.display(),
+        text.lines().count()
+    );
     Ok(ExitCode::SUCCESS)
 }

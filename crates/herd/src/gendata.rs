@@ -127,7 +127,11 @@ fn sampling(args: &SamplingArgs) -> anyhow::Result<SamplingParams> {
     Ok(params)
 }
 
-fn local(args: &GenerateDataArgs, prompts: &[Prompt], options: &RunOptions) -> anyhow::Result<ExitCode> {
+fn local(
+    args: &GenerateDataArgs,
+    prompts: &[Prompt],
+    options: &RunOptions,
+) -> anyhow::Result<ExitCode> {
     let loaded = load(&ModelArgs {
         model: args.teacher.clone(),
         quantize: None,
@@ -148,7 +152,11 @@ fn local(args: &GenerateDataArgs, prompts: &[Prompt], options: &RunOptions) -> a
     if args.dry_run {
         let finished = read_finished(&args.output, &settings)?;
         let plan = plan(prompts, &finished, &options.spec, Some(&loaded.tokenizer))?;
-        print_plan(&plan, &format!("the local teacher {}", loaded.name), options);
+        print_plan(
+            &plan,
+            &format!("the local teacher {}", loaded.name),
+            options,
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let stops = stop_ids(&loaded);
@@ -202,12 +210,11 @@ fn remote(
         max_requests: args.max_requests,
         ..RemoteConfig::new(url)
     };
-    let teacher = RemoteTeacher::connect(&config).with_context(|| {
-        match &args.teacher_api_key_env {
+    let teacher =
+        RemoteTeacher::connect(&config).with_context(|| match &args.teacher_api_key_env {
             Some(var) => format!("connecting to the teacher (API key from ${var})"),
             None => "connecting to the teacher (no --teacher-api-key-env given)".to_owned(),
-        }
-    })?;
+        })?;
     if let Some(tokenizer) = &student {
         teacher.verify_tokenizer(tokenizer, &TokenMap::new(tokenizer)?)?;
     }
@@ -290,11 +297,10 @@ fn print_summary(output: &Path, counts: &Counts, resumed: &Counts, elapsed: Dura
 }
 
 fn print_plan(plan: &Plan, teacher: &str, options: &RunOptions) {
-    let prompt_tokens = plan
-        .prompt_tokens
-        .map_or("prompt tokens not counted (give --student to count them)".to_owned(), |t| {
-            format!("{t} prompt tokens")
-        });
+    let prompt_tokens = plan.prompt_tokens.map_or(
+        "prompt tokens not counted (give --student to count them)".to_owned(),
+        |t| format!("{t} prompt tokens"),
+    );
     println!(
         "dry run: {} prompts to do ({} already done) × {} samples = {} sequences; \
          {} requests to {teacher}; {prompt_tokens}; at most {} generated tokens (--max-tokens {})",

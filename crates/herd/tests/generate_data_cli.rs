@@ -13,11 +13,22 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{herd_with, stderr, FaultyProxy, Faults, Served};
+use support::{herd_with, stderr, Faults, FaultyProxy, Served};
 
 /// The first `n` shop prompts (`herd data shop --prompts-only`).
 fn shop_prompts(dir: &Path, n: usize) -> PathBuf {
-    let out = herd_with(&["data", "shop", "--prompts-only", "--dialogues", "20", "-o", dir.to_str().unwrap()], &[]);
+    let out = herd_with(
+        &[
+            "data",
+            "shop",
+            "--prompts-only",
+            "--dialogues",
+            "20",
+            "-o",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let all = std::fs::read_to_string(dir.join("prompts.jsonl")).unwrap();
     assert!(all.lines().count() >= n, "{} prompts", all.lines().count());
@@ -28,7 +39,14 @@ fn shop_prompts(dir: &Path, n: usize) -> PathBuf {
 }
 
 const SAMPLING: [&str; 8] = [
-    "--samples", "2", "--max-tokens", "40", "--temperature", "0.8", "--seed", "7",
+    "--samples",
+    "2",
+    "--max-tokens",
+    "40",
+    "--temperature",
+    "0.8",
+    "--seed",
+    "7",
 ];
 
 fn generate(extra: &[&str], prompts: &Path, output: &Path) -> std::process::Output {
@@ -79,7 +97,11 @@ fn local_teacher_writes_trainable_records_and_resumes() {
     // A finished run resumed asks nothing and changes nothing.
     let out = generate(&["--concurrency", "6", "--keep-truncated"], &prompts, &a);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("6 of 6 prompts already done"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("6 of 6 prompts already done"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     // Other settings on the same file are refused.
     let out = generate(&["--concurrency", "6"], &prompts, &a);
@@ -88,7 +110,10 @@ fn local_teacher_writes_trainable_records_and_resumes() {
     // Dry run: counts without generating.
     let out = generate(&["--dry-run"], &prompts, &dir.path().join("dry.jsonl"));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("6 prompts to do (0 already done) × 2 samples = 12 sequences"), "{stdout}");
+    assert!(
+        stdout.contains("6 prompts to do (0 already done) × 2 samples = 12 sequences"),
+        "{stdout}"
+    );
     assert!(stdout.contains("at most 480 generated tokens"), "{stdout}");
     assert!(!dir.path().join("dry.jsonl").exists());
 }
@@ -103,7 +128,13 @@ fn killed_run_resumes_without_loss_or_duplicates() {
     let resumed = dir.path().join("resumed.jsonl");
     let journal = dir.path().join("resumed.jsonl.journal");
     let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
-        .args(["--threads", "2", "generate-data", "--prompts", prompts.to_str().unwrap()])
+        .args([
+            "--threads",
+            "2",
+            "generate-data",
+            "--prompts",
+            prompts.to_str().unwrap(),
+        ])
         .args(["-o", resumed.to_str().unwrap(), "--concurrency", "1"])
         .args(SAMPLING)
         .env_remove("HERD_MODEL")
@@ -124,7 +155,10 @@ fn killed_run_resumes_without_loss_or_duplicates() {
     let out = generate(&["--concurrency", "4"], &prompts, &resumed);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("already done"), "{}", stderr(&out));
-    assert_eq!(std::fs::read(&resumed).unwrap(), std::fs::read(&reference).unwrap());
+    assert_eq!(
+        std::fs::read(&resumed).unwrap(),
+        std::fs::read(&reference).unwrap()
+    );
 }
 
 #[test]
@@ -138,7 +172,11 @@ fn filters_and_bad_input() {
     assert_eq!(std::fs::read_to_string(&none).unwrap(), "");
     // The verifier sees each record and decides.
     let checked = dir.path().join("checked.jsonl");
-    let out = generate(&["--keep-truncated", "--verifier", "grep -q lookup_order"], &prompts, &checked);
+    let out = generate(
+        &["--keep-truncated", "--verifier", "grep -q lookup_order"],
+        &prompts,
+        &checked,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let all = dir.path().join("all.jsonl");
     let out = generate(&["--keep-truncated"], &prompts, &all);
@@ -179,19 +217,32 @@ fn remote_teacher_gives_the_local_samples_through_faults() {
     args.extend(key);
     let out = generate_with(&args, &prompts, &direct, &[("TEACHER_KEY", "sesame")]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(std::fs::read(&direct).unwrap(), std::fs::read(&local).unwrap());
+    assert_eq!(
+        std::fs::read(&direct).unwrap(),
+        std::fs::read(&local).unwrap()
+    );
 
     // Through a network that answers 429 and 500 some of the time.
     let proxy = FaultyProxy::start(server.addr(), Faults::EveryThird);
     let flaky = dir.path().join("flaky.jsonl");
     let proxy_url = proxy.url();
-    let mut args = vec!["--teacher-url", proxy_url.as_str(), "--concurrency", "4", "--max-retries", "8"];
+    let mut args = vec![
+        "--teacher-url",
+        proxy_url.as_str(),
+        "--concurrency",
+        "4",
+        "--max-retries",
+        "8",
+    ];
     args.extend(key);
     let out = generate_with(&args, &prompts, &flaky, &[("TEACHER_KEY", "sesame")]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(proxy.faults() > 0);
     assert!(!stderr(&out).contains("(0 retries)"), "{}", stderr(&out));
-    assert_eq!(std::fs::read(&flaky).unwrap(), std::fs::read(&local).unwrap());
+    assert_eq!(
+        std::fs::read(&flaky).unwrap(),
+        std::fs::read(&local).unwrap()
+    );
 
     // A wrong key fails before any work.
     let refused = dir.path().join("refused.jsonl");
@@ -199,7 +250,11 @@ fn remote_teacher_gives_the_local_samples_through_faults() {
     args.extend(key);
     let out = generate_with(&args, &prompts, &refused, &[("TEACHER_KEY", "wrong")]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("refused the API key (HTTP 401)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refused the API key (HTTP 401)"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("$TEACHER_KEY"), "{}", stderr(&out));
     assert!(!refused.exists());
 }
@@ -218,8 +273,19 @@ fn teacher_killed_and_restarted_mid_run() {
     let journal = dir.path().join("remote.jsonl.journal");
     let url = proxy.url();
     let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
-        .args(["--threads", "2", "generate-data", "--prompts", prompts.to_str().unwrap()])
-        .args(["-o", output.to_str().unwrap(), "--teacher-url", url.as_str()])
+        .args([
+            "--threads",
+            "2",
+            "generate-data",
+            "--prompts",
+            prompts.to_str().unwrap(),
+        ])
+        .args([
+            "-o",
+            output.to_str().unwrap(),
+            "--teacher-url",
+            url.as_str(),
+        ])
         .args(["--concurrency", "1", "--max-retries", "12"])
         .args(SAMPLING)
         .stdout(std::process::Stdio::piped())
@@ -238,7 +304,10 @@ fn teacher_killed_and_restarted_mid_run() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("(0 retries)"), "{}", stderr(&out));
-    assert_eq!(std::fs::read(&output).unwrap(), std::fs::read(&local).unwrap());
+    assert_eq!(
+        std::fs::read(&output).unwrap(),
+        std::fs::read(&local).unwrap()
+    );
 }
 
 #[test]
@@ -252,18 +321,32 @@ fn teacher_with_another_tokenizer_is_refused() {
     let url = server.url();
     let student = root.join("models/teacher");
     let out = generate(
-        &["--teacher-url", &url, "--student", student.to_str().unwrap()],
+        &[
+            "--teacher-url",
+            &url,
+            "--student",
+            student.to_str().unwrap(),
+        ],
         &prompts,
         &output,
     );
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("tokenizer differs"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tokenizer differs"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!output.exists());
     // The same teacher and student pass the check.
     let same = Served::start(&[]);
     let url = same.url();
     let out = generate(
-        &["--teacher-url", &url, "--student", student.to_str().unwrap()],
+        &[
+            "--teacher-url",
+            &url,
+            "--student",
+            student.to_str().unwrap(),
+        ],
         &prompts,
         &output,
     );
@@ -281,7 +364,11 @@ fn remote_scores_match_the_local_engine() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/teacher");
     let tokenizer = herd_tokenizer::Tokenizer::from_dir(&root).unwrap();
     let mut ids: Vec<u32> = tokenizer.bos_id().into_iter().collect();
-    ids.extend(tokenizer.encode("Hello, where is my order 1047? Wo ist meine Bestellung?").unwrap());
+    ids.extend(
+        tokenizer
+            .encode("Hello, where is my order 1047? Wo ist meine Bestellung?")
+            .unwrap(),
+    );
 
     let server = Served::start(&[]);
     let teacher = RemoteTeacher::connect(&RemoteConfig::new(server.url())).unwrap();
@@ -294,7 +381,10 @@ fn remote_scores_match_the_local_engine() {
     let err = teacher.score(&ids, 64, &map).unwrap_err().to_string();
     assert!(err.contains("HTTP 400") && err.contains("20"), "{err}");
 
-    let model = herd_model::Checkpoint::open(&root).unwrap().into_model().unwrap();
+    let model = herd_model::Checkpoint::open(&root)
+        .unwrap()
+        .into_model()
+        .unwrap();
     let engine = EngineHandle::start(std::sync::Arc::new(model), EngineConfig::default()).unwrap();
     let mut request = Request::new(ids.clone(), 1, vec![]);
     request.prompt_logprobs = Some(20);
@@ -308,14 +398,23 @@ fn remote_scores_match_the_local_engine() {
     };
     for (i, (remote, local)) in scored.positions.iter().zip(&local).enumerate() {
         assert_eq!(remote.id, local.id, "position {i}");
-        assert!((remote.logprob - local.logprob).abs() < 1e-5, "position {i}");
+        assert!(
+            (remote.logprob - local.logprob).abs() < 1e-5,
+            "position {i}"
+        );
         assert_eq!(remote.top.len(), 20, "position {i}");
         for (&(rid, rlp), &(lid, llp)) in remote.top.iter().zip(&local.top) {
             assert!((rlp - llp).abs() < 1e-5, "position {i}");
-            assert!(rid == lid || (rlp - llp).abs() < 1e-6, "position {i}: tie order only");
+            assert!(
+                rid == lid || (rlp - llp).abs() < 1e-6,
+                "position {i}: tie order only"
+            );
         }
         let mass: f32 = local.top.iter().map(|&(_, lp)| lp.exp()).sum();
-        assert!((remote.tail - (1.0 - mass).max(0.0)).abs() < 1e-5, "position {i}");
+        assert!(
+            (remote.tail - (1.0 - mass).max(0.0)).abs() < 1e-5,
+            "position {i}"
+        );
     }
 
     // Chat answers with top_logprobs map back to local ids too.

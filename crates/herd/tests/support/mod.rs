@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex};
 /// Runs the herd binary with `env` set.
 pub fn herd_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_herd"));
-    command.args(["--threads", "2"]).args(args).env_remove("HERD_MODEL");
+    command
+        .args(["--threads", "2"])
+        .args(args)
+        .env_remove("HERD_MODEL");
     for (k, v) in env {
         command.env(k, v);
     }
@@ -52,7 +55,10 @@ impl Served {
                 .expect("herd serve exited before listening")
                 .unwrap();
             if let Some(at) = line.find("listening on http://") {
-                break line[at + "listening on http://".len()..].trim().parse().unwrap();
+                break line[at + "listening on http://".len()..]
+                    .trim()
+                    .parse()
+                    .unwrap();
             }
         };
         std::thread::spawn(move || lines.for_each(drop));
@@ -140,7 +146,11 @@ impl FaultyProxy {
 }
 
 /// Reads one request; answers it with a fault or the upstream's answer.
-fn serve_one(mut client: TcpStream, upstream: SocketAddr, fault: Option<usize>) -> std::io::Result<()> {
+fn serve_one(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    fault: Option<usize>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut head = Vec::new();
     let mut length = 0;
