@@ -88,7 +88,7 @@ impl LocalTeacher {
                     );
                     let text = self.tokenizer.decode(&ids, false)?;
                     return Ok(Sample {
-                        message: assistant_message(&text),
+                        message: assistant_message(&text, !prompt.tools.is_empty()),
                         truncated,
                         mean_logprob: (!ids.is_empty())
                             .then(|| (logprob_sum / ids.len() as f64) as f32),
@@ -154,10 +154,11 @@ impl Teacher for RemoteTeacher {
 }
 
 /// Generated text as an OpenAI assistant message: tool calls (Llama 3.1's
-/// formats, parsed as `herd serve` parses them) or plain content.
-fn assistant_message(text: &str) -> Value {
+/// formats, parsed as `herd serve` parses them, and only when the prompt
+/// offered tools, as there) or plain content.
+fn assistant_message(text: &str, tools: bool) -> Value {
     let parsed = parse_tool_output(text);
-    if parsed.calls.is_empty() {
+    if !tools || parsed.calls.is_empty() {
         return openai_message(text, Vec::new());
     }
     let calls = parsed.calls.iter().map(|call| call.to_openai()).collect();
@@ -206,15 +207,22 @@ mod tests {
 
     #[test]
     fn calls_and_plain_text_become_openai_messages() {
-        let m =
-            assistant_message("{\"name\": \"lookup_order\", \"parameters\": {\"order_id\": 1047}}");
+        let call = "{\"name\": \"lookup_order\", \"parameters\": {\"order_id\": 1047}}";
+        let m = assistant_message(call, true);
         assert_eq!(m["tool_calls"][0]["function"]["name"], "lookup_order");
         assert_eq!(
             m["tool_calls"][0]["function"]["arguments"],
             "{\"order_id\": 1047}"
         );
         assert_eq!(m["content"], "");
-        let m = assistant_message("We open at 9.");
+        // Without tools on offer, a call-shaped answer is content, as in herd serve.
+        assert_eq!(assistant_message(call, false)["content"], call);
+        let m = assistant_message("We open at 9.", true);
         assert_eq!(m, json!({"role": "assistant", "content": "We open at 9."}));
+        // A server's message is brought into the same form.
+        let served = json!({"role": "assistant", "content": null, "refusal": null,
+            "tool_calls": [{"id": "call_x7", "type": "function",
+                            "function": {"name": "lookup_order", "arguments": "{\"order_id\": 1047}"}}]});
+        assert_eq!(normalized(&served), assistant_message(call, true));
     }
 }
