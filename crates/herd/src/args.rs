@@ -45,6 +45,8 @@ pub enum Command {
     /// Distillation: teacher caches and student training.
     #[command(flatten)]
     Distill(crate::distill::DistillCommand),
+    /// Synthetic training data from a teacher (local, or any OpenAI-compatible endpoint).
+    GenerateData(Box<crate::gendata::GenerateDataArgs>),
 }
 
 /// Where the model comes from.

@@ -6,6 +6,7 @@ mod chat;
 mod data;
 mod distill;
 mod eval;
+mod gendata;
 mod generate;
 mod info;
 mod load;
@@ -46,6 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Distill(command) => distill::run(command),
+        Command::GenerateData(args) => gendata::run(*args),
     }
 }
 
