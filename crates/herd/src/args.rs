@@ -42,6 +42,9 @@ pub enum Command {
     Serve(crate::serve::ServeArgs),
     /// Score a model on the shop corpus's test split (exact match, tool calls, perplexity).
     Eval(crate::eval::EvalArgs),
+    /// Cut a smaller model out of this one (Minitron-style pruning of layers,
+    /// KV heads, MLP and embedding channels ranked on calibration data).
+    Prune(crate::prune::PruneArgs),
 }
 
 /// Where the model comes from.
@@ -62,7 +65,7 @@ pub struct ModelArgs {
     pub lora: Option<PathBuf>,
 }
 
-fn parse_file_type(s: &str) -> Result<FileType, String> {
+pub fn parse_file_type(s: &str) -> Result<FileType, String> {
     FileType::parse(s)
         .ok_or_else(|| format!("unknown type {s:?}; choose one of {}", FileType::NAMES))
 }
@@ -116,6 +119,8 @@ pub struct GenerateArgs {
     pub ids: bool,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub draft: crate::draft::DraftArgs,
 }
 
 /// `herd chat`.
@@ -128,6 +133,8 @@ pub struct ChatArgs {
     pub system: Option<String>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub draft: crate::draft::DraftArgs,
 }
 
 /// `herd info`.

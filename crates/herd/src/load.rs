@@ -15,7 +15,7 @@ use crate::args::{ModelArgs, SamplingArgs};
 /// fresh machine with no download: the project's own shop-support teacher
 /// (`models/teacher`, trained by `herd train` on `herd data shop`'s corpus;
 /// its README has the command and the scores).
-mod embedded {
+pub mod embedded {
     pub const NAME: &str = "<embedded teacher>";
     pub const CONFIG: &str = include_str!("../../../models/teacher/config.json");
     pub const GENERATION: &str = include_str!("../../../models/teacher/generation_config.json");

@@ -4,11 +4,13 @@
 mod args;
 mod chat;
 mod data;
+mod draft;
 mod eval;
 mod generate;
 mod info;
 mod load;
 mod plan;
+mod prune;
 mod quantize;
 mod serve;
 mod tokenizer;
@@ -44,6 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tokenizer(args) => tokenizer::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Prune(args) => prune::run(args),
     }
 }
 
