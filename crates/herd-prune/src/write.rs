@@ -88,10 +88,11 @@ impl Slicer<'_> {
         for part in ["input_layernorm", "post_attention_layernorm"] {
             self.vector(&name(part))?;
         }
-        self.rows_cols(&name("self_attn.q_proj"), Some(&q_rows), hidden)?;
-        self.rows_cols(&name("self_attn.k_proj"), Some(&kv_rows), hidden)?;
-        self.rows_cols(&name("self_attn.v_proj"), Some(&kv_rows), hidden)?;
-        self.rows_cols(&name("self_attn.o_proj"), hidden, Some(&q_rows))?;
+        let (q_rows, kv_rows) = (Some(q_rows.as_slice()), Some(kv_rows.as_slice()));
+        self.rows_cols(&name("self_attn.q_proj"), q_rows, hidden)?;
+        self.rows_cols(&name("self_attn.k_proj"), kv_rows, hidden)?;
+        self.rows_cols(&name("self_attn.v_proj"), kv_rows, hidden)?;
+        self.rows_cols(&name("self_attn.o_proj"), hidden, q_rows)?;
         self.rows_cols(&name("mlp.gate_proj"), Some(mlp), hidden)?;
         self.rows_cols(&name("mlp.up_proj"), Some(mlp), hidden)?;
         self.rows_cols(&name("mlp.down_proj"), hidden, Some(mlp))?;

@@ -74,7 +74,7 @@ fn the_pruned_model_has_the_requested_shape_and_runs() {
             c.hidden_size,
             c.head_dim
         ),
-        (2, 1, 3, 100, 64, 32)
+        (2, 1, 3, 100, 64, 16)
     );
     let logits = all_logits(&pruned, &[1, 2, 3]);
     assert!(logits.iter().flatten().all(|x| x.is_finite()));

@@ -1,7 +1,7 @@
 //! `herd eval`: scores a model on the shop corpus's test split — exact match,
 //! tool-call validity and the perplexity of the gold replies.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
@@ -86,6 +86,15 @@ fn compare(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let Some(dir) = &args.output else {
         anyhow::bail!("--compare needs -o DIR for the report");
     };
+    // Fail before hours of scoring, not after.
+    if let Some(missing) = args
+        .compare
+        .iter()
+        .map(|n| n.trim())
+        .find(|n| *n != "embedded" && !Path::new(n).exists())
+    {
+        anyhow::bail!("--compare: {missing} is neither `embedded` nor an existing model path");
+    }
     let mut scores = Vec::new();
     for name in &args.compare {
         let name = name.trim();

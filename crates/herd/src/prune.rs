@@ -103,7 +103,8 @@ fn calibration(args: &PruneArgs, tokenizer: &Tokenizer, model: &Llama) -> anyhow
         truncate: true,
         validation_fraction: 0.0,
     };
-    let data = Dataset::load(&args.calibration, tokenizer, &options)?;
+    let data = Dataset::load(&args.calibration, tokenizer, &options)
+        .with_context(|| format!("calibration data {}", args.calibration.display()))?;
     let mut budget = args.calibration_tokens;
     let mut out = Vec::new();
     for example in data.train.into_iter().chain(data.validation) {
