@@ -29,6 +29,28 @@ pub enum Logits {
     Last,
 }
 
+/// Where [`Llama::forward_traced`] hands activations to a [`Trace`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TracePoint {
+    /// The residual stream entering a layer, `(tokens, hidden)`.
+    LayerInput,
+    /// The attention heads' outputs before `o_proj`, `(tokens, n_heads * head_dim)`,
+    /// head `h` in columns `h * head_dim..(h + 1) * head_dim`.
+    AttentionHeads,
+    /// The MLP's hidden activations `silu(gate) * up`, `(tokens, intermediate)`.
+    MlpHidden,
+    /// The residual stream leaving a layer, `(tokens, hidden)`.
+    LayerOutput,
+}
+
+/// Receives intermediate activations of a forward pass, e.g. to rank layers,
+/// heads and channels by importance on calibration data (pruning). Values are
+/// row-major f32 rows, one per new token.
+pub trait Trace {
+    /// `values` of `layer` at `point`, `width` columns per row.
+    fn record(&mut self, layer: usize, point: TracePoint, values: &[f32], width: usize);
+}
+
 /// One sequence's part of a batch: its new tokens and its KV state.
 pub struct SeqInput<'a> {
     /// Tokens to append (at least one).
@@ -138,6 +160,20 @@ impl Linear {
     }
 }
 
+/// A [`Trace`] bound to the layer being computed.
+struct Tap<'t> {
+    trace: &'t mut dyn Trace,
+    layer: usize,
+}
+
+impl Tap<'_> {
+    /// Hands a `(tokens, width)` activation to the trace.
+    fn tensor(&mut self, point: TracePoint, t: &Tensor) -> Result<()> {
+        let width = t.dim(1)?;
+        with_f32_slice(t, |v| self.trace.record(self.layer, point, v, width))
+    }
+}
+
 /// Runs `f` on the contiguous f32 data of a CPU tensor without copying it.
 fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let t = t.contiguous()?;
@@ -223,6 +259,7 @@ impl Attention {
         spans: &[Span],
         angles: &[RopeAngles],
         kv: &mut BatchKv<'_, '_>,
+        tap: Option<&mut Tap<'_>>,
     ) -> Result<Tensor> {
         // Projections for all sequences at once.
         let n = x.dim(0)?;
@@ -258,6 +295,10 @@ impl Attention {
             head_dim: self.head_dim,
         };
         attend(heads, &q, spans, &kv.views(layer), &mut y);
+        if let Some(tap) = tap {
+            tap.trace
+                .record(tap.layer, TracePoint::AttentionHeads, &y, q_dim);
+        }
         self.o_proj
             .forward(&Tensor::from_vec(y, (n, q_dim), x.device())?)
     }
@@ -284,10 +325,14 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, tap: Option<&mut Tap<'_>>) -> Result<Tensor> {
         let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
         let up = self.up_proj.forward(x)?;
-        self.down_proj.forward(&(gate * up)?)
+        let hidden = (gate * up)?;
+        if let Some(tap) = tap {
+            tap.tensor(TracePoint::MlpHidden, &hidden)?;
+        }
+        self.down_proj.forward(&hidden)
     }
 }
 
@@ -415,7 +460,7 @@ impl Llama {
                 logits: which,
             })
             .collect();
-        let logits = self.run(&spans, &mut BatchKv::Contiguous(batch))?;
+        let logits = self.run(&spans, &mut BatchKv::Contiguous(batch), None)?;
         for seq in batch.iter_mut() {
             seq.cache.advance(seq.tokens.len());
         }
@@ -437,11 +482,38 @@ impl Llama {
                 logits: s.logits,
             })
             .collect();
-        self.run(&spans, &mut BatchKv::Paged { pool, seqs: batch })
+        self.run(&spans, &mut BatchKv::Paged { pool, seqs: batch }, None)
+    }
+
+    /// Logits of every new token of one sequence, like [`Llama::forward_one`]
+    /// with [`Logits::All`], handing each layer's activations to `trace`.
+    pub fn forward_traced(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        trace: &mut dyn Trace,
+    ) -> Result<Tensor> {
+        let mut batch = [SeqInput { tokens, cache }];
+        self.check_batch(&batch)?;
+        let steps = [Step {
+            tokens,
+            past: batch[0].cache.len(),
+            logits: Logits::All,
+        }];
+        let mut logits = self.run(&steps, &mut BatchKv::Contiguous(&mut batch), Some(trace))?;
+        batch[0].cache.advance(tokens.len());
+        logits
+            .pop()
+            .ok_or_else(|| ModelError::InvalidInput("empty batch".into()))
     }
 
     /// The forward pass proper, over already-checked inputs.
-    fn run(&self, steps: &[Step<'_>], kv: &mut BatchKv<'_, '_>) -> Result<Vec<Tensor>> {
+    fn run(
+        &self,
+        steps: &[Step<'_>],
+        kv: &mut BatchKv<'_, '_>,
+        mut trace: Option<&mut dyn Trace>,
+    ) -> Result<Vec<Tensor>> {
         // Embed all new tokens of all sequences into one packed matrix.
         let tokens: Vec<u32> = steps
             .iter()
@@ -461,12 +533,20 @@ impl Llama {
             })
             .collect();
         for (i, layer) in self.layers.iter().enumerate() {
+            let mut tap = trace.as_deref_mut().map(|t| Tap { trace: t, layer: i });
+            if let Some(tap) = tap.as_mut() {
+                tap.tensor(TracePoint::LayerInput, &x)?;
+            }
             // x = x + attn(norm(x))
             let h = layer.input_layernorm.forward(&x)?;
-            x = (x + layer.self_attn.forward(&h, i, &spans, &angles, kv)?)?;
+            let attn = layer.self_attn.forward(&h, i, &spans, &angles, kv, tap.as_mut())?;
+            x = (x + attn)?;
             // x = x + mlp(norm(x))
             let h = layer.post_attention_layernorm.forward(&x)?;
-            x = (x + layer.mlp.forward(&h)?)?;
+            x = (x + layer.mlp.forward(&h, tap.as_mut())?)?;
+            if let Some(tap) = tap.as_mut() {
+                tap.tensor(TracePoint::LayerOutput, &x)?;
+            }
         }
         // Final norm, then the vocabulary projection on the requested rows only.
         let x = self.norm.forward(&x)?;

@@ -47,6 +47,9 @@ pub enum Command {
     Distill(crate::distill::DistillCommand),
     /// Synthetic training data from a teacher (local, or any OpenAI-compatible endpoint).
     GenerateData(Box<crate::gendata::GenerateDataArgs>),
+    /// Cut a smaller model out of this one (Minitron-style pruning of layers,
+    /// KV heads, MLP and embedding channels ranked on calibration data).
+    Prune(crate::prune::PruneArgs),
 }
 
 /// Where the model comes from.
@@ -67,7 +70,7 @@ pub struct ModelArgs {
     pub lora: Option<PathBuf>,
 }
 
-fn parse_file_type(s: &str) -> Result<FileType, String> {
+pub fn parse_file_type(s: &str) -> Result<FileType, String> {
     FileType::parse(s)
         .ok_or_else(|| format!("unknown type {s:?}; choose one of {}", FileType::NAMES))
 }
@@ -121,6 +124,8 @@ pub struct GenerateArgs {
     pub ids: bool,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub draft: crate::draft::DraftArgs,
 }
 
 /// `herd chat`.
@@ -133,6 +138,8 @@ pub struct ChatArgs {
     pub system: Option<String>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub draft: crate::draft::DraftArgs,
 }
 
 /// `herd info`.

@@ -6,14 +6,16 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use herd_engine::{generate, FinishReason, GenerateRequest, Generation};
+use herd_engine::{FinishReason, GenerateRequest, Generation};
 use herd_tokenizer::{ChatFormat, Message, Role, StreamDecoder};
 
 use crate::args::GenerateArgs;
+use crate::draft::{self, Decoder};
 use crate::load::{load, sampling_params, stop_ids};
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let loaded = load(&args.model)?;
+    let mut speculation = Decoder::new(&loaded, &args.draft)?;
     let sampling = sampling_params(&args.sampling, &loaded.model)?;
     let prompt = if args.chat || args.system.is_some() {
         let mut dialog = Vec::new();
@@ -52,7 +54,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let mut cache = loaded.model.new_cache();
     let mut write_error: Option<anyhow::Error> = None;
     let mut warned = false;
-    let generation = generate(&loaded.model, &mut cache, &request, |token| {
+    let generation = speculation.generate(&loaded.model, &mut cache, &request, |token| {
         let text = if args.ids {
             format!("{token} ")
         } else {
@@ -95,6 +97,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     };
     let _ = writeln!(stdout, "{tail}");
     report(&generation, request.prompt.len());
+    if let Some(stats) = speculation.stats() {
+        draft::report(stats);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

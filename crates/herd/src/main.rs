@@ -5,12 +5,14 @@ mod args;
 mod chat;
 mod data;
 mod distill;
+mod draft;
 mod eval;
 mod gendata;
 mod generate;
 mod info;
 mod load;
 mod plan;
+mod prune;
 mod quantize;
 mod serve;
 mod tokenizer;
@@ -48,6 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => eval::run(args),
         Command::Distill(command) => distill::run(command),
         Command::GenerateData(args) => gendata::run(*args),
+        Command::Prune(args) => prune::run(args),
     }
 }
 

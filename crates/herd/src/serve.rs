@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use herd_engine::{EngineConfig, EngineHandle};
+use herd_engine::{DraftConfig, EngineConfig, EngineHandle};
 use herd_server::{Server, ServerConfig};
 
 use crate::args::ModelArgs;
@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// Most choices per prompt (n).
     #[arg(long, default_value_t = 16)]
     pub max_n: usize,
+    /// Speculative decoding: used while a single request is decoding (with
+    /// several, continuous batching already shares each pass of the weights).
+    #[command(flatten)]
+    pub draft: crate::draft::DraftArgs,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -61,16 +65,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .as_deref()
             .map_or("herd-embedded".to_owned(), model_id)
     });
-    let engine = EngineHandle::start(
-        Arc::new(loaded.model),
-        EngineConfig {
-            max_num_seqs: args.max_num_seqs,
-            kv_cache_bytes: args.kv_cache_memory,
-            block_size: args.block_size,
-            max_batch_tokens: args.max_batch_tokens,
-            prefix_caching: !args.no_prefix_caching,
-        },
-    )?;
+    let draft = args.draft.load(&loaded)?;
+    let config = EngineConfig {
+        max_num_seqs: args.max_num_seqs,
+        kv_cache_bytes: args.kv_cache_memory,
+        block_size: args.block_size,
+        max_batch_tokens: args.max_batch_tokens,
+        prefix_caching: !args.no_prefix_caching,
+    };
+    let model = Arc::new(loaded.model);
+    let engine = match draft {
+        None => EngineHandle::start(model, config)?,
+        Some(draft) => EngineHandle::start_speculative(
+            model,
+            config,
+            DraftConfig {
+                model: draft,
+                draft_tokens: args.draft.draft_tokens,
+            },
+        )?,
+    };
     let config = ServerConfig {
         model_name: model_name.clone(),
         api_key: args.api_key.filter(|k| !k.is_empty()),
