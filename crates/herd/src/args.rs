@@ -42,6 +42,8 @@ pub enum Command {
     Serve(crate::serve::ServeArgs),
     /// Score a model on the shop corpus's test split (exact match, tool calls, perplexity).
     Eval(crate::eval::EvalArgs),
+    /// Agents: create one from a template, chat with it, manage its conversations.
+    Agent(crate::agent::AgentArgs),
 }
 
 /// Where the model comes from.

@@ -1,6 +1,7 @@
 //! The `herd` command line: parse arguments, validate them, call the
 //! libraries, print. No model logic lives here.
 
+mod agent;
 mod args;
 mod chat;
 mod data;
@@ -44,6 +45,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tokenizer(args) => tokenizer::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Agent(args) => agent::run(args),
     }
 }
 
