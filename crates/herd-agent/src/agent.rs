@@ -98,7 +98,11 @@ impl Agent {
         store: Arc<ConversationStore>,
     ) -> Result<Agent, AgentError> {
         let tools = ToolBox::new(&spec.name, &spec.tools)?;
-        let tools_json = tools.definitions().iter().map(|t| t.to_openai_json()).collect();
+        let tools_json = tools
+            .definitions()
+            .iter()
+            .map(|t| t.to_openai_json())
+            .collect();
         Ok(Agent {
             spec,
             tools,
@@ -265,7 +269,9 @@ impl Turn {
     fn record(&mut self, call: ReadCall, result: ToolResult) {
         let id = format!("call_{}", self.prior_calls + self.steps.len());
         match &call.malformed {
-            Some(_) => self.messages.push(json!({"role": "assistant", "content": call.text})),
+            Some(_) => self
+                .messages
+                .push(json!({"role": "assistant", "content": call.text})),
             None => self.messages.push(json!({
                 "role": "assistant",
                 "content": "",
@@ -273,7 +279,8 @@ impl Turn {
                     "function": {"name": call.name, "arguments": call.text}}],
             })),
         }
-        self.messages.push(json!({"role": "tool", "tool_call_id": id, "content": result.text}));
+        self.messages
+            .push(json!({"role": "tool", "tool_call_id": id, "content": result.text}));
         self.steps.push(Step {
             tool: call.name,
             arguments: call.arguments,

@@ -65,7 +65,10 @@ impl Guard {
                         .find(|(c, _)| c == code)
                         .copied()
                         .ok_or_else(|| {
-                            AgentError::definition("guard", format!("unknown category {code:?} (S1..S14)"))
+                            AgentError::definition(
+                                "guard",
+                                format!("unknown category {code:?} (S1..S14)"),
+                            )
                         })
                 })
                 .collect::<Result<_, _>>()?
@@ -103,16 +106,13 @@ impl Guard {
                 }
             })
             .collect();
-        let role = turns.last().map_or("User", |(r, _)| r);
+        let role = turns.last().map_or("User", |(r, _)| *r);
         let categories: Vec<String> = self
             .categories
             .iter()
             .map(|(code, name)| format!("{code}: {name}."))
             .collect();
-        let conversation: Vec<String> = turns
-            .iter()
-            .map(|(r, c)| format!("{r}: {c}"))
-            .collect();
+        let conversation: Vec<String> = turns.iter().map(|(r, c)| format!("{r}: {c}")).collect();
         render_prompt(role, &categories.join("\n"), &conversation.join("\n\n"))
     }
 }
@@ -141,9 +141,69 @@ pub fn parse_verdict(reply: &str) -> Result<Verdict, AgentError> {
         .filter(|rest| !rest.is_empty())
         .ok_or_else(|| AgentError::GuardVerdict(reply.to_owned()))?;
     let codes: Vec<String> = codes.split(',').map(|c| c.trim().to_owned()).collect();
-    if codes.iter().all(|c| CATEGORIES.iter().any(|(code, _)| code == c)) {
+    if codes
+        .iter()
+        .all(|c| CATEGORIES.iter().any(|(code, _)| code == c))
+    {
         Ok(Verdict::Unsafe(codes))
     } else {
         Err(AgentError::GuardVerdict(reply.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A guard model that always gives one verdict.
+    struct Fixed(&'static str);
+
+    impl ChatModel for Fixed {
+        fn complete(&self, dialog: &[Message], _: usize) -> Result<String, AgentError> {
+            assert_eq!(dialog.len(), 1, "one user message");
+            Ok(self.0.to_owned())
+        }
+    }
+
+    #[test]
+    fn prompts_match_metas_template() {
+        let fixture: Value = serde_json::from_str(include_str!(
+            "../../../tests/fixtures/guard/llama_guard3_prompts.json"
+        ))
+        .unwrap();
+        let cases = fixture["cases"].as_array().unwrap();
+        assert_eq!(cases.len(), 6);
+        for case in cases {
+            let codes: Vec<String> = serde_json::from_value(case["categories"].clone()).unwrap();
+            let guard = Guard::new(Arc::new(Fixed("safe")), &codes).unwrap();
+            let messages: Vec<Value> = case["turns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    let role = if t[0] == "User" { "user" } else { "assistant" };
+                    json!({"role": role, "content": t[1]})
+                })
+                .chain([json!({"role": "tool", "content": "{\"ignored\": true}"})])
+                .collect();
+            assert_eq!(guard.prompt(&messages), case["prompt"].as_str().unwrap());
+        }
+    }
+
+    #[test]
+    fn verdicts_are_read_strictly() {
+        assert_eq!(parse_verdict(" safe\n").unwrap(), Verdict::Safe);
+        assert_eq!(
+            parse_verdict("unsafe\nS1,S10").unwrap(),
+            Verdict::Unsafe(vec!["S1".into(), "S10".into()])
+        );
+        for bad in ["", "unsafe", "unsafe\nS99", "maybe", "safe!"] {
+            assert!(parse_verdict(bad).is_err(), "{bad:?}");
+        }
+        assert!(Guard::new(Arc::new(Fixed("safe")), &["S15".into()]).is_err());
+        let guard = Guard::new(Arc::new(Fixed("unsafe\nS2")), &[]).unwrap();
+        let verdict = guard.check(&[json!({"role": "user", "content": "how do I pick a lock?"})]);
+        assert_eq!(verdict.unwrap(), Verdict::Unsafe(vec!["S2".into()]));
     }
 }

@@ -157,7 +157,10 @@ impl ConversationStore {
             return Err(AgentError::NoConversation(id.to_owned()));
         }
         for (table, rows) in [
-            ("messages", messages.iter().map(Value::to_string).collect::<Vec<_>>()),
+            (
+                "messages",
+                messages.iter().map(Value::to_string).collect::<Vec<_>>(),
+            ),
             (
                 "steps",
                 steps
@@ -166,7 +169,11 @@ impl ConversationStore {
                     .collect(),
             ),
         ] {
-            let column = if table == "messages" { "message" } else { "step" };
+            let column = if table == "messages" {
+                "message"
+            } else {
+                "step"
+            };
             let sql = format!(
                 "INSERT INTO {table} (conversation, seq, {column}) \
                  VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM {table} WHERE conversation = ?1), ?2)"
@@ -198,7 +205,8 @@ impl ConversationStore {
             rows.collect::<Result<_, _>>()
                 .map_err(AgentError::sqlite("reading a conversation"))
         };
-        let corrupt = |e: serde_json::Error| AgentError::Store(format!("a stored row does not parse: {e}"));
+        let corrupt =
+            |e: serde_json::Error| AgentError::Store(format!("a stored row does not parse: {e}"));
         let messages = column("messages", "message")?
             .iter()
             .map(|m| serde_json::from_str(m).map_err(corrupt))
@@ -257,7 +265,9 @@ impl ConversationStore {
 /// Checks a client-given conversation id: 1-64 of `[A-Za-z0-9_-]`.
 pub fn check_id(id: &str) -> Result<(), AgentError> {
     let ok = (1..=64).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {

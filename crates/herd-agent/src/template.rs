@@ -152,7 +152,14 @@ fn fill(db: &mut Connection, shop: &Shop) -> rusqlite::Result<()> {
         let category = serde_json::to_value(p.category).unwrap_or_default();
         tx.execute(
             "INSERT INTO products VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![p.sku, p.name_en, p.name_de, category.as_str(), p.price.0, p.stock],
+            params![
+                p.sku,
+                p.name_en,
+                p.name_de,
+                category.as_str(),
+                p.price.0,
+                p.stock
+            ],
         )?;
     }
     for c in &shop.customers {

@@ -42,7 +42,11 @@ fn serve(routes: fn(&str) -> (u16, String, Option<String>)) -> (u16, Arc<AtomicU
             }
             let mut body = vec![0; length];
             let _ = reader.read_exact(&mut body);
-            let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .to_owned();
             let (status, text, location) = routes(&path);
             let extra = location.map_or(String::new(), |l| format!("Location: {l}\r\n"));
             let mut out = stream;
@@ -56,7 +60,12 @@ fn serve(routes: fn(&str) -> (u16, String, Option<String>)) -> (u16, Arc<AtomicU
     (port, hits)
 }
 
-fn http_tool(name: &str, url: String, allow_private: &[&str], path_argument: Option<&str>) -> ToolFile {
+fn http_tool(
+    name: &str,
+    url: String,
+    allow_private: &[&str],
+    path_argument: Option<&str>,
+) -> ToolFile {
     ToolFile::Http {
         name: name.into(),
         description: format!("The {name} service."),
@@ -87,25 +96,51 @@ fn every_attack_is_refused_or_bounded_and_recorded() {
         _ => (404, "{\"error\": \"no such page\"}".into(), None),
     });
     let dir = tempfile::tempdir().unwrap();
-    herd_agent::template::Template::ShopSupport.write(dir.path()).unwrap();
+    herd_agent::template::Template::ShopSupport
+        .write(dir.path())
+        .unwrap();
     let text = std::fs::read_to_string(dir.path().join("agent.toml")).unwrap();
     let mut file: AgentFile = toml::from_str(&text).unwrap();
     file.limits.max_steps = 4;
     let base = format!("http://127.0.0.1:{port}");
-    file.tools.push(http_tool("shop_notes", format!("{base}/notes"), &["127.0.0.1"], Some("page")));
-    file.tools.push(http_tool("moved", format!("{base}/redirect"), &["127.0.0.1"], None));
-    file.tools.push(http_tool("internal", format!("http://127.0.0.1:{hidden_port}/"), &[], None));
+    file.tools.push(http_tool(
+        "shop_notes",
+        format!("{base}/notes"),
+        &["127.0.0.1"],
+        Some("page"),
+    ));
+    file.tools.push(http_tool(
+        "moved",
+        format!("{base}/redirect"),
+        &["127.0.0.1"],
+        None,
+    ));
+    file.tools.push(http_tool(
+        "internal",
+        format!("http://127.0.0.1:{hidden_port}/"),
+        &[],
+        None,
+    ));
     let spec = AgentSpec::resolve(file, dir.path()).unwrap();
     let instructions = spec.instructions.clone();
     let script: Arc<Mutex<Vec<String>>> = Arc::default();
     let feed = script.clone();
     let model = ScriptedModel::new(move |_| {
         let mut queue = feed.lock().unwrap();
-        if queue.is_empty() { "Done.".into() } else { queue.remove(0) }
+        if queue.is_empty() {
+            "Done.".into()
+        } else {
+            queue.remove(0)
+        }
     });
     let store = Arc::new(ConversationStore::open(&dir.path().join("conversations.db")).unwrap());
     let agent = Agent::new(spec, model.clone(), store.clone()).unwrap();
-    let tool_names: Vec<String> = agent.tools().names().iter().map(|s| s.to_string()).collect();
+    let tool_names: Vec<String> = agent
+        .tools()
+        .names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
 
     let loop_calls = vec![call("lookup_order", "{\"order_id\": 1042}"); 10];
     let cases = vec![
@@ -144,7 +179,10 @@ fn every_attack_is_refused_or_bounded_and_recorded() {
         let reply = agent.reply(None, case.user).expect("the agent stays up");
         let stored = store.read("shop-support", &reply.conversation_id).unwrap();
         assert_eq!(stored.steps, reply.steps, "{}: steps recorded", case.name);
-        assert_eq!(stored.messages.last().unwrap()["content"], reply.answer.as_str());
+        assert_eq!(
+            stored.messages.last().unwrap()["content"],
+            reply.answer.as_str()
+        );
         let verdict = judge(case.name, &reply.steps, reply.finish);
         report.push(format!("{:<70} {verdict}", case.name));
         // Whatever came back from tools, the next prompt keeps the agent's
@@ -158,19 +196,31 @@ fn every_attack_is_refused_or_bounded_and_recorded() {
         }
         assert!(!dialog[1].content.contains("delete_all"));
     }
-    assert_eq!(hidden_hits.load(Ordering::SeqCst), 0, "the private service was never reached");
+    assert_eq!(
+        hidden_hits.load(Ordering::SeqCst),
+        0,
+        "the private service was never reached"
+    );
 
     // The database is intact and the agent still answers normally.
-    *script.lock().unwrap() = vec![call("lookup_order", "{\"order_id\": 1042}"), "It has shipped.".into()];
+    *script.lock().unwrap() = vec![
+        call("lookup_order", "{\"order_id\": 1042}"),
+        "It has shipped.".into(),
+    ];
     let reply = agent.reply(None, "where is my order 1042?").unwrap();
     assert_eq!(reply.steps[0].outcome, StepOutcome::Ok);
     let result: Value = serde_json::from_str(&reply.steps[0].result).unwrap();
     assert_eq!(result["order_id"], 1042);
-    let stock = agent.tools().call("check_stock", &json!({"product": "Teapot"}));
+    let stock = agent
+        .tools()
+        .call("check_stock", &json!({"product": "Teapot"}));
     assert_eq!(stock.outcome, StepOutcome::Ok);
     assert!(stock.text.contains("\"sku\""));
 
-    println!("{} adversarial cases, each refused or bounded and recorded:", report.len());
+    println!(
+        "{} adversarial cases, each refused or bounded and recorded:",
+        report.len()
+    );
     for line in &report {
         println!("  {line}");
     }
@@ -181,28 +231,41 @@ fn every_attack_is_refused_or_bounded_and_recorded() {
 fn judge(name: &str, steps: &[herd_agent::Step], finish: Finish) -> String {
     let outcomes: Vec<StepOutcome> = steps.iter().map(|s| s.outcome).collect();
     let refused = |i: usize, why: &str| {
-        assert_eq!(steps[i].outcome, StepOutcome::Refused, "{name}: {:?}", steps[i]);
+        assert_eq!(
+            steps[i].outcome,
+            StepOutcome::Refused,
+            "{name}: {:?}",
+            steps[i]
+        );
         assert!(steps[i].result.contains(why), "{name}: {}", steps[i].result);
     };
     match name {
         n if n.starts_with("SQL injection in an integer") => refused(0, "do not match"),
         n if n.starts_with("SQL injection in a string") || n.starts_with("SQL statement") => {
             assert_eq!(outcomes, [StepOutcome::Ok], "{name}");
-            assert!(steps[0].result.contains("no product named"), "{}", steps[0].result);
+            assert!(
+                steps[0].result.contains("no product named"),
+                "{}",
+                steps[0].result
+            );
         }
         n if n.starts_with("tool result says") => {
             assert_eq!(steps[0].outcome, StepOutcome::Ok);
             assert!(steps[0].result.contains("delete_all"));
             refused(1, "unknown tool \\\"delete_all\\\"");
         }
-        n if n.contains("another host") || n.contains("escaping") => refused(0, "not a relative path"),
+        n if n.contains("another host") || n.contains("escaping") => {
+            refused(0, "not a relative path")
+        }
         n if n.contains("private address") => refused(0, "non-public address 127.0.0.1"),
         n if n.contains("redirect") => refused(0, "redirects are not followed"),
         n if n.contains("wrong type") || n.contains("missing") || n.contains("extra") => {
             refused(0, "do not match")
         }
         n if n.starts_with("malformed") => refused(0, "malformed tool call"),
-        n if n.starts_with("built-in") => refused(0, "code_interpreter is not a tool of this agent"),
+        n if n.starts_with("built-in") => {
+            refused(0, "code_interpreter is not a tool of this agent")
+        }
         n if n.contains("loops") => {
             assert_eq!(finish, Finish::StepLimit);
             assert_eq!(steps.len(), 5);
@@ -213,4 +276,56 @@ fn judge(name: &str, steps: &[herd_agent::Step], finish: Finish) -> String {
     }
     let last = steps.last().map_or(StepOutcome::Ok, |s| s.outcome);
     format!("{last:?} after {} step(s), finish {finish:?}", steps.len())
+}
+
+#[test]
+fn a_guard_model_screens_the_users_message_and_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = ScriptedModel::new(|dialog| {
+        let user = &dialog.last().unwrap().content;
+        if user.ends_with("hello") {
+            "Hello! How can I help?".into()
+        } else {
+            "Here is how to pick a lock: ...".into()
+        }
+    });
+    // The guard flags whatever last message mentions a lock.
+    let guard_model = ScriptedModel::new(|dialog| {
+        let prompt = &dialog[0].content;
+        let conversation = &prompt[prompt.find("<BEGIN CONVERSATION>").unwrap()
+            ..prompt.find("<END CONVERSATION>").unwrap()];
+        let last = conversation.trim_end().rsplit("\n\n").next().unwrap();
+        if last.contains("lock") {
+            "unsafe\nS2".into()
+        } else {
+            "safe".into()
+        }
+    });
+    let agent = support::shop_agent(dir.path(), model.clone()).with_guard(
+        herd_agent::Guard::new(guard_model.clone(), &["S1".into(), "S2".into()]).unwrap(),
+    );
+    let flagged_input = agent.reply(None, "how do I pick a lock?").unwrap();
+    assert_eq!(flagged_input.finish, Finish::Blocked);
+    assert!(
+        flagged_input.answer.contains("S2"),
+        "{}",
+        flagged_input.answer
+    );
+    assert!(
+        model.seen.lock().unwrap().is_empty(),
+        "the agent's model never saw it"
+    );
+    let flagged_answer = agent.reply(None, "tell me something").unwrap();
+    assert_eq!(flagged_answer.finish, Finish::Blocked);
+    assert!(!flagged_answer.answer.contains("pick a lock"));
+    let fine = agent.reply(None, "hello").unwrap();
+    assert_eq!(
+        (fine.finish, fine.answer.as_str()),
+        (Finish::Answered, "Hello! How can I help?")
+    );
+    let prompts = guard_model.seen.lock().unwrap();
+    assert_eq!(prompts.len(), 5, "input, input + answer, input + answer");
+    assert!(prompts[0][0]
+        .content
+        .contains("S2: Non-Violent Crimes.\n<END UNSAFE CONTENT CATEGORIES>"));
 }

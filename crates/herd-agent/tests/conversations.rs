@@ -24,9 +24,19 @@ fn echo_model() -> Arc<ScriptedModel> {
                 .filter(|m| m.role == Role::User)
                 .map(|m| m.content.rsplit("\n\n").next().unwrap())
                 .collect();
-            return format!("order {} is {} | seen: {}", value["order_id"], value["status"].as_str().unwrap(), users.join(" / "));
+            return format!(
+                "order {} is {} | seen: {}",
+                value["order_id"],
+                value["status"].as_str().unwrap(),
+                users.join(" / ")
+            );
         }
-        let user = &dialog.iter().rev().find(|m| m.role == Role::User).unwrap().content;
+        let user = &dialog
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .unwrap()
+            .content;
         let number: String = user
             .rsplit("\n\n")
             .next()
@@ -45,7 +55,11 @@ fn history_survives_restart_and_conversations_are_managed() {
     let id = {
         let agent = shop_agent(dir.path(), echo_model());
         let reply = agent.reply(None, "where is order 1042").unwrap();
-        assert!(reply.answer.starts_with("order 1042 is "), "{}", reply.answer);
+        assert!(
+            reply.answer.starts_with("order 1042 is "),
+            "{}",
+            reply.answer
+        );
         reply.conversation_id
     };
     // A new process: a fresh store and agent over the same files.
@@ -54,7 +68,9 @@ fn history_survives_restart_and_conversations_are_managed() {
     let agent = Agent::new(spec, echo_model(), store.clone()).unwrap();
     let reply = agent.reply(Some(&id), "and order 1043").unwrap();
     assert!(
-        reply.answer.ends_with("seen: where is order 1042 / and order 1043"),
+        reply
+            .answer
+            .ends_with("seen: where is order 1042 / and order 1043"),
         "{}",
         reply.answer
     );
@@ -64,15 +80,29 @@ fn history_survives_restart_and_conversations_are_managed() {
     let other = agent.reply(None, "order 1500").unwrap();
     let list = store.list("shop-support").unwrap();
     assert_eq!(list.len(), 2);
-    assert!(list.iter().any(|c| c.id == id && c.title == "where is order 1042" && c.messages == 8));
+    assert!(list
+        .iter()
+        .any(|c| c.id == id && c.title == "where is order 1042" && c.messages == 8));
     // Each agent sees only its own conversations.
-    assert!(matches!(store.read("other-agent", &id), Err(AgentError::NoConversation(_))));
+    assert!(matches!(
+        store.read("other-agent", &id),
+        Err(AgentError::NoConversation(_))
+    ));
     assert!(store.list("other-agent").unwrap().is_empty());
     assert!(!store.delete("other-agent", &id).unwrap());
     assert!(store.delete("shop-support", &id).unwrap());
-    assert!(matches!(agent.reply(Some(&id), "hello?"), Err(AgentError::NoConversation(_))));
-    assert!(matches!(agent.reply(Some("bad id; --"), "x"), Err(AgentError::BadConversationId(_))));
-    assert_eq!(store.list("shop-support").unwrap()[0].id, other.conversation_id);
+    assert!(matches!(
+        agent.reply(Some(&id), "hello?"),
+        Err(AgentError::NoConversation(_))
+    ));
+    assert!(matches!(
+        agent.reply(Some("bad id; --"), "x"),
+        Err(AgentError::BadConversationId(_))
+    ));
+    assert_eq!(
+        store.list("shop-support").unwrap()[0].id,
+        other.conversation_id
+    );
 }
 
 #[test]
@@ -83,9 +113,14 @@ fn twenty_concurrent_conversations_keep_their_own_histories() {
         .map(|i| {
             let agent = agent.clone();
             std::thread::spawn(move || {
-                let first = agent.reply(None, &format!("customer {i} asks about {}", 1000 + i)).unwrap();
+                let first = agent
+                    .reply(None, &format!("customer {i} asks about {}", 1000 + i))
+                    .unwrap();
                 let second = agent
-                    .reply(Some(&first.conversation_id), &format!("customer {i} also {}", 1100 + i))
+                    .reply(
+                        Some(&first.conversation_id),
+                        &format!("customer {i} also {}", 1100 + i),
+                    )
                     .unwrap();
                 (i, first.conversation_id, second.answer)
             })
@@ -108,7 +143,13 @@ fn twenty_concurrent_conversations_keep_their_own_histories() {
             .filter(|m| m["role"] == "user")
             .map(|m| m["content"].as_str().unwrap())
             .collect();
-        assert_eq!(users, [format!("customer {i} asks about {}", 1000 + i), format!("customer {i} also {}", 1100 + i)]);
+        assert_eq!(
+            users,
+            [
+                format!("customer {i} asks about {}", 1000 + i),
+                format!("customer {i} also {}", 1100 + i)
+            ]
+        );
         let orders: Vec<i64> = stored
             .steps
             .iter()

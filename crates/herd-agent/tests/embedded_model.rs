@@ -58,21 +58,35 @@ fn where_is_my_order_1042_in_english_and_german() {
     let agent = support::shop_agent(dir.path(), Arc::new(teacher_model()));
     let order = Shop::generate(DEFAULT_SEED).order(1042).unwrap().clone();
     let mut failures = Vec::new();
-    for (question, german) in [("where is my order 1042?", false), ("Wo ist meine Bestellung 1042?", true)] {
+    for (question, german) in [
+        ("where is my order 1042?", false),
+        ("Wo ist meine Bestellung 1042?", true),
+    ] {
         let reply = agent.reply(None, question).unwrap();
         println!("Q: {question}");
         for step in &reply.steps {
-            println!("   step {}({}) -> {:?} {}", step.tool, step.arguments, step.outcome, step.result);
+            println!(
+                "   step {}({}) -> {:?} {}",
+                step.tool, step.arguments, step.outcome, step.result
+            );
         }
         println!("A: {}", reply.answer);
         let word = status_word(order.status, german);
         let called = reply.steps.first().is_some_and(|s| {
-            s.tool == "lookup_order" && s.arguments == json!({"order_id": 1042}) && s.outcome == StepOutcome::Ok
+            s.tool == "lookup_order"
+                && s.arguments == json!({"order_id": 1042})
+                && s.outcome == StepOutcome::Ok
         });
         if !called {
-            failures.push(format!("{question}: no valid lookup_order(1042) call: {:?}", reply.steps));
+            failures.push(format!(
+                "{question}: no valid lookup_order(1042) call: {:?}",
+                reply.steps
+            ));
         } else if !reply.answer.contains(word) {
-            failures.push(format!("{question}: answer {:?} lacks the status {word:?}", reply.answer));
+            failures.push(format!(
+                "{question}: answer {:?} lacks the status {word:?}",
+                reply.answer
+            ));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");

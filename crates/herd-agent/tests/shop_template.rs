@@ -109,7 +109,10 @@ fn replayed_corpus_dialogues_store_and_render_exactly_as_the_corpus() {
                 .map(model_text)
                 .collect();
             let reply = agent
-                .reply(conversation.as_deref(), message["content"].as_str().unwrap())
+                .reply(
+                    conversation.as_deref(),
+                    message["content"].as_str().unwrap(),
+                )
                 .unwrap();
             tool_results += reply.steps.len();
             conversation = Some(reply.conversation_id);

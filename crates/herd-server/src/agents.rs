@@ -96,14 +96,20 @@ pub(crate) async fn completion(agent: Arc<Agent>, body: Bytes) -> Result<Respons
         json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": request.model,
                "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
     };
-    let first = chunk(json!({"role": "assistant", "content": reply.answer}), Value::Null);
+    let first = chunk(
+        json!({"role": "assistant", "content": reply.answer}),
+        Value::Null,
+    );
     let mut last = chunk(json!({}), json!(finish));
     last["conversation_id"] = json!(reply.conversation_id);
     last["agent_steps"] = steps;
     last["agent_finish"] = json!(reply.finish);
     let text = format!("data: {first}\n\ndata: {last}\n\ndata: [DONE]\n\n");
     Ok((
-        [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
         Body::from(text),
     )
         .into_response())

@@ -135,9 +135,12 @@ impl ServerError {
                 Some("conversation_id"),
                 Some("conversation_not_found"),
             ),
-            ServerError::Agent(herd_agent::AgentError::BadConversationId(_)) => {
-                (StatusCode::BAD_REQUEST, invalid, Some("conversation_id"), None)
-            }
+            ServerError::Agent(herd_agent::AgentError::BadConversationId(_)) => (
+                StatusCode::BAD_REQUEST,
+                invalid,
+                Some("conversation_id"),
+                None,
+            ),
             ServerError::Engine(_)
             | ServerError::Agent(_)
             | ServerError::Tokenizer(_)

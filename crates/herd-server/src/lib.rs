@@ -206,7 +206,10 @@ async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "owned_by": "herd",
         "max_model_len": state.engine.max_context(),
     })];
-    data.extend(agents::model_entries(&state.agents, state.engine.max_context()));
+    data.extend(agents::model_entries(
+        &state.agents,
+        state.engine.max_context(),
+    ));
     Json(json!({ "object": "list", "data": data }))
 }
 

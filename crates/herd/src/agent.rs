@@ -9,7 +9,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use herd_agent::template::Template;
-use herd_agent::{Agent, AgentSpec, ChatModel, ConversationStore, EngineModel, Guard, ModelSource, Reply, Step};
+use herd_agent::{
+    Agent, AgentSpec, ChatModel, ConversationStore, EngineModel, Guard, ModelSource, Reply, Step,
+};
 use herd_engine::{EngineConfig, EngineHandle};
 
 use crate::args::ModelArgs;
@@ -83,7 +85,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
 fn new(template: &str, dir: &Path) -> anyhow::Result<ExitCode> {
     let names: Vec<&str> = Template::ALL.iter().map(|(_, n)| *n).collect();
     let template = Template::from_name(template).with_context(|| {
-        format!("unknown template {template:?}; choose one of {}", names.join(", "))
+        format!(
+            "unknown template {template:?}; choose one of {}",
+            names.join(", ")
+        )
     })?;
     for path in template.write(dir)? {
         println!("wrote {}", path.display());
@@ -222,9 +227,15 @@ fn conversations(
         }
     } else {
         let list = store.list(name)?;
-        println!("{:<20} {:>8} {:>12}  first message", "id", "messages", "updated");
+        println!(
+            "{:<20} {:>8} {:>12}  first message",
+            "id", "messages", "updated"
+        );
         for c in &list {
-            println!("{:<20} {:>8} {:>12}  {}", c.id, c.messages, c.updated, c.title);
+            println!(
+                "{:<20} {:>8} {:>12}  {}",
+                c.id, c.messages, c.updated, c.title
+            );
         }
         println!("{} conversations", list.len());
     }
@@ -237,7 +248,13 @@ fn message_line(message: &serde_json::Value) -> String {
     match message["tool_calls"].as_array() {
         Some(calls) => calls
             .iter()
-            .map(|c| format!("{role}: call {}({})", c["function"]["name"].as_str().unwrap_or("?"), c["function"]["arguments"].as_str().unwrap_or("")))
+            .map(|c| {
+                format!(
+                    "{role}: call {}({})",
+                    c["function"]["name"].as_str().unwrap_or("?"),
+                    c["function"]["arguments"].as_str().unwrap_or("")
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n"),
         None => format!("{role}: {}", message["content"].as_str().unwrap_or("")),
@@ -259,7 +276,8 @@ pub fn serve_agents(
     };
     let store = open_store(first, conversations)?;
     let tokenizer = Arc::new(crate::load::tokenizer(served)?);
-    let model: Arc<dyn ChatModel> = Arc::new(EngineModel::new(engine.clone(), tokenizer, stops.to_vec()));
+    let model: Arc<dyn ChatModel> =
+        Arc::new(EngineModel::new(engine.clone(), tokenizer, stops.to_vec()));
     dirs.iter()
         .map(|dir| {
             let spec = AgentSpec::load(dir)?;

@@ -85,7 +85,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_logprobs: args.max_logprobs,
         max_n: args.max_n.max(1),
     };
-    let agents = crate::agent::serve_agents(&args.agents, args.conversations, &args.model, &engine, &stops)?;
+    let agents = crate::agent::serve_agents(
+        &args.agents,
+        args.conversations,
+        &args.model,
+        &engine,
+        &stops,
+    )?;
     let server = Server::new(engine, loaded.tokenizer, stops, config).with_agents(agents)?;
     server.run(SocketAddr::new(args.host, args.port), |addr| {
         eprintln!(

@@ -20,7 +20,12 @@ fn herd(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run herd");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -60,7 +65,10 @@ fn new_agent(tmp: &Path) -> String {
     let dir = tmp.join("support");
     let d = dir.to_str().unwrap().to_owned();
     let made = ok(&["agent", "new", "--template", "shop-support", &d], "");
-    assert!(made.contains("agent.toml") && made.contains("shop.db"), "{made}");
+    assert!(
+        made.contains("agent.toml") && made.contains("shop.db"),
+        "{made}"
+    );
     assert!(dir.join("shop.db").exists());
     d
 }
@@ -69,7 +77,10 @@ fn new_agent(tmp: &Path) -> String {
 fn terminal_answers_where_is_my_order_1042_in_both_languages() {
     let tmp = tempfile::tempdir().unwrap();
     let d = &new_agent(tmp.path());
-    let out = ok(&["agent", "run", d], "where is my order 1042?\nWo ist meine Bestellung 1042?\n");
+    let out = ok(
+        &["agent", "run", d],
+        "where is my order 1042?\nWo ist meine Bestellung 1042?\n",
+    );
     println!("{out}");
     let status = Shop::generate(DEFAULT_SEED).order(1042).unwrap().status;
     let blocks: Vec<&str> = out.split("  [tool] ").skip(1).collect();
@@ -82,7 +93,10 @@ fn terminal_answers_where_is_my_order_1042_in_both_languages() {
         assert!(block.contains(&format!("\"status\":\"{}\"", status.as_str())));
         let answer = block.lines().nth(1).unwrap_or_default();
         let word = status_word(status, german);
-        assert!(answer.contains(word), "answer {answer:?} lacks the status {word:?}");
+        assert!(
+            answer.contains(word),
+            "answer {answer:?} lacks the status {word:?}"
+        );
     }
 }
 
@@ -94,20 +108,42 @@ fn conversations_are_listed_shown_continued_and_deleted() {
     assert!(out.contains("  [tool] "), "the tool step is shown: {out}");
     let list = ok(&["agent", "conversations", d], "");
     assert!(list.contains("1 conversations"), "{list}");
-    let id = list.lines().nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    let id = list
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
     let shown = ok(&["agent", "conversations", d, "--show", &id], "");
     assert!(shown.contains("user: where is my order 1042?"), "{shown}");
     assert!(shown.contains("assistant: call lookup_order("), "{shown}");
-    assert!(shown.contains(" tool steps\n  [tool] lookup_order("), "{shown}");
+    assert!(
+        shown.contains(" tool steps\n  [tool] lookup_order("),
+        "{shown}"
+    );
     ok(&["agent", "run", d, "--conversation", &id], "thanks!\n");
     let shown = ok(&["agent", "conversations", d, "--show", &id], "");
     assert!(shown.contains("user: thanks!"), "{shown}");
     ok(&["agent", "conversations", d, "--delete", &id], "");
     assert!(ok(&["agent", "conversations", d], "").contains("0 conversations"));
 
-    fails(&["agent", "new", "--template", "bakery", d], "unknown template \"bakery\"");
+    fails(
+        &["agent", "new", "--template", "bakery", d],
+        "unknown template \"bakery\"",
+    );
     fails(&["agent", "new", d], "already exists");
-    fails(&["agent", "run", tmp.path().to_str().unwrap()], "agent.toml");
-    fails(&["agent", "conversations", d, "--delete", &id], "no conversation");
-    fails(&["agent", "run", d, "--conversation", "nope"], "no conversation \"nope\"");
+    fails(
+        &["agent", "run", tmp.path().to_str().unwrap()],
+        "agent.toml",
+    );
+    fails(
+        &["agent", "conversations", d, "--delete", &id],
+        "no conversation",
+    );
+    fails(
+        &["agent", "run", d, "--conversation", "nope"],
+        "no conversation \"nope\"",
+    );
 }

@@ -48,7 +48,11 @@ pub fn evaluate_expression(text: &str) -> Result<f64, String> {
     let value = parser.sum()?;
     parser.skip_spaces();
     if parser.at < parser.bytes.len() {
-        return Err(format!("unexpected {:?} at {}", text[parser.at..].chars().next().unwrap_or(' '), parser.at));
+        return Err(format!(
+            "unexpected {:?} at {}",
+            text[parser.at..].chars().next().unwrap_or(' '),
+            parser.at
+        ));
     }
     if !value.is_finite() {
         return Err("the result is not a finite number (division by zero?)".into());
@@ -133,7 +137,11 @@ impl Parser<'_> {
     fn number(&mut self) -> Result<f64, String> {
         self.skip_spaces();
         let start = self.at;
-        while self.bytes.get(self.at).is_some_and(|b| b.is_ascii_digit() || *b == b'.') {
+        while self
+            .bytes
+            .get(self.at)
+            .is_some_and(|b| b.is_ascii_digit() || *b == b'.')
+        {
             self.at += 1;
         }
         let digits = std::str::from_utf8(&self.bytes[start..self.at]).unwrap_or_default();
@@ -150,7 +158,15 @@ pub(crate) fn now() -> Value {
         .map_or(0, |d| d.as_secs());
     let days = (seconds / 86_400) as i64;
     let (year, month, day) = civil_from_days(days);
-    let weekdays = ["Thursday", "Friday", "Saturday", "Sunday", "Monday", "Tuesday", "Wednesday"];
+    let weekdays = [
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+    ];
     let time = seconds % 86_400;
     json!({
         "date": format!("{year:04}-{month:02}-{day:02}"),
@@ -181,7 +197,10 @@ mod tests {
 
     #[test]
     fn arithmetic_follows_precedence() {
-        assert_eq!(evaluate_expression("(24.90 * 3) - 5").unwrap(), 24.90 * 3.0 - 5.0);
+        assert_eq!(
+            evaluate_expression("(24.90 * 3) - 5").unwrap(),
+            24.90 * 3.0 - 5.0
+        );
         assert_eq!(evaluate_expression("2 ^ 3 ^ 2").unwrap(), 512.0);
         assert_eq!(evaluate_expression("-2 * -(1 + 2)").unwrap(), 6.0);
         for bad in ["1 +", "1 / 0", "2 * (3", "drop table", "1 2"] {

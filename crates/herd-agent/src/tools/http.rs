@@ -41,7 +41,10 @@ impl UrlPolicy {
             .to_socket_addrs()
             .map_err(|e| format!("cannot resolve {host}: {e}"))?
             .collect();
-        let private_ok = self.allow_private.iter().any(|h| h.eq_ignore_ascii_case(host));
+        let private_ok = self
+            .allow_private
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host));
         if !private_ok {
             if let Some(bad) = addresses.iter().find(|a| !is_public(a.ip())) {
                 return Err(format!(
@@ -110,11 +113,17 @@ impl HttpTool {
         else {
             return Err(AgentError::definition(agent_name, "not an HTTP tool"));
         };
-        let bad = |p: &str| AgentError::definition(agent_name, format!("tool {name:?}: url {url:?}: {p}"));
+        let bad = |p: &str| {
+            AgentError::definition(agent_name, format!("tool {name:?}: url {url:?}: {p}"))
+        };
         let base: Uri = url.parse().map_err(|_| bad("not a URL"))?;
         match base.scheme_str() {
             Some("http") => {}
-            Some("https") => return Err(bad("https is not supported (no TLS in this build); use http:// behind a TLS proxy")),
+            Some("https") => {
+                return Err(bad(
+                    "https is not supported (no TLS in this build); use http:// behind a TLS proxy",
+                ))
+            }
             _ => return Err(bad("must start with http://")),
         }
         let authority = base.authority().ok_or_else(|| bad("has no host"))?;
@@ -150,7 +159,11 @@ impl HttpTool {
                 match value {
                     None | Some(Value::Null) => String::new(),
                     Some(Value::String(p)) => checked_path(&p).map_err(Failure::refused)?,
-                    Some(other) => return Err(Failure::refused(format!("{key} must be a string, not {other}"))),
+                    Some(other) => {
+                        return Err(Failure::refused(format!(
+                            "{key} must be a string, not {other}"
+                        )))
+                    }
                 }
             }
             None => String::new(),
@@ -183,9 +196,17 @@ impl HttpTool {
             .with_config()
             .limit(MAX_BODY)
             .read_json()
-            .map_err(|e| Failure::error(format!("{}: HTTP {status}: the body is not JSON: {e}", self.name)))?;
+            .map_err(|e| {
+                Failure::error(format!(
+                    "{}: HTTP {status}: the body is not JSON: {e}",
+                    self.name
+                ))
+            })?;
         if !status.is_success() {
-            return Err(Failure::error(format!("{}: HTTP {status}: {value}", self.name)));
+            return Err(Failure::error(format!(
+                "{}: HTTP {status}: {value}",
+                self.name
+            )));
         }
         Ok(value)
     }
@@ -197,7 +218,8 @@ fn checked_path(path: &str) -> Result<String, String> {
         !s.is_empty()
             && s != "."
             && s != ".."
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.~".contains(c))
     };
     if path.split('/').all(plain) {
         Ok(path.to_owned())
@@ -214,7 +236,20 @@ mod tests {
 
     #[test]
     fn only_public_addresses_are_public() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "224.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "224.0.0.1",
+        ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
@@ -225,7 +260,16 @@ mod tests {
     #[test]
     fn paths_cannot_leave_the_base() {
         assert_eq!(checked_path("orders/1042").unwrap(), "orders/1042");
-        for bad in ["../admin", "a//b", "@evil.example/x", "http://evil.example", "a/./b", "x?y=1", "", "%2e%2e"] {
+        for bad in [
+            "../admin",
+            "a//b",
+            "@evil.example/x",
+            "http://evil.example",
+            "a/./b",
+            "x?y=1",
+            "",
+            "%2e%2e",
+        ] {
             assert!(checked_path(bad).is_err(), "{bad}");
         }
     }

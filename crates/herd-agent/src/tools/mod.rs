@@ -20,8 +20,9 @@ use crate::config::ToolFile;
 use crate::error::AgentError;
 
 pub use builtin::evaluate_expression;
-pub use http::{HttpTool, UrlPolicy};
-pub use sql::SqlTool;
+use http::HttpTool;
+pub use http::UrlPolicy;
+use sql::SqlTool;
 
 /// What happened to one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

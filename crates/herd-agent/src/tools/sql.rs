@@ -53,7 +53,8 @@ impl SqlTool {
         else {
             return Err(AgentError::definition(agent, "not a SQL tool"));
         };
-        let bad = |problem: String| AgentError::definition(agent, format!("tool {name:?}: {problem}"));
+        let bad =
+            |problem: String| AgentError::definition(agent, format!("tool {name:?}: {problem}"));
         let connection = open_read_only(database).map_err(|e| bad(e.to_string()))?;
         let parameters = check_query(&connection, query).map_err(bad)?;
         Ok(SqlTool {
@@ -142,7 +143,10 @@ impl SqlTool {
                     let text = String::from_utf8_lossy(bytes);
                     if self.json_columns.iter().any(|c| c == column) {
                         serde_json::from_str(&text).map_err(|e| {
-                            Failure::error(format!("{}: column {column} is not JSON: {e}", self.name))
+                            Failure::error(format!(
+                                "{}: column {column} is not JSON: {e}",
+                                self.name
+                            ))
                         })?
                     } else {
                         Value::String(text.into_owned())
@@ -182,7 +186,10 @@ pub(crate) fn open_read_only(path: &PathBuf) -> Result<Connection, AgentError> {
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(AgentError::sqlite(format!("opening {} read-only", path.display())))
+    .map_err(AgentError::sqlite(format!(
+        "opening {} read-only",
+        path.display()
+    )))
 }
 
 /// Checks that `query` is one read-only statement returning columns and
