@@ -219,19 +219,8 @@ impl ChatChunks {
 impl ChunkFormat for ChatChunks {
     fn chunks(&mut self, update: &Update) -> Vec<Value> {
         let mut out = Vec::new();
-        let (index, text, logprobs) = match update {
-            Update::Delta {
-                index,
-                text,
-                logprobs,
-            }
-            | Update::Done {
-                index,
-                text,
-                logprobs,
-                ..
-            } => (*index, text, logprobs),
-            Update::Prompt { .. } | Update::Failed { .. } => return out,
+        let Some((index, text, logprobs)) = update.content() else {
+            return out;
         };
         if !std::mem::replace(&mut self.started[index], true) {
             out.push(self.chunk(

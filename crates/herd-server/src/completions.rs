@@ -248,22 +248,11 @@ impl TextChunks {
 
 impl ChunkFormat for TextChunks {
     fn chunks(&mut self, update: &Update) -> Vec<Value> {
-        let (index, text, logprobs) = match update {
-            Update::Prompt { index, logprobs } => {
-                return self.start(*index, Some(logprobs)).into_iter().collect()
-            }
-            Update::Delta {
-                index,
-                text,
-                logprobs,
-            }
-            | Update::Done {
-                index,
-                text,
-                logprobs,
-                ..
-            } => (*index, text, logprobs),
-            Update::Failed { .. } => return Vec::new(),
+        if let Update::Prompt { index, logprobs } = update {
+            return self.start(*index, Some(logprobs)).into_iter().collect();
+        }
+        let Some((index, text, logprobs)) = update.content() else {
+            return Vec::new();
         };
         let mut out: Vec<Value> = self.start(index, None).into_iter().collect();
         let finish = match update {

@@ -88,6 +88,27 @@ pub enum Update {
     },
 }
 
+impl Update {
+    /// The choice index, text and log-probabilities that a `Delta` or a
+    /// `Done` carries (both formats stream them the same way).
+    pub fn content(&self) -> Option<(usize, &str, &[TokenLogprob])> {
+        match self {
+            Update::Delta {
+                index,
+                text,
+                logprobs,
+            }
+            | Update::Done {
+                index,
+                text,
+                logprobs,
+                ..
+            } => Some((*index, text, logprobs)),
+            Update::Prompt { .. } | Update::Failed { .. } => None,
+        }
+    }
+}
+
 /// One choice ready to run.
 pub struct Choice {
     /// Its index in the response.

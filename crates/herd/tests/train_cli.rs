@@ -126,6 +126,18 @@ fn lora_finetune_then_generate_with_adapter_equals_merged_model() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(greedy_ids(&merged, None), with_adapter);
+    let both = herd(&[
+        "generate",
+        "--model",
+        s(&tiny()),
+        "--lora",
+        s(&run),
+        "--quantize",
+        "q8_0",
+        "--prompt",
+        "Where is",
+    ]);
+    assert_fails_with(&both, "--lora and --quantize together are not supported");
 }
 
 #[test]
