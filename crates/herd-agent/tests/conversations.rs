@@ -13,7 +13,7 @@ use herd_tokenizer::{Message, Role};
 use serde_json::Value;
 use support::{call, last_tool_result, shop_agent, ScriptedModel};
 
-/// Looks up the first number in the latest user message, then answers
+/// Looks up the last number in the latest user message, then answers
 /// with the status the tool returned and every user message it was shown.
 fn echo_model() -> Arc<ScriptedModel> {
     ScriptedModel::new(|dialog: &[Message]| {
@@ -42,7 +42,8 @@ fn echo_model() -> Arc<ScriptedModel> {
             .next()
             .unwrap()
             .split_whitespace()
-            .find(|w| w.parse::<u32>().is_ok())
+            .filter(|w| w.parse::<u32>().is_ok())
+            .last()
             .unwrap_or("0")
             .to_owned();
         call("lookup_order", &format!("{{\"order_id\": {number}}}"))
