@@ -177,7 +177,7 @@ impl HttpTool {
             false => format!("http://{address}{base_path}/{path}"),
         };
         let host_header = self.base.authority().map_or(host, |a| a.as_str());
-        let response = self
+        let mut response = self
             .agent
             .post(&url)
             .header("Host", host_header)
@@ -190,7 +190,6 @@ impl HttpTool {
                 self.name
             )));
         }
-        let mut response = response;
         let value: Value = response
             .body_mut()
             .with_config()

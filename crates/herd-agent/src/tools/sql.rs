@@ -9,7 +9,7 @@
 //! like `1; DROP TABLE orders` is just a value that matches nothing.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::types::ValueRef;
@@ -181,7 +181,7 @@ impl SqlTool {
 }
 
 /// Opens `path` so that SQLite refuses every write.
-pub(crate) fn open_read_only(path: &PathBuf) -> Result<Connection, AgentError> {
+fn open_read_only(path: &Path) -> Result<Connection, AgentError> {
     Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
