@@ -183,6 +183,17 @@ pub enum ToolValue {
     Map(Vec<(String, ToolValue)>),
 }
 
+impl ToolValue {
+    /// The value as Python's `json.dumps` writes it (`{"order_id": 1042}`),
+    /// keys in their order: the form OpenAI tool-call arguments carry and
+    /// that re-reads to the same value.
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        pyfmt::json_dumps(self, &mut out);
+        out
+    }
+}
+
 /// How custom tool calls are written (Meta's `ToolPromptFormat`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ToolPromptFormat {

@@ -50,6 +50,8 @@ pub enum Command {
     /// Cut a smaller model out of this one (Minitron-style pruning of layers,
     /// KV heads, MLP and embedding channels ranked on calibration data).
     Prune(crate::prune::PruneArgs),
+    /// Agents: create one from a template, chat with it, manage its conversations.
+    Agent(crate::agent::AgentArgs),
 }
 
 /// Where the model comes from.

@@ -70,6 +70,16 @@ pub fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
     })
 }
 
+/// The tokenizer of `--model` (or of the embedded default) alone, for a
+/// second owner of the same model (the agents of `herd serve`).
+pub fn tokenizer(args: &ModelArgs) -> anyhow::Result<Tokenizer> {
+    match &args.model {
+        Some(path) => Ok(open(path)?.1),
+        None => Tokenizer::from_json_bytes(embedded::TOKENIZER)
+            .with_context(|| format!("{}: tokenizer.json", embedded::NAME)),
+    }
+}
+
 /// Opens a checkpoint and its tokenizer (beside it, or inside the GGUF file).
 pub fn open(path: &Path) -> anyhow::Result<(Checkpoint, Tokenizer)> {
     let checkpoint = Checkpoint::open(path)?;

@@ -1,6 +1,7 @@
 //! The `herd` command line: parse arguments, validate them, call the
 //! libraries, print. No model logic lives here.
 
+mod agent;
 mod args;
 mod chat;
 mod data;
@@ -51,6 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Distill(command) => distill::run(command),
         Command::GenerateData(args) => gendata::run(*args),
         Command::Prune(args) => prune::run(args),
+        Command::Agent(args) => agent::run(args),
     }
 }
 

@@ -54,6 +54,14 @@ pub struct ServeArgs {
     /// several, continuous batching already shares each pass of the weights).
     #[command(flatten)]
     pub draft: crate::draft::DraftArgs,
+    /// Agent directories (agent.toml) to serve, each as a model named like
+    /// the agent; they run on the served model.
+    #[arg(long, num_args = 1.., value_name = "DIR")]
+    pub agents: Vec<std::path::PathBuf>,
+    /// The conversation database of the agents (default: conversations.db
+    /// in the first agent's directory).
+    #[arg(long, value_name = "FILE")]
+    pub conversations: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -91,7 +99,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_logprobs: args.max_logprobs,
         max_n: args.max_n.max(1),
     };
-    let server = Server::new(engine, loaded.tokenizer, stops, config);
+    let agents = crate::agent::serve_agents(
+        &args.agents,
+        args.conversations,
+        &args.model,
+        &engine,
+        &stops,
+    )?;
+    let server = Server::new(engine, loaded.tokenizer, stops, config).with_agents(agents)?;
     server.run(SocketAddr::new(args.host, args.port), |addr| {
         eprintln!(
             "herd serve: {model_name} ({}) listening on http://{addr}",
