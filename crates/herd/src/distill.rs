@@ -306,11 +306,12 @@ fn load_student(args: &DistillArgs, teacher: Option<&Teacher>, out: &Path) -> an
             (cfg, json)
         }
     };
+    let tokenizer_dir = teacher_tokenizer_dir(teacher, out)?;
     Ok(Student {
         model: TrainModel::random(config, args.seed)?,
-        tokenizer: teacher.tokenizer.clone(),
+        tokenizer: Tokenizer::from_dir(&tokenizer_dir)?,
         config_json,
-        tokenizer_dir: teacher_tokenizer_dir(teacher, out)?,
+        tokenizer_dir,
         default_lr: 1e-3,
     })
 }
