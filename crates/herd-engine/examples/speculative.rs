@@ -56,7 +56,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let [target_path, draft_arg] = positional.as_slice() else {
-        return Err("usage: speculative TARGET DRAFT [--draft-tokens 2,4,6] [--max-tokens N]".into());
+        return Err(
+            "usage: speculative TARGET DRAFT [--draft-tokens 2,4,6] [--max-tokens N]".into(),
+        );
     };
     let target_path = PathBuf::from(target_path);
     let target = Llama::load(&target_path)?;
@@ -70,7 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|q| {
             Ok(GenerateRequest {
-                prompt: format.encode_dialog_prompt(&[Message::new(Role::User, q)])?,
+                prompt: format.encode_dialog_prompt(&[Message::new(Role::User, *q)])?,
                 max_new_tokens: max_tokens,
                 sampling: SamplingParams::default(),
                 stop_ids: tokenizer.stop_ids(),
@@ -79,7 +81,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, Box<dyn std::error::Error>>>()?;
     let reference: Vec<Generation> = requests
         .iter()
-        .map(|r| generate(&target, &mut target.new_cache(), r, |_| ControlFlow::Continue(())))
+        .map(|r| {
+            generate(&target, &mut target.new_cache(), r, |_| {
+                ControlFlow::Continue(())
+            })
+        })
         .collect::<Result<_, _>>()?;
     let base = speed(&reference);
     println!(

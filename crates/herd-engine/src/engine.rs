@@ -343,7 +343,13 @@ impl Worker {
         }
         match self.speculative_round(n) {
             Ok((emitted, raw)) => self.take_speculated(&emitted, raw.as_deref()),
-            Err(e) => self.fail(&[Work { index: 0, tokens: 1 }], &e),
+            Err(e) => self.fail(
+                &[Work {
+                    index: 0,
+                    tokens: 1,
+                }],
+                &e,
+            ),
         }
         true
     }

@@ -421,7 +421,11 @@ mod tests {
                 probs: one_hot(0),
             },
         ];
-        let mut rows = vec![vec![0.0, 1.0, 5.0], vec![0.0, 3.0, 1.0], vec![9.0, 0.0, 0.0]];
+        let mut rows = vec![
+            vec![0.0, 1.0, 5.0],
+            vec![0.0, 3.0, 1.0],
+            vec![9.0, 0.0, 0.0],
+        ];
         // The first guess is the argmax, the second is not: correction 1.
         let out = verify(&mut greedy, &[], &proposals, &mut rows).unwrap();
         assert_eq!(out, vec![2, 1]);

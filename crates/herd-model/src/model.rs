@@ -539,7 +539,9 @@ impl Llama {
             }
             // x = x + attn(norm(x))
             let h = layer.input_layernorm.forward(&x)?;
-            let attn = layer.self_attn.forward(&h, i, &spans, &angles, kv, tap.as_mut())?;
+            let attn = layer
+                .self_attn
+                .forward(&h, i, &spans, &angles, kv, tap.as_mut())?;
             x = (x + attn)?;
             // x = x + mlp(norm(x))
             let h = layer.post_attention_layernorm.forward(&x)?;

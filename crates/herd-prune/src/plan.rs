@@ -57,7 +57,9 @@ pub fn plan(cfg: &Config, importance: &Importance, spec: &PruneSpec) -> Result<P
         (Some(_), false) => return bad("--depth and --drop-layers exclude each other".into()),
         (Some(d), true) => {
             if d == 0 || d > n {
-                return bad(format!("--depth {d}: the model has {n} layers; keep 1 to {n}"));
+                return bad(format!(
+                    "--depth {d}: the model has {n} layers; keep 1 to {n}"
+                ));
             }
             let mut keep = importance.layers_by_importance().split_off(n - d);
             keep.sort_unstable();
@@ -65,7 +67,10 @@ pub fn plan(cfg: &Config, importance: &Importance, spec: &PruneSpec) -> Result<P
         }
         (None, _) => {
             if let Some(&l) = spec.drop_layers.iter().find(|&&l| l >= n) {
-                return bad(format!("--drop-layers {l}: the model has layers 0 to {}", n - 1));
+                return bad(format!(
+                    "--drop-layers {l}: the model has layers 0 to {}",
+                    n - 1
+                ));
             }
             let keep: Vec<usize> = (0..n).filter(|l| !spec.drop_layers.contains(l)).collect();
             if keep.is_empty() {
@@ -82,7 +87,10 @@ pub fn plan(cfg: &Config, importance: &Importance, spec: &PruneSpec) -> Result<P
             .iter()
             .map(|&l| top(&importance.kv_groups[l], kv))
             .collect(),
-        mlp: layers.iter().map(|&l| top(&importance.mlp[l], ffn)).collect(),
+        mlp: layers
+            .iter()
+            .map(|&l| top(&importance.mlp[l], ffn))
+            .collect(),
         hidden: top(&importance.hidden, hidden),
         layers,
     })

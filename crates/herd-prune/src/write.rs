@@ -45,7 +45,11 @@ pub fn write_pruned(
         hidden: &plan.hidden,
         out: Vec::new(),
     };
-    slicer.rows_cols("model.embed_tokens.weight", None, Some(plan.hidden.as_slice()))?;
+    slicer.rows_cols(
+        "model.embed_tokens.weight",
+        None,
+        Some(plan.hidden.as_slice()),
+    )?;
     if !cfg.tie_word_embeddings {
         slicer.rows_cols("lm_head.weight", None, Some(plan.hidden.as_slice()))?;
     }
@@ -82,7 +86,10 @@ impl Slicer<'_> {
             .iter()
             .flat_map(|&g| (g * group * d)..((g + 1) * group * d))
             .collect();
-        let kv_rows: Vec<usize> = groups.iter().flat_map(|&g| (g * d)..((g + 1) * d)).collect();
+        let kv_rows: Vec<usize> = groups
+            .iter()
+            .flat_map(|&g| (g * d)..((g + 1) * d))
+            .collect();
         let hidden = Some(self.hidden);
         let name = |part: &str| format!("model.layers.{old}.{part}.weight");
         for part in ["input_layernorm", "post_attention_layernorm"] {

@@ -10,7 +10,9 @@ use herd_shop::{Corpus, CorpusOptions};
 use herd_tokenizer::{ChatFormat, ChatRecord, Tokenizer};
 
 fn root(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 /// Prunes `dir` to `spec` with importance measured on `calibration`.
@@ -87,12 +89,31 @@ fn the_pruned_model_has_the_requested_shape_and_runs() {
     assert!(write_pruned(&source, &config, &p, out.path()).is_err());
     // Impossible shapes are clear errors.
     for bad in [
-        PruneSpec { depth: Some(0), ..PruneSpec::default() },
-        PruneSpec { depth: Some(4), ..PruneSpec::default() },
-        PruneSpec { kv_heads: Some(3), ..PruneSpec::default() },
-        PruneSpec { drop_layers: vec![0, 1, 2], ..PruneSpec::default() },
-        PruneSpec { drop_layers: vec![5], ..PruneSpec::default() },
-        PruneSpec { depth: Some(1), drop_layers: vec![0], ..PruneSpec::default() },
+        PruneSpec {
+            depth: Some(0),
+            ..PruneSpec::default()
+        },
+        PruneSpec {
+            depth: Some(4),
+            ..PruneSpec::default()
+        },
+        PruneSpec {
+            kv_heads: Some(3),
+            ..PruneSpec::default()
+        },
+        PruneSpec {
+            drop_layers: vec![0, 1, 2],
+            ..PruneSpec::default()
+        },
+        PruneSpec {
+            drop_layers: vec![5],
+            ..PruneSpec::default()
+        },
+        PruneSpec {
+            depth: Some(1),
+            drop_layers: vec![0],
+            ..PruneSpec::default()
+        },
     ] {
         assert!(plan(model.config(), &importance, &bad).is_err(), "{bad:?}");
     }

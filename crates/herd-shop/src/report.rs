@@ -136,7 +136,9 @@ fn markdown(data: &Path, scores: &[ModelScore]) -> String {
             r.tokens_per_second(),
         ));
     }
-    md.push_str("\nBars stand left to right in the order of the table, in the colours named there.\n\n");
+    md.push_str(
+        "\nBars stand left to right in the order of the table, in the colours named there.\n\n",
+    );
     for metric in &METRICS {
         md.push_str(&format!(
             "**{}**\n\n![{}]({}.png)\n\n",
@@ -166,12 +168,16 @@ fn bar_chart(path: &Path, values: &[f64]) -> Result<(), ShopError> {
         }))
         .map_err(|e| err(e.to_string()))?;
     chart
-        .draw_series(values.iter().zip(PALETTE).enumerate().map(
-            |(i, (&v, (colour, _)))| {
-                let x = i as f64;
-                Rectangle::new([(x + 0.15, 0.0), (x + 0.85, v.max(0.0))], colour.filled())
-            },
-        ))
+        .draw_series(
+            values
+                .iter()
+                .zip(PALETTE)
+                .enumerate()
+                .map(|(i, (&v, (colour, _)))| {
+                    let x = i as f64;
+                    Rectangle::new([(x + 0.15, 0.0), (x + 0.85, v.max(0.0))], colour.filled())
+                }),
+        )
         .map_err(|e| err(e.to_string()))?;
     root.present().map_err(|e| err(e.to_string()))
 }

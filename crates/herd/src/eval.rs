@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Args;
 use anyhow::Context;
+use clap::Args;
 use herd_shop::eval::{evaluate, CaseResult, EvalOptions, EvalReport};
-use herd_shop::report::{write_comparison, ModelScore};
 use herd_shop::expected::Expected;
+use herd_shop::report::{write_comparison, ModelScore};
 
 use crate::args::ModelArgs;
 use crate::load;
@@ -108,7 +108,10 @@ fn compare(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         let report = score(&loaded, args).with_context(|| format!("scoring {name}"))?;
         let parameters = loaded.model.config().num_parameters();
         if args.json {
-            println!("{}", json(name, parameters, &report, start.elapsed().as_secs_f64()));
+            println!(
+                "{}",
+                json(name, parameters, &report, start.elapsed().as_secs_f64())
+            );
         } else {
             print_report(name, &report, start.elapsed().as_secs_f64());
             println!();

@@ -66,13 +66,26 @@ pub fn run(args: PruneArgs) -> anyhow::Result<ExitCode> {
     let plan = plan(model.config(), &importance, &spec)?;
     println!("layer importance (1 - cos(input, output)), least important first:");
     for l in importance.layers_by_importance() {
-        let kept = if plan.layers.contains(&l) { "kept" } else { "dropped" };
+        let kept = if plan.layers.contains(&l) {
+            "kept"
+        } else {
+            "dropped"
+        };
         println!("  layer {l:>3}  {:.5}  {kept}", importance.layers[l]);
     }
-    let new_config = write_pruned(&source.checkpoint()?, &source.config_json, &plan, &args.output)?;
+    let new_config = write_pruned(
+        &source.checkpoint()?,
+        &source.config_json,
+        &plan,
+        &args.output,
+    )?;
     source.write_tokenizer(&args.output)?;
-    let pruned = Llama::load(&args.output)
-        .with_context(|| format!("loading the pruned model back from {}", args.output.display()))?;
+    let pruned = Llama::load(&args.output).with_context(|| {
+        format!(
+            "loading the pruned model back from {}",
+            args.output.display()
+        )
+    })?;
     let (before, after) = (model.config(), &new_config);
     println!(
         "shape            layers {} → {}, hidden {} → {}, KV heads {} → {}, query heads {} → {}, MLP {} → {}",
@@ -95,7 +108,11 @@ pub fn run(args: PruneArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The calibration file's examples as token ids, up to the token budget.
-fn calibration(args: &PruneArgs, tokenizer: &Tokenizer, model: &Llama) -> anyhow::Result<Vec<Vec<u32>>> {
+fn calibration(
+    args: &PruneArgs,
+    tokenizer: &Tokenizer,
+    model: &Llama,
+) -> anyhow::Result<Vec<Vec<u32>>> {
     let options = DataOptions {
         loss_on: Default::default(),
         skip_bad_records: false,

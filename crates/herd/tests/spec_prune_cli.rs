@@ -36,7 +36,14 @@ fn s(p: &Path) -> &str {
 fn prune_then_speculate_then_compare() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = dir.path().join("corpus");
-    ok(herd(&["data", "shop", "-o", s(&corpus), "--dialogues", "20"]));
+    ok(herd(&[
+        "data",
+        "shop",
+        "-o",
+        s(&corpus),
+        "--dialogues",
+        "20",
+    ]));
     let valid = corpus.join("valid.jsonl");
     let draft = dir.path().join("draft");
     let report = ok(herd(&[
@@ -56,12 +63,24 @@ fn prune_then_speculate_then_compare() {
     assert!(report.contains("MLP 512 → 256"), "{report}");
     assert_eq!(report.matches("dropped").count(), 2, "{report}");
     let generate = |extra: &[&str]| {
-        let mut args = vec!["generate", "--chat", "-p", "Where is my order 1047?", "--greedy", "-n", "40", "--ids"];
+        let mut args = vec![
+            "generate",
+            "--chat",
+            "-p",
+            "Where is my order 1047?",
+            "--greedy",
+            "-n",
+            "40",
+            "--ids",
+        ];
         args.extend_from_slice(extra);
         ok(herd(&args))
     };
     let plain = generate(&[]);
-    assert_eq!(plain, generate(&["--draft-model", s(&draft), "--draft-tokens", "3"]));
+    assert_eq!(
+        plain,
+        generate(&["--draft-model", s(&draft), "--draft-tokens", "3"])
+    );
     let report_dir = dir.path().join("report");
     let test = corpus.join("test.jsonl");
     let json = ok(herd(&[
@@ -90,31 +109,66 @@ fn prune_then_speculate_then_compare() {
     assert!(report_dir.join("exact_match.png").is_file());
     // Pruning into a directory that already holds a model is refused.
     fails_with(
-        herd(&["prune", "--calibration", s(&valid), "--depth", "3", "-o", s(&draft)]),
+        herd(&[
+            "prune",
+            "--calibration",
+            s(&valid),
+            "--depth",
+            "3",
+            "-o",
+            s(&draft),
+        ]),
         "exists",
     );
 }
 
 #[test]
 fn bad_input_is_a_clear_error() {
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/models/llama32-tied");
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/models/llama32-tied"
+    );
     fails_with(
         herd(&["generate", "-p", "hi", "--draft-model", fixture]),
         "tokenizer",
     );
     fails_with(
-        herd(&["prune", "--calibration", "/no/such.jsonl", "--depth", "2", "-o", "/tmp/x"]),
+        herd(&[
+            "prune",
+            "--calibration",
+            "/no/such.jsonl",
+            "--depth",
+            "2",
+            "-o",
+            "/tmp/x",
+        ]),
         "/no/such.jsonl",
     );
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty.jsonl");
     std::fs::write(&empty, "").unwrap();
     fails_with(
-        herd(&["prune", "--calibration", s(&empty), "--depth", "9", "-o", s(&dir.path().join("o"))]),
+        herd(&[
+            "prune",
+            "--calibration",
+            s(&empty),
+            "--depth",
+            "9",
+            "-o",
+            s(&dir.path().join("o")),
+        ]),
         "no training examples",
     );
     fails_with(
-        herd(&["eval", "--compare", "embedded,/no/such/model", "--data", s(&empty), "-o", s(dir.path())]),
+        herd(&[
+            "eval",
+            "--compare",
+            "embedded,/no/such/model",
+            "--data",
+            s(&empty),
+            "-o",
+            s(dir.path()),
+        ]),
         "/no/such/model",
     );
 }
