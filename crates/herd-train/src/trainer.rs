@@ -371,3 +371,9 @@ pub fn loss_and_grads(model: &TrainModel, rows: &[Row]) -> Result<(f64, Vec<(Str
 pub fn has_checkpoint(dir: &Path) -> bool {
     dir.join("checkpoint.safetensors").is_file()
 }
+
+/// Whether `dir` holds a training run, finished (its metrics are there)
+/// or resumable (a checkpoint): a new run must not write over either.
+pub fn holds_run(dir: &Path) -> bool {
+    has_checkpoint(dir) || dir.join("metrics.jsonl").is_file()
+}

@@ -442,14 +442,14 @@ fn teachers(
 }
 
 fn distill(args: DistillArgs) -> anyhow::Result<ExitCode> {
-    if args.resume != herd_train::has_checkpoint(&args.out) {
-        anyhow::bail!(match args.resume {
-            true => format!("--resume: {} holds no checkpoint", args.out.display()),
-            false => format!(
-                "{} already holds a training run; pass --resume to continue it, or choose another --out",
-                args.out.display()
-            ),
-        });
+    if args.resume && !herd_train::has_checkpoint(&args.out) {
+        anyhow::bail!("--resume: {} holds no checkpoint", args.out.display());
+    }
+    if !args.resume && herd_train::holds_run(&args.out) {
+        anyhow::bail!(
+            "{} already holds a training run; pass --resume to continue it, or choose another --out",
+            args.out.display()
+        );
     }
     let uses_teacher = !matches!(args.loss, LossArg::Ce) && args.kd_weight > 0.0;
     // A live teacher: asked for, or needed to score (no cache, on-policy),
