@@ -78,7 +78,7 @@ try {
   // before the click. (That an abandoned request stops generating is
   // measured in tests/server/test_openai_api.py.)
   const load = new AbortController();
-  const loadBody = { model: "herd-embedded", stream: true, n: 16, max_tokens: 1900, temperature: 0,
+  const loadBody = { model: "herd-embedded", stream: true, n: 16, max_tokens: 900, temperature: 0,
                      messages: [{ role: "user", content: "Keep the engine busy." }] };
   const loadResponse = await fetch(base + "/v1/chat/completions", { method: "POST", body: JSON.stringify(loadBody), signal: load.signal });
   const reading = (async () => {
@@ -88,7 +88,7 @@ try {
     } catch {}
   })();
   await page.click("#clear");
-  await page.fill("#max-tokens", "2000");
+  await page.fill("#max-tokens", "900");
   await page.fill("#input", "Now a very long one.");
   await page.press("#input", "Enter");
   await page.click("#stop");
