@@ -9,7 +9,10 @@ import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
 const herd = process.argv[2] || process.env.HERD_BIN || "target/debug/herd";
-const server = spawn(herd, ["--threads", "2", "serve", "--port", "0"], { stdio: ["ignore", "ignore", "pipe"] });
+// The random-weight fixture, not the embedded teacher: it writes until its token
+// budget, which the stop-button check needs (the teacher answers in a sentence).
+const server = spawn(herd, ["--threads", "2", "serve", "--port", "0", "--model", "tests/fixtures/models/llama32-tied",
+                            "--served-model-name", "herd-embedded"], { stdio: ["ignore", "ignore", "pipe"] });
 const base = await new Promise((resolve, reject) => {
   let err = "";
   let timer;
