@@ -11,10 +11,11 @@
 //! **One trait, two teachers, same samples.** Sample `i` of a prompt uses
 //! seed `s + i`, where `s` comes from the run's seed and the prompt's
 //! content ([`prompt_seed`]), and assistant messages are written in one
-//! canonical form; `herd serve` seeds choice `i` of a request the same way,
-//! so a local teacher and the same model behind `herd serve` write the same
-//! file. Seeds not depending on prompt order also make a resumed run
-//! generate exactly what the interrupted one would have.
+//! canonical form, as `herd serve` seeds choice `i` of a request. Seeds not
+//! depending on prompt order make a resumed local run generate exactly what
+//! the interrupted one would have (tested byte for byte). The same model
+//! behind `herd serve` does not yet give byte-identical files (to be
+//! investigated: prompt rendering or sampling differences).
 //!
 //! **Append-only output with a journal** (`journal.rs`): records first,
 //! synced, then one journal line per finished prompt, synced. Resuming cuts
