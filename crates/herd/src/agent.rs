@@ -156,6 +156,11 @@ fn open_store(dir: &Path, db: Option<PathBuf>) -> anyhow::Result<Arc<Conversatio
 fn chat(dir: &Path, conversation: Option<String>, db: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let spec = AgentSpec::load(dir)?;
     let store = open_store(dir, db)?;
+    if let Some(id) = &conversation {
+        if !store.exists(&spec.name, id)? {
+            anyhow::bail!("agent {} has no conversation {id:?}", spec.name);
+        }
+    }
     let (model, model_name) = agent_model(&spec.model)?;
     let agent = load_agent(spec, model, store)?;
     eprintln!(
