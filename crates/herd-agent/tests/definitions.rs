@@ -78,7 +78,7 @@ fn bad_definitions_are_refused_with_the_reason() {
             "must be named",
         ),
         (
-            format!("{HEAD}{}", sql_tool("SELECT missing FROM nowhere")),
+            format!("{HEAD}{}", sql_tool("SELECT id FROM nowhere")),
             "no such table",
         ),
         (http("https://example.com/api"), "https is not supported"),

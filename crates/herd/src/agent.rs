@@ -156,7 +156,6 @@ fn open_store(dir: &Path, db: Option<PathBuf>) -> anyhow::Result<Arc<Conversatio
 fn chat(dir: &Path, conversation: Option<String>, db: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let spec = AgentSpec::load(dir)?;
     let store = open_store(dir, db)?;
-    // A mistyped id is an error now, not after the user's first message.
     if let Some(id) = &conversation {
         if !store.exists(&spec.name, id)? {
             anyhow::bail!("agent {} has no conversation {id:?}", spec.name);
