@@ -217,6 +217,9 @@ impl EngineHandle {
     }
 }
 
+/// Rows of raw logits, one per position.
+type LogitRows = Vec<Vec<f32>>;
+
 /// Why a sequence that just grew to `len` tokens must end, if it must.
 fn limit_reached(client: &Client, len: usize, max_context: usize) -> Option<FinishReason> {
     if client.budget_spent() {
@@ -357,7 +360,7 @@ impl Worker {
     /// Drafts up to `n` guesses for the only running sequence, scores them in
     /// one target pass and applies the acceptance rule. Returns the emitted
     /// tokens, and the target's raw rows when the request wants logprobs.
-    fn speculative_round(&mut self, n: usize) -> Result<(Vec<u32>, Option<Vec<Vec<f32>>>)> {
+    fn speculative_round(&mut self, n: usize) -> Result<(Vec<u32>, Option<LogitRows>)> {
         let seq = &self.scheduler.running[0];
         let (Some(draft), Some(client)) = (self.draft.as_mut(), self.clients.get_mut(&seq.id))
         else {
