@@ -210,7 +210,10 @@ pub fn id_bits(vocab: usize) -> Result<u32> {
 
 /// Key of a sequence: FNV-1a of its ids.
 fn key(ids: &[u32]) -> u64 {
-    let hex = fnv1a([ids.iter().flat_map(|i| i.to_le_bytes()).collect::<Vec<u8>>()]);
+    let hex = fnv1a([ids
+        .iter()
+        .flat_map(|i| i.to_le_bytes())
+        .collect::<Vec<u8>>()]);
     u64::from_str_radix(&hex, 16).unwrap_or_default()
 }
 
@@ -285,18 +288,29 @@ pub fn write_cache(
             write_atomic(&path, &bytes)?;
             summary.written += 1;
         }
-        summary.tokens += chunk.iter().map(|s| s.len().saturating_sub(1) as u64).sum::<u64>();
-        summary.bytes += std::fs::metadata(&path).map_err(DistillError::io(&path))?.len();
+        summary.tokens += chunk
+            .iter()
+            .map(|s| s.len().saturating_sub(1) as u64)
+            .sum::<u64>();
+        summary.bytes += std::fs::metadata(&path)
+            .map_err(DistillError::io(&path))?
+            .len();
         on_shard(i + 1, total);
     }
     Ok(summary)
 }
 
 /// One shard as safetensors bytes.
-fn encode_shard(header: &CacheHeader, index: usize, seqs: &[&[u32]], rows: &[TopK]) -> Result<Vec<u8>> {
+fn encode_shard(
+    header: &CacheHeader,
+    index: usize,
+    seqs: &[&[u32]],
+    rows: &[TopK],
+) -> Result<Vec<u8>> {
     let (k, step) = (header.k, header.logprob_step());
     let max_q = (1u64 << (32 - header.id_bits)) - 1;
-    let (mut entries, mut tail, mut lengths, mut keys) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut entries, mut tail, mut lengths, mut keys) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (ids, top) in seqs.iter().zip(rows) {
         let positions = ids.len().saturating_sub(1);
         if top.k != k || top.tail.len() != positions {
@@ -359,7 +373,11 @@ impl Shard {
             }
             Ok(t.data().to_vec())
         };
-        let u32s = |b: Vec<u8>| -> Vec<u32> { b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect() };
+        let u32s = |b: Vec<u8>| -> Vec<u32> {
+            b.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
         let shard = Shard {
             entries: u32s(read("entries", Dtype::U32, 4)?),
             tail: read("tail", Dtype::F32, 4)?
@@ -422,7 +440,8 @@ impl TeacherCache {
         if !first.is_file() {
             return Err(DistillError::BadCache {
                 path: first,
-                reason: "missing: not a teacher cache directory (run `herd teacher-cache` first)".into(),
+                reason: "missing: not a teacher cache directory (run `herd teacher-cache` first)"
+                    .into(),
             });
         }
         let header = Shard::open(&first)?.header;
@@ -440,7 +459,8 @@ impl TeacherCache {
             if let Some(err) = header.mismatch(&path, &shard.header) {
                 return Err(err);
             }
-            let expected = (header.sequences - i * header.shard_sequences).min(header.shard_sequences);
+            let expected =
+                (header.sequences - i * header.shard_sequences).min(header.shard_sequences);
             shard.check_index(&path, i, expected)?;
             let mut start = 0;
             for (&key, &len) in shard.keys.iter().zip(&shard.lengths) {
@@ -472,7 +492,11 @@ impl TeacherCache {
             expected,
         };
         if self.header.tokenizer != tokenizer {
-            return Err(mismatch("tokenizer", self.header.tokenizer.clone(), tokenizer.into()));
+            return Err(mismatch(
+                "tokenizer",
+                self.header.tokenizer.clone(),
+                tokenizer.into(),
+            ));
         }
         if let Some(t) = teacher.filter(|t| *t != self.header.teacher) {
             return Err(mismatch("teacher", self.header.teacher.clone(), t.into()));
@@ -481,7 +505,10 @@ impl TeacherCache {
             return Err(mismatch(
                 "temperature",
                 self.header.temperature.to_string(),
-                format!("{temperature} (pass --temperature {} or rebuild the cache)", self.header.temperature),
+                format!(
+                    "{temperature} (pass --temperature {} or rebuild the cache)",
+                    self.header.temperature
+                ),
             ));
         }
         Ok(())
@@ -495,7 +522,10 @@ impl TeacherCache {
                 path: self.dir.clone(),
                 what: "sequences",
                 found: format!("{} other sequences", self.header.sequences),
-                expected: format!("a sequence of {} tokens it lacks (another data file, tokenizer or --seq-len?)", ids.len()),
+                expected: format!(
+                    "a sequence of {} tokens it lacks (another data file, tokenizer or --seq-len?)",
+                    ids.len()
+                ),
             });
         };
         if len != positions {
@@ -504,13 +534,20 @@ impl TeacherCache {
                 reason: format!("a sequence of {} positions is stored with {len}", positions),
             });
         }
-        let (k, bits, step) = (self.header.k, self.header.id_bits, self.header.logprob_step());
+        let (k, bits, step) = (
+            self.header.k,
+            self.header.id_bits,
+            self.header.logprob_step(),
+        );
         let shard = &self.shards[s];
         let raw = &shard.entries[start * k..(start + len) * k];
         Ok(TopK {
             k,
             ids: raw.iter().map(|e| e & ((1u32 << bits) - 1)).collect(),
-            logprobs: raw.iter().map(|e| (-((e >> bits) as f64) * step) as f32).collect(),
+            logprobs: raw
+                .iter()
+                .map(|e| (-((e >> bits) as f64) * step) as f32)
+                .collect(),
             tail: shard.tail[start..start + len].to_vec(),
         })
     }
@@ -526,7 +563,8 @@ impl TeacherSide for TeacherCache {
         };
         for i in counted_positions(example) {
             top.ids.extend_from_slice(&all.ids[i * k..(i + 1) * k]);
-            top.logprobs.extend_from_slice(&all.logprobs[i * k..(i + 1) * k]);
+            top.logprobs
+                .extend_from_slice(&all.logprobs[i * k..(i + 1) * k]);
             top.tail.push(all.tail[i]);
         }
         Ok(TeacherRows::TopK(top))

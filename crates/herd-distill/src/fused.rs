@@ -250,7 +250,11 @@ impl CustomOp2 for HeadLoss {
                 rows += counted_positions(&self.examples[e]).len();
                 e += 1;
             }
-            let h = Tensor::from_slice(&hs[h0 + row * dim..h0 + (row + rows) * dim], (rows, dim), &Device::Cpu)?;
+            let h = Tensor::from_slice(
+                &hs[h0 + row * dim..h0 + (row + rows) * dim],
+                (rows, dim),
+                &Device::Cpu,
+            )?;
             let (loss, gh, gw) = self
                 .chunk(&h, &head, &self.examples[first..e])
                 .map_err(candle_core::Error::wrap)?;
@@ -270,8 +274,10 @@ impl CustomOp2 for HeadLoss {
             true => Tensor::zeros((n, dim), candle_core::DType::F32, &Device::Cpu)?,
             false => Tensor::cat(&grads_h, 0)?,
         };
-        *self.saved.lock().map_err(|_| candle_core::Error::Msg("poisoned".into()))? =
-            Some((grad_h, grad_head));
+        *self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("poisoned".into()))? = Some((grad_h, grad_head));
         Ok((CpuStorage::F32(vec![total as f32]), Shape::from(())))
     }
 
@@ -292,7 +298,9 @@ impl CustomOp2 for HeadLoss {
         let Some((gh, gw)) = saved else {
             candle_core::bail!("head loss: backward ran twice or before forward");
         };
-        let scale = grad_res.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()? as f64;
+        let scale = grad_res
+            .to_dtype(candle_core::DType::F32)?
+            .to_scalar::<f32>()? as f64;
         let gw = match gw {
             Some(g) => Some((g * scale)?),
             None if head.is_variable() => Some(head.zeros_like()?),

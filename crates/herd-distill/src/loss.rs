@@ -239,7 +239,11 @@ impl LossSpec {
             }
             DistillLoss::SkewKl { alpha } => {
                 let m = alpha * p + (1.0 - alpha) * q;
-                let h = if m > 0.0 { -(1.0 - alpha) * p * q / m } else { 0.0 };
+                let h = if m > 0.0 {
+                    -(1.0 - alpha) * p * q / m
+                } else {
+                    0.0
+                };
                 (xlog(p, logp, m.ln()), h)
             }
         }

@@ -81,21 +81,24 @@ impl Distiller {
         Ok(())
     }
 
-    /// Which teacher scores `example`: samples go to the live teacher.
-    fn teacher_for(&self, sampled: bool) -> Option<Arc<dyn TeacherSide>> {
-        match sampled {
-            true => self.live.clone(),
-            false => self.teacher.clone(),
-        }
-    }
-
     /// Replaces the replies of the chosen examples with the student's samples.
-    fn resample(&self, model: &TrainModel, rows: Vec<Row>, step: usize, micro: usize) -> Result<Vec<Row>> {
+    fn resample(
+        &self,
+        model: &TrainModel,
+        rows: Vec<Row>,
+        step: usize,
+        micro: usize,
+    ) -> Result<Vec<Row>> {
         let Some(op) = &self.on_policy else {
             return Ok(rows);
         };
-        let mut examples: Vec<Example> = rows.iter().flat_map(|r| r.examples()).map(|(_, e)| e).collect();
-        let seed = self.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (micro as u64) << 48;
+        let mut examples: Vec<Example> = rows
+            .iter()
+            .flat_map(|r| r.examples())
+            .map(|(_, e)| e)
+            .collect();
+        let seed =
+            self.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (micro as u64) << 48;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let chosen: Vec<usize> = (0..examples.len())
             .filter(|_| rng.random::<f64>() < op.fraction)
@@ -123,7 +126,13 @@ impl Distiller {
     /// Samples a reply of at most `budget` tokens after each prompt with the
     /// student (no KV cache: each new token reruns the sequence, which is
     /// cheap for the small students this is for and needs no second model).
-    fn sample(&self, model: &TrainModel, prompts: &[(Vec<u32>, usize)], op: &OnPolicy, seed: u64) -> Result<Vec<Vec<u32>>> {
+    fn sample(
+        &self,
+        model: &TrainModel,
+        prompts: &[(Vec<u32>, usize)],
+        op: &OnPolicy,
+        seed: u64,
+    ) -> Result<Vec<Vec<u32>>> {
         let mut seqs: Vec<Vec<u32>> = prompts.iter().map(|p| p.0.clone()).collect();
         let mut replies = vec![Vec::new(); prompts.len()];
         let mut samplers = (0..prompts.len())
@@ -141,7 +150,8 @@ impl Distiller {
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let done = |i: usize, replies: &[Vec<u32>]| {
-            replies[i].len() >= prompts[i].1 || replies[i].last().is_some_and(|t| op.stop_ids.contains(t))
+            replies[i].len() >= prompts[i].1
+                || replies[i].last().is_some_and(|t| op.stop_ids.contains(t))
         };
         loop {
             let active: Vec<usize> = (0..prompts.len()).filter(|&i| !done(i, &replies)).collect();
@@ -166,7 +176,11 @@ impl Distiller {
             .map(|s| {
                 let pad = t - s.len();
                 Row {
-                    inputs: s.iter().copied().chain(std::iter::repeat_n(0, pad)).collect(),
+                    inputs: s
+                        .iter()
+                        .copied()
+                        .chain(std::iter::repeat_n(0, pad))
+                        .collect(),
                     labels: vec![0; t],
                     weights: vec![0.0; t],
                     positions: (0..t as u32).collect(),
@@ -174,7 +188,11 @@ impl Distiller {
                 }
             })
             .collect();
-        let last: Vec<u32> = seqs.iter().enumerate().map(|(r, s)| (r * t + s.len() - 1) as u32).collect();
+        let last: Vec<u32> = seqs
+            .iter()
+            .enumerate()
+            .map(|(r, s)| (r * t + s.len() - 1) as u32)
+            .collect();
         let idx = Tensor::from_vec(last, seqs.len(), &Device::Cpu)?;
         let h = model.hidden(&rows)?.detach().index_select(&idx, 0)?;
         let logits = h.matmul(&model.head().detach().t()?)?;
@@ -187,15 +205,23 @@ impl Distiller {
         let n = index.len();
         let idx = Tensor::from_vec(index, n, &Device::Cpu)?;
         let hidden = model.hidden(rows)?.index_select(&idx, 0)?;
-        let sampled = self.on_policy.is_some();
-        let teacher = match sampled {
+        // On-policy rows mix data examples and the student's samples, which
+        // only the live teacher can score.
+        let teacher = match self.on_policy.is_some() {
             true => Some(Arc::new(Either {
-                data: self.teacher_for(false),
-                live: self.teacher_for(true),
+                data: self.teacher.clone(),
+                live: self.live.clone(),
             }) as Arc<dyn TeacherSide>),
             false => self.teacher.clone(),
         };
-        let loss = head_loss(&hidden, model.head(), self.spec, self.vocab, examples, teacher)?;
+        let loss = head_loss(
+            &hidden,
+            model.head(),
+            self.spec,
+            self.vocab,
+            examples,
+            teacher,
+        )?;
         Ok((loss, n))
     }
 }
@@ -220,7 +246,13 @@ impl TeacherSide for Either {
 }
 
 impl Objective for Distiller {
-    fn prepare(&self, model: &TrainModel, rows: Vec<Row>, step: usize, micro: usize) -> herd_train::Result<Vec<Row>> {
+    fn prepare(
+        &self,
+        model: &TrainModel,
+        rows: Vec<Row>,
+        step: usize,
+        micro: usize,
+    ) -> herd_train::Result<Vec<Row>> {
         Ok(self.resample(model, rows, step, micro)?)
     }
 

@@ -27,7 +27,10 @@ pub fn student_config_json(teacher_json: &str, student: &Config) -> Result<Strin
     for (key, v) in sizes {
         obj.insert(key.into(), v.into());
     }
-    obj.insert("tie_word_embeddings".into(), student.tie_word_embeddings.into());
+    obj.insert(
+        "tie_word_embeddings".into(),
+        student.tie_word_embeddings.into(),
+    );
     obj.insert("torch_dtype".into(), "float32".into());
     obj.remove("dtype");
     serde_json::to_string_pretty(&value).map_err(|e| DistillError::InvalidOption(e.to_string()))
@@ -43,7 +46,10 @@ pub fn student_config(teacher: &Config, fraction: f64) -> Option<Config> {
     let candidate = |hidden: usize, layers: usize| {
         let head_dim = if hidden < 64 { 16 } else { 32 };
         let heads = hidden / head_dim;
-        let kv = [4, 3, 2, 1].into_iter().find(|d| heads % d == 0).map_or(1, |d| heads / d);
+        let kv = [4, 3, 2, 1]
+            .into_iter()
+            .find(|d| heads % d == 0)
+            .map_or(1, |d| heads / d);
         Config {
             hidden_size: hidden,
             intermediate_size: (hidden * 8 / 3).div_ceil(16) * 16,
@@ -74,18 +80,26 @@ mod tests {
 
     #[test]
     fn the_embedded_teachers_student_fits_an_eighth() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/teacher/config.json");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models/teacher/config.json");
         let teacher = Config::from_file(&path).expect("config");
         let student = student_config(&teacher, 1.0 / 8.0).expect("a student fits");
         assert!(8 * student.num_parameters() <= teacher.num_parameters());
         assert_eq!(student.vocab_size, teacher.vocab_size);
         assert_eq!(student.num_attention_heads % student.num_key_value_heads, 0);
-        assert_eq!(student.num_attention_heads * student.head_dim, student.hidden_size);
+        assert_eq!(
+            student.num_attention_heads * student.head_dim,
+            student.hidden_size
+        );
         let text = std::fs::read_to_string(&path).expect("json");
         let json = student_config_json(&text, &student).expect("student json");
         let back = Config::from_json(&json, &path).expect("parses");
         assert_eq!(back.num_parameters(), student.num_parameters());
-        let tiny = Config { hidden_size: 16, num_hidden_layers: 1, ..teacher };
+        let tiny = Config {
+            hidden_size: 16,
+            num_hidden_layers: 1,
+            ..teacher
+        };
         assert!(student_config(&tiny, 0.01).is_none());
     }
 }

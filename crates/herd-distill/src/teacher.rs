@@ -206,7 +206,10 @@ pub fn vocabulary(tokenizer: &Tokenizer) -> Result<Vec<String>> {
     let vocab = value["model"]["vocab"]
         .as_object()
         .ok_or_else(|| bad("no model.vocab"))?;
-    let added = value["added_tokens"].as_array().cloned().unwrap_or_default();
+    let added = value["added_tokens"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let pairs = vocab
         .iter()
         .map(|(t, id)| (t.clone(), id.as_u64()))
@@ -225,7 +228,9 @@ pub fn vocabulary(tokenizer: &Tokenizer) -> Result<Vec<String>> {
 /// A stable hash of a tokenizer's vocabulary.
 pub fn tokenizer_identity(tokenizer: &Tokenizer) -> Result<String> {
     let tokens = vocabulary(tokenizer)?;
-    Ok(fnv1a(tokens.iter().flat_map(|t| [t.as_bytes(), &b"\0"[..]])))
+    Ok(fnv1a(
+        tokens.iter().flat_map(|t| [t.as_bytes(), &b"\0"[..]]),
+    ))
 }
 
 /// Checks that teacher and student tokenize identically and returns the

@@ -36,7 +36,9 @@ struct Setup {
 
 fn setup() -> Setup {
     let dir = teacher_dir();
-    let model = Checkpoint::open(&dir).and_then(Checkpoint::into_model).expect("teacher");
+    let model = Checkpoint::open(&dir)
+        .and_then(Checkpoint::into_model)
+        .expect("teacher");
     let identity = herd_distill::dir_identity(&dir).expect("identity");
     let tokenizer = Tokenizer::from_dir(&dir).expect("tokenizer");
     let opts = DataOptions {
@@ -46,8 +48,12 @@ fn setup() -> Setup {
         truncate: false,
         validation_fraction: 0.1,
     };
-    let data = Dataset::load(&root().join("tests/fixtures/train/chat.jsonl"), &tokenizer, &opts)
-        .expect("data");
+    let data = Dataset::load(
+        &root().join("tests/fixtures/train/chat.jsonl"),
+        &tokenizer,
+        &opts,
+    )
+    .expect("data");
     Setup {
         teacher: Arc::new(LocalTeacher::new(Arc::new(model), identity)),
         tokenizer,
@@ -66,7 +72,11 @@ fn student() -> TrainModel {
 
 fn distiller(s: &Setup, loss: DistillLoss, teacher: Arc<dyn TeacherSide>) -> Distiller {
     Distiller {
-        spec: LossSpec { loss, temperature: 1.0, kd_weight: 1.0 },
+        spec: LossSpec {
+            loss,
+            temperature: 1.0,
+            kd_weight: 1.0,
+        },
         vocab: vocab(s),
         teacher: Some(teacher),
         live: None,
@@ -78,7 +88,12 @@ fn distiller(s: &Setup, loss: DistillLoss, teacher: Arc<dyn TeacherSide>) -> Dis
 }
 
 fn sequences(s: &Setup, n: usize) -> Vec<&[u32]> {
-    s.data.train.iter().take(n).map(|e| e.ids.as_slice()).collect()
+    s.data
+        .train
+        .iter()
+        .take(n)
+        .map(|e| e.ids.as_slice())
+        .collect()
 }
 
 fn header(s: &Setup, seqs: &[&[u32]], k: usize, shard: usize) -> CacheHeader {
@@ -90,14 +105,29 @@ fn header(s: &Setup, seqs: &[&[u32]], k: usize, shard: usize) -> CacheHeader {
 fn loss_grads(model: &TrainModel, objective: &dyn Objective, rows: &[Row]) -> (f64, Vec<Tensor>) {
     let (loss, n) = objective.loss_sum(model, rows).expect("loss");
     let grads = (loss.clone() / n as f64).unwrap().backward().unwrap();
-    let g = model.trainable().iter().map(|(_, v)| grads.get(v.as_tensor()).unwrap().clone()).collect();
+    let g = model
+        .trainable()
+        .iter()
+        .map(|(_, v)| grads.get(v.as_tensor()).unwrap().clone())
+        .collect();
     (loss.to_scalar::<f32>().unwrap() as f64 / n as f64, g)
 }
 
 /// Largest gradient difference relative to the largest gradient.
 fn relative_difference(a: &[Tensor], b: &[Tensor]) -> f64 {
-    let max = |t: &Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() as f64;
-    let diff = a.iter().zip(b).map(|(x, y)| max(&(x - y).unwrap())).fold(0.0, f64::max);
+    let max = |t: &Tensor| {
+        t.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64
+    };
+    let diff = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| max(&(x - y).unwrap()))
+        .fold(0.0, f64::max);
     diff / a.iter().map(max).fold(0.0, f64::max)
 }
 
@@ -108,20 +138,43 @@ fn online_and_cached_teachers_give_the_same_update() {
     let examples: Vec<_> = s.data.train.iter().take(6).collect();
     let rows = pack(&examples, 256);
     let model = student();
-    let online = loss_grads(&model, &distiller(&s, DistillLoss::ForwardKl, s.teacher.clone()), &rows);
+    let online = loss_grads(
+        &model,
+        &distiller(&s, DistillLoss::ForwardKl, s.teacher.clone()),
+        &rows,
+    );
     let tmp = tempfile::tempdir().expect("tmp");
     let mut bounds = Vec::new();
     for k in [vocab(&s), 64] {
         let dir = tmp.path().join(format!("k{k}"));
-        let summary = write_cache(&*s.teacher, &seqs, &header(&s, &seqs, k, 4), &dir, &mut |_, _| {}).expect("cache");
+        let summary = write_cache(
+            &*s.teacher,
+            &seqs,
+            &header(&s, &seqs, k, 4),
+            &dir,
+            &mut |_, _| {},
+        )
+        .expect("cache");
         let cache = TeacherCache::open(&dir).expect("open");
-        let cached = loss_grads(&model, &distiller(&s, DistillLoss::ForwardKl, Arc::new(cache)), &rows);
+        let cached = loss_grads(
+            &model,
+            &distiller(&s, DistillLoss::ForwardKl, Arc::new(cache)),
+            &rows,
+        );
         let rel = relative_difference(&online.1, &cached.1);
         eprintln!("k = {k}: loss {} vs {}, gradient difference {rel:.2e} of the largest, {:.1} bytes/token", online.0, cached.0, summary.bytes_per_token());
-        bounds.push((k, (online.0 - cached.0).abs(), rel, summary.bytes_per_token()));
+        bounds.push((
+            k,
+            (online.0 - cached.0).abs(),
+            rel,
+            summary.bytes_per_token(),
+        ));
     }
     let (_, loss_full, grad_full, _) = bounds[0];
-    assert!(loss_full < 1e-5 && grad_full < 1e-4, "k = vocab: {bounds:?}");
+    assert!(
+        loss_full < 1e-5 && grad_full < 1e-4,
+        "k = vocab: {bounds:?}"
+    );
     // The documented bound for k = 64 (README, "Distillation").
     let (_, loss_64, grad_64, bytes_64) = bounds[1];
     // The k + 1 buckets hide the divergence inside the tail, so the loss
@@ -154,29 +207,51 @@ fn the_cache_resumes_without_duplicates_and_refuses_what_is_not_its_own() {
     assert_eq!((again.written, again.skipped), (1, 2));
     assert_eq!(again.tokens, first.tokens);
     let after: Vec<_> = (0..3).map(content).collect();
-    assert!(before == after, "the resumed cache holds the same headers and bytes");
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3, "no stray files");
+    assert!(
+        before == after,
+        "the resumed cache holds the same headers and bytes"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        3,
+        "no stray files"
+    );
 
     let cache = TeacherCache::open(&dir).expect("open");
     let tok = tokenizer_identity(&s.tokenizer).unwrap();
-    cache.verify(&tok, Some(&h.teacher), 1.0).expect("its own teacher");
-    let err = cache.verify(&tok, Some("0123456789abcdef"), 1.0).unwrap_err().to_string();
+    cache
+        .verify(&tok, Some(&h.teacher), 1.0)
+        .expect("its own teacher");
+    let err = cache
+        .verify(&tok, Some("0123456789abcdef"), 1.0)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("made with teacher"), "{err}");
     let err = cache.verify("0000", None, 1.0).unwrap_err().to_string();
     assert!(err.contains("made with tokenizer"), "{err}");
     let mut other = h.clone();
     other.teacher = "0123456789abcdef".into();
-    let err = write_cache(&*s.teacher, &seqs, &other, &dir, &mut |_, _| {}).unwrap_err().to_string();
+    let err = write_cache(&*s.teacher, &seqs, &other, &dir, &mut |_, _| {})
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("made with teacher"), "{err}");
 
     // A damaged shard is named, never silently overwritten or used.
     let damaged = &damaged_source[..damaged_source.len() / 2];
     std::fs::write(shard(2), damaged).unwrap();
     for err in [
-        TeacherCache::open(&dir).err().expect("truncated").to_string(),
-        write_cache(&*s.teacher, &seqs, &h, &dir, &mut |_, _| {}).unwrap_err().to_string(),
+        TeacherCache::open(&dir)
+            .err()
+            .expect("truncated")
+            .to_string(),
+        write_cache(&*s.teacher, &seqs, &h, &dir, &mut |_, _| {})
+            .unwrap_err()
+            .to_string(),
     ] {
-        assert!(err.contains("shard-00002") && err.contains("not a usable teacher cache"), "{err}");
+        assert!(
+            err.contains("shard-00002") && err.contains("not a usable teacher cache"),
+            "{err}"
+        );
     }
     assert_eq!(std::fs::read(shard(2)).unwrap(), damaged);
     let err = write_cache(&*s.teacher, &[], &h, &tmp.path().join("x"), &mut |_, _| {}).unwrap_err();
@@ -190,8 +265,13 @@ fn vocabularies_must_match_up_to_padding_rows() {
     let n = t.vocab_size();
     assert_eq!(check_vocabularies((t, n), (t, n + 64)).unwrap(), n);
     let other = Tokenizer::from_dir(root().join("tests/fixtures/models/llama31-tiny")).unwrap();
-    let err = check_vocabularies((t, n), (&other, other.vocab_size())).unwrap_err().to_string();
-    assert!(err.contains("do not share a vocabulary") && err.contains("tokenizer"), "{err}");
+    let err = check_vocabularies((t, n), (&other, other.vocab_size()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("do not share a vocabulary") && err.contains("tokenizer"),
+        "{err}"
+    );
 }
 
 fn options(steps: usize) -> TrainOptions {
@@ -212,14 +292,48 @@ fn options(steps: usize) -> TrainOptions {
 }
 
 /// Runs 5 steps whole and as 2 + 3 with a resume; returns the losses.
-fn assert_resume_is_exact(s: &Setup, make: impl Fn() -> TrainModel, objective: &Distiller) -> Vec<f64> {
+fn assert_resume_is_exact(
+    s: &Setup,
+    make: impl Fn() -> TrainModel,
+    objective: &Distiller,
+) -> Vec<f64> {
     let opts = options(5);
     let tmp = tempfile::tempdir().expect("tmp");
-    let files = |d: &str| RunFiles { dir: tmp.path().join(d), progress: false };
-    let whole = train_with(&make(), &s.data, &opts, &files("whole"), false, &|_| false, objective).expect("whole");
-    let first = train_with(&make(), &s.data, &opts, &files("split"), false, &|step| step == 2, objective).expect("first");
+    let files = |d: &str| RunFiles {
+        dir: tmp.path().join(d),
+        progress: false,
+    };
+    let whole = train_with(
+        &make(),
+        &s.data,
+        &opts,
+        &files("whole"),
+        false,
+        &|_| false,
+        objective,
+    )
+    .expect("whole");
+    let first = train_with(
+        &make(),
+        &s.data,
+        &opts,
+        &files("split"),
+        false,
+        &|step| step == 2,
+        objective,
+    )
+    .expect("first");
     assert!(first.interrupted);
-    let resumed = train_with(&make(), &s.data, &opts, &files("split"), true, &|_| false, objective).expect("resume");
+    let resumed = train_with(
+        &make(),
+        &s.data,
+        &opts,
+        &files("split"),
+        true,
+        &|_| false,
+        objective,
+    )
+    .expect("resume");
     assert_eq!(resumed.losses, whole.losses, "every loss, bit for bit");
     whole.losses.iter().map(|l| l.1).collect()
 }
@@ -229,7 +343,10 @@ fn full_student_resume_gives_the_identical_loss_curve() {
     let s = setup();
     let objective = distiller(&s, DistillLoss::ForwardKl, s.teacher.clone());
     let losses = assert_resume_is_exact(&s, student, &objective);
-    assert!(losses[4] < losses[0], "distillation lowers the loss: {losses:?}");
+    assert!(
+        losses[4] < losses[0],
+        "distillation lowers the loss: {losses:?}"
+    );
 }
 
 #[test]
@@ -237,11 +354,20 @@ fn on_policy_lora_resume_gives_the_identical_loss_curve() {
     let s = setup();
     let mut objective = distiller(&s, DistillLoss::Jsd { beta: 0.5 }, s.teacher.clone());
     objective.live = Some(s.teacher.clone());
-    objective.on_policy = Some(OnPolicy { fraction: 0.5, temperature: 1.0, stop_ids: s.tokenizer.stop_ids() });
+    objective.on_policy = Some(OnPolicy {
+        fraction: 0.5,
+        temperature: 1.0,
+        stop_ids: s.tokenizer.stop_ids(),
+    });
     objective.validate().expect("valid");
     let lora = || {
         let ckpt = Checkpoint::open(&teacher_dir()).expect("checkpoint");
-        let cfg = LoraConfig { rank: 4, alpha: 8.0, targets: vec![LoraTarget::Q, LoraTarget::V], rslora: false };
+        let cfg = LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            targets: vec![LoraTarget::Q, LoraTarget::V],
+            rslora: false,
+        };
         TrainModel::from_checkpoint(&ckpt, Tuning::Lora(cfg), 3).expect("lora")
     };
     assert_resume_is_exact(&s, lora, &objective);

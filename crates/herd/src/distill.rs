@@ -199,12 +199,19 @@ fn load_teacher(path: Option<&Path>) -> anyhow::Result<Teacher> {
     let (identity, config_json) = match path {
         Some(p) if p.is_dir() => {
             let cfg = p.join("config.json");
-            let text = std::fs::read_to_string(&cfg).with_context(|| format!("reading {}", cfg.display()))?;
+            let text = std::fs::read_to_string(&cfg)
+                .with_context(|| format!("reading {}", cfg.display()))?;
             (dir_identity(p)?, text)
         }
-        Some(p) => anyhow::bail!("{}: a teacher must be a Hugging Face directory", p.display()),
+        Some(p) => anyhow::bail!(
+            "{}: a teacher must be a Hugging Face directory",
+            p.display()
+        ),
         None => (
-            model_identity(load::embedded::CONFIG.as_bytes(), &[load::embedded::WEIGHTS]),
+            model_identity(
+                load::embedded::CONFIG.as_bytes(),
+                &[load::embedded::WEIGHTS],
+            ),
             load::embedded::CONFIG.to_string(),
         ),
     };
@@ -218,10 +225,19 @@ fn load_teacher(path: Option<&Path>) -> anyhow::Result<Teacher> {
     })
 }
 
-fn data_options(flags: &DataFlags, config: &Config, validation_fraction: f64) -> anyhow::Result<DataOptions> {
-    let seq_len = flags.seq_len.unwrap_or(config.max_position_embeddings.min(1024));
+fn data_options(
+    flags: &DataFlags,
+    config: &Config,
+    validation_fraction: f64,
+) -> anyhow::Result<DataOptions> {
+    let seq_len = flags
+        .seq_len
+        .unwrap_or(config.max_position_embeddings.min(1024));
     if seq_len > config.max_position_embeddings {
-        anyhow::bail!("--seq-len {seq_len} is longer than the model's context ({} tokens)", config.max_position_embeddings);
+        anyhow::bail!(
+            "--seq-len {seq_len} is longer than the model's context ({} tokens)",
+            config.max_position_embeddings
+        );
     }
     Ok(DataOptions {
         loss_on: LossOn::Assistant,
@@ -240,13 +256,23 @@ fn teacher_cache(args: TeacherCacheArgs) -> anyhow::Result<ExitCode> {
     let source = LocalTeacher::new(teacher.model.clone(), teacher.identity.clone());
     let info = herd_distill::TopKSource::info(&source);
     let tok = tokenizer_identity(&teacher.tokenizer)?;
-    let header = CacheHeader::new(&info, tok, args.k, args.temperature, &seqs, args.shard_sequences)?;
+    let header = CacheHeader::new(
+        &info,
+        tok,
+        args.k,
+        args.temperature,
+        &seqs,
+        args.shard_sequences,
+    )?;
     if header.k < args.k {
         eprintln!("k capped at {} by the teacher", header.k);
     }
     let start = Instant::now();
     let summary = write_cache(&source, &seqs, &header, &args.output, &mut |done, total| {
-        eprint!("\rshard {done}/{total} ({:.0} s)", start.elapsed().as_secs_f64());
+        eprint!(
+            "\rshard {done}/{total} ({:.0} s)",
+            start.elapsed().as_secs_f64()
+        );
     })?;
     eprintln!();
     println!(
@@ -273,12 +299,21 @@ struct Student {
     default_lr: f64,
 }
 
-fn load_student(args: &DistillArgs, teacher: Option<&Teacher>, out: &Path) -> anyhow::Result<Student> {
+fn load_student(
+    args: &DistillArgs,
+    teacher: Option<&Teacher>,
+    out: &Path,
+) -> anyhow::Result<Student> {
     if let Some(dir) = &args.student {
         let ckpt = Checkpoint::open(dir)?;
         let tuning = match args.lora_rank {
             Some(rank) => {
-                let lora = LoraConfig { rank, alpha: 2.0 * rank as f64, targets: LoraTarget::parse_list("q,k,v,o")?, rslora: false };
+                let lora = LoraConfig {
+                    rank,
+                    alpha: 2.0 * rank as f64,
+                    targets: LoraTarget::parse_list("q,k,v,o")?,
+                    rslora: false,
+                };
                 lora.validate()?;
                 Tuning::Lora(lora)
             }
@@ -289,14 +324,17 @@ fn load_student(args: &DistillArgs, teacher: Option<&Teacher>, out: &Path) -> an
             default_lr: if args.lora_rank.is_some() { 2e-4 } else { 2e-5 },
             model: TrainModel::from_checkpoint(&ckpt, tuning, args.seed)?,
             tokenizer: Tokenizer::from_dir(dir)?,
-            config_json: std::fs::read_to_string(&cfg).with_context(|| format!("reading {}", cfg.display()))?,
+            config_json: std::fs::read_to_string(&cfg)
+                .with_context(|| format!("reading {}", cfg.display()))?,
             tokenizer_dir: dir.clone(),
         });
     }
-    let teacher = teacher.context("a new student takes its tokenizer from the teacher: pass --teacher")?;
+    let teacher =
+        teacher.context("a new student takes its tokenizer from the teacher: pass --teacher")?;
     let (config, config_json) = match &args.student_config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             (Config::from_json(&text, path)?, text)
         }
         None => {
@@ -325,7 +363,10 @@ fn teacher_tokenizer_dir(teacher: &Teacher, out: &Path) -> anyhow::Result<PathBu
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     for (name, bytes) in [
         ("tokenizer.json", load::embedded::TOKENIZER),
-        ("generation_config.json", load::embedded::GENERATION.as_bytes()),
+        (
+            "generation_config.json",
+            load::embedded::GENERATION.as_bytes(),
+        ),
     ] {
         herd_train::io::write_atomic(&dir.join(name), bytes)?;
     }
@@ -340,7 +381,10 @@ fn data_path(args: &DistillArgs) -> anyhow::Result<PathBuf> {
     let dir = args.out.join("data");
     let corpus = Corpus::generate(&CorpusOptions::default())?;
     corpus.write(&dir)?;
-    eprintln!("wrote the shop corpus to {} (train.jsonl, valid.jsonl, test.jsonl)", dir.display());
+    eprintln!(
+        "wrote the shop corpus to {} (train.jsonl, valid.jsonl, test.jsonl)",
+        dir.display()
+    );
     Ok(dir.join("train.jsonl"))
 }
 
@@ -352,7 +396,11 @@ fn loss_spec(args: &DistillArgs, temperature: f64) -> LossSpec {
         LossArg::Skl => DistillLoss::SkewKl { alpha: args.alpha },
         LossArg::Ce => DistillLoss::CrossEntropy,
     };
-    LossSpec { loss, temperature, kd_weight: args.kd_weight }
+    LossSpec {
+        loss,
+        temperature,
+        kd_weight: args.kd_weight,
+    }
 }
 
 /// Teacher rows for the data (cache or live) and the live teacher, checked
@@ -364,9 +412,14 @@ struct Teachers {
     temperature: f64,
 }
 
-fn teachers(args: &DistillArgs, teacher: Option<&Teacher>, student: &Student) -> anyhow::Result<Teachers> {
-    let live: Option<Arc<dyn TeacherSide>> =
-        teacher.map(|t| Arc::new(LocalTeacher::new(t.model.clone(), t.identity.clone())) as Arc<dyn TeacherSide>);
+fn teachers(
+    args: &DistillArgs,
+    teacher: Option<&Teacher>,
+    student: &Student,
+) -> anyhow::Result<Teachers> {
+    let live: Option<Arc<dyn TeacherSide>> = teacher.map(|t| {
+        Arc::new(LocalTeacher::new(t.model.clone(), t.identity.clone())) as Arc<dyn TeacherSide>
+    });
     let Some(dir) = &args.cache else {
         return Ok(Teachers {
             data: live.clone(),
@@ -460,7 +513,10 @@ fn run_distill(
         teacher_identity: teachers.identity,
     };
     distiller.validate()?;
-    let files = RunFiles { dir: args.out.clone(), progress: !args.quiet };
+    let files = RunFiles {
+        dir: args.out.clone(),
+        progress: !args.quiet,
+    };
     eprintln!(
         "distilling {} into a student of {} parameters ({} trained) with {:?} on {} examples for {} steps",
         teacher.map_or("the cached teacher", |t| t.name.as_str()),
@@ -472,7 +528,8 @@ fn run_distill(
     );
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
     let started = Instant::now();
     let report = herd_train::train_with(
         &student.model,
@@ -485,11 +542,23 @@ fn run_distill(
     )?;
     eprintln!("{report}");
     if report.interrupted {
-        eprintln!("checkpoint: {} (continue with the same command and --resume)", files.checkpoint().display());
+        eprintln!(
+            "checkpoint: {} (continue with the same command and --resume)",
+            files.checkpoint().display()
+        );
         return Ok(ExitCode::from(130));
     }
-    let base = args.student.as_ref().map_or("scratch".to_string(), |p| p.display().to_string());
-    herd_train::save_trained(&args.out, &student.model, &student.config_json, &student.tokenizer_dir, &base)?;
+    let base = args
+        .student
+        .as_ref()
+        .map_or("scratch".to_string(), |p| p.display().to_string());
+    herd_train::save_trained(
+        &args.out,
+        &student.model,
+        &student.config_json,
+        &student.tokenizer_dir,
+        &base,
+    )?;
     let summary = serde_json::json!({
         "teacher": teacher.map(|t| t.name.clone()),
         "teacher_identity": distiller.teacher_identity,
