@@ -81,14 +81,6 @@ impl Distiller {
         Ok(())
     }
 
-    /// Which teacher scores `example`: samples go to the live teacher.
-    fn teacher_for(&self, sampled: bool) -> Option<Arc<dyn TeacherSide>> {
-        match sampled {
-            true => self.live.clone(),
-            false => self.teacher.clone(),
-        }
-    }
-
     /// Replaces the replies of the chosen examples with the student's samples.
     fn resample(
         &self,
@@ -213,11 +205,12 @@ impl Distiller {
         let n = index.len();
         let idx = Tensor::from_vec(index, n, &Device::Cpu)?;
         let hidden = model.hidden(rows)?.index_select(&idx, 0)?;
-        let sampled = self.on_policy.is_some();
-        let teacher = match sampled {
+        // On-policy rows mix data examples and the student's samples, which
+        // only the live teacher can score.
+        let teacher = match self.on_policy.is_some() {
             true => Some(Arc::new(Either {
-                data: self.teacher_for(false),
-                live: self.teacher_for(true),
+                data: self.teacher.clone(),
+                live: self.live.clone(),
             }) as Arc<dyn TeacherSide>),
             false => self.teacher.clone(),
         };
