@@ -64,6 +64,12 @@ impl Date {
         }
     }
 
+    /// The date `days` days after 1970-01-01 (before it for negative
+    /// `days`): how a clock's Unix time becomes a calendar date.
+    pub fn from_unix_days(days: i32) -> Self {
+        Self { days }
+    }
+
     /// The date `n` days later (earlier for negative `n`).
     pub fn add_days(self, n: i32) -> Self {
         Self {
@@ -122,6 +128,8 @@ mod tests {
             "2024-02-29"
         );
         assert_eq!(TODAY.add_days(-40).days, TODAY.days - 40);
+        assert_eq!(Date::from_unix_days(-1).to_string(), "1969-12-31");
+        assert_eq!(Date::from_unix_days(11_016).to_string(), "2000-02-29");
         for n in -800..800 {
             let d = TODAY.add_days(n);
             let (y, m, day) = d.ymd();

@@ -3,6 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use herd_shop::date::Date;
 use herd_tokenizer::ToolDefinition;
 use serde_json::{json, Value};
 
@@ -156,39 +157,14 @@ pub(crate) fn now() -> Value {
     let seconds = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let days = (seconds / 86_400) as i64;
-    let (year, month, day) = civil_from_days(days);
-    let weekdays = [
-        "Thursday",
-        "Friday",
-        "Saturday",
-        "Sunday",
-        "Monday",
-        "Tuesday",
-        "Wednesday",
-    ];
+    let date = Date::from_unix_days((seconds / 86_400) as i32);
     let time = seconds % 86_400;
     json!({
-        "date": format!("{year:04}-{month:02}-{day:02}"),
-        "weekday": weekdays[days.rem_euclid(7) as usize],
+        "date": date.to_string(),
+        "weekday": format!("{:?}", date.weekday()),
         "time": format!("{:02}:{:02}:{:02}", time / 3600, time / 60 % 60, time % 60),
         "timezone": "UTC",
     })
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -209,10 +185,12 @@ mod tests {
     }
 
     #[test]
-    fn calendar_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_930), (2024, 7, 26));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    fn now_names_the_date_and_weekday() {
+        let now = now();
+        let date = now["date"].as_str().unwrap();
+        assert_eq!(date.len(), 10, "{date}");
+        assert!(date.starts_with("20"), "{date}");
+        let weekday = now["weekday"].as_str().unwrap();
+        assert!(weekday.ends_with("day") && weekday.chars().next().unwrap().is_uppercase());
     }
 }
