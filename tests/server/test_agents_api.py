@@ -119,9 +119,6 @@ class AgentModel(unittest.TestCase):
         self.assertTrue(ids[AGENT].model_extra["agent"])
         self.assertEqual(ids[AGENT].model_extra["tools"], ["lookup_order", "check_stock"])
 
-    @unittest.skipUnless(os.environ.get("HERD_TEACHER_E2E"),
-                         "the embedded teacher cannot yet copy an order number into its tool call "
-                         "(models/teacher/README.md); set HERD_TEACHER_E2E=1 to check a retrained teacher")
     def test_where_is_my_order_1042(self):
         status = order_status(1042)
         failures = []

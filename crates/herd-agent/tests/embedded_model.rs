@@ -53,7 +53,6 @@ pub fn teacher_model() -> EngineModel {
 }
 
 #[test]
-#[ignore = "the embedded teacher cannot yet copy an order number into its tool call (models/teacher/README.md, Scores); run with --ignored to check a retrained teacher"]
 fn where_is_my_order_1042_in_english_and_german() {
     let dir = tempfile::tempdir().unwrap();
     let agent = support::shop_agent(dir.path(), Arc::new(teacher_model()));
