@@ -14,6 +14,7 @@ mod info;
 mod load;
 mod plan;
 mod prune;
+mod remote_teacher;
 mod quantize;
 mod serve;
 mod tokenizer;
