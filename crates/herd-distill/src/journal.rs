@@ -64,20 +64,20 @@ impl Journal {
     /// complete records and cutting off a torn last one.
     pub(crate) fn open(dir: &Path, shard: usize, header: &CacheHeader) -> Result<Journal> {
         let path = journal_path(dir, shard);
-        let io = DistillError::io(&path);
+        let io = |e: std::io::Error| DistillError::io(&path)(e);
         let (rows, valid) = match std::fs::read(&path) {
             Ok(bytes) => parse(&path, &bytes, header, shard)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut line = serde_json::to_string(&header.metadata(shard, 0))
                     .map_err(|e| DistillError::Teacher(e.to_string()))?;
                 line.push('\n');
-                std::fs::write(&path, &line).map_err(&io)?;
+                std::fs::write(&path, &line).map_err(io)?;
                 (BTreeMap::new(), line.len() as u64)
             }
             Err(e) => return Err(io(e)),
         };
-        let file = OpenOptions::new().append(true).open(&path).map_err(&io)?;
-        file.set_len(valid).map_err(&io)?;
+        let file = OpenOptions::new().append(true).open(&path).map_err(io)?;
+        file.set_len(valid).map_err(io)?;
         Ok(Journal {
             path,
             file: Some(file),
@@ -113,13 +113,14 @@ impl Journal {
         bytes.extend(rows.tail.iter().flat_map(|t| t.to_le_bytes()));
         let sum = checksum(&bytes);
         bytes.extend(sum.to_le_bytes());
-        let io = DistillError::io(&self.path);
+        let path = self.path.clone();
+        let io = |e: std::io::Error| DistillError::io(&path)(e);
         let file = self
             .file
             .as_mut()
             .ok_or_else(|| DistillError::Teacher("the journal is read-only".into()))?;
-        file.write_all(&bytes).map_err(&io)?;
-        file.sync_data().map_err(&io)?;
+        file.write_all(&bytes).map_err(io)?;
+        file.sync_data().map_err(io)?;
         self.rows.insert(slot, rows);
         Ok(())
     }

@@ -122,13 +122,17 @@ impl<'t> RemoteSource<'t> {
             let mut top = position.top.clone();
             top.truncate(k);
             let mass: f32 = top.iter().map(|t| t.1.exp()).sum();
-            let mut unused = (0..vocab).filter(|id| !top.iter().any(|t| t.0 == *id));
-            while top.len() < k {
-                let id = unused.next().ok_or_else(|| {
-                    DistillError::Teacher(format!("k = {k} exceeds the vocabulary"))
-                })?;
-                top.push((id, PAD_LOGPROB));
+            let missing = k.saturating_sub(top.len());
+            let pads: Vec<u32> = (0..vocab)
+                .filter(|id| !top.iter().any(|t| t.0 == *id))
+                .take(missing)
+                .collect();
+            if pads.len() < missing {
+                return Err(DistillError::Teacher(format!(
+                    "k = {k} exceeds the vocabulary"
+                )));
             }
+            top.extend(pads.into_iter().map(|id| (id, PAD_LOGPROB)));
             rows.ids.extend(top.iter().map(|t| t.0));
             rows.logprobs.extend(top.iter().map(|t| t.1));
             rows.tail.push((1.0 - mass).max(0.0));

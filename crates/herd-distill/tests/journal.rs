@@ -74,13 +74,26 @@ fn fading(left: usize) -> Fading {
     }
 }
 
-fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+/// Each file's name, safetensors header (as JSON: key order varies between
+/// writes) and tensor bytes.
+fn files(dir: &Path) -> Vec<(String, serde_json::Value, Vec<u8>)> {
     let mut out: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let bytes = std::fs::read(&p).unwrap();
+            match bytes[..8].try_into().map(u64::from_le_bytes) {
+                Ok(n) if name.ends_with(".safetensors") => {
+                    let n = n as usize;
+                    let header = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+                    (name, header, bytes[8 + n..].to_vec())
+                }
+                _ => (name, serde_json::Value::Null, bytes),
+            }
+        })
         .collect();
-    out.sort();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
 

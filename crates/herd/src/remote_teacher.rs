@@ -76,12 +76,12 @@ impl CacheData {
 /// Connects (checking URL, key and model before any work) and prepares the
 /// scorer: the teacher's tokenizer must be `tokenizer`, k is capped at its
 /// `top_logprobs` limit.
-pub fn connect(
+pub fn connect<'t>(
     remote: &RemoteArgs,
     url: &str,
-    tokenizer: &Tokenizer,
+    tokenizer: &'t Tokenizer,
     k: usize,
-) -> anyhow::Result<RemoteSource> {
+) -> anyhow::Result<RemoteSource<'t>> {
     let api_key = match &remote.teacher_api_key_env {
         Some(var) => Some(std::env::var(var).with_context(|| {
             format!("--teacher-api-key-env {var}: the environment variable is not set")
@@ -136,7 +136,7 @@ pub fn local_side(model: Option<&Path>) -> anyhow::Result<(Config, Tokenizer)> {
 
 /// What one `--teacher-url` caching pass needs.
 pub struct RemotePass<'a> {
-    pub source: &'a RemoteSource,
+    pub source: &'a RemoteSource<'a>,
     pub tokenizer: &'a Tokenizer,
     pub data: &'a CacheData,
     pub output: &'a Path,

@@ -227,13 +227,19 @@ fn a_teacher_killed_mid_cache_resumes_without_scoring_anything_twice() {
     let mut again = args.to_vec();
     again[4] = &whole_arg;
     assert_ok(&herd_with(&again, &[]));
+    // (Headers compare as JSON: their key order varies between writes.)
     let listing = |dir: &Path| {
         let mut files: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())
-            .map(|p| (p.file_name().unwrap().to_owned(), std::fs::read(&p).unwrap()))
+            .map(|p| {
+                let bytes = std::fs::read(&p).unwrap();
+                let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+                let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+                (p.file_name().unwrap().to_owned(), header, bytes[8 + n..].to_vec())
+            })
             .collect();
-        files.sort();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
         files
     };
     let (resumed_files, whole_files) = (listing(&cache), listing(&whole));
