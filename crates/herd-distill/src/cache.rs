@@ -35,8 +35,8 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{DistillError, Result};
-use crate::journal::Journal;
 use crate::fused::{counted_positions, TeacherRows, TeacherSide, TopK};
+use crate::journal::Journal;
 use crate::teacher::{SourceInfo, TopKSource};
 
 const FORMAT: &str = "herd-teacher-cache";
@@ -145,7 +145,10 @@ impl CacheHeader {
     }
 
     /// Reads a shard's header; `shard` is the index it claims.
-    pub(crate) fn parse(path: &Path, meta: &HashMap<String, String>) -> Result<(CacheHeader, usize)> {
+    pub(crate) fn parse(
+        path: &Path,
+        meta: &HashMap<String, String>,
+    ) -> Result<(CacheHeader, usize)> {
         let bad = |reason: String| DistillError::BadCache {
             path: path.to_path_buf(),
             reason,
@@ -400,9 +403,15 @@ pub fn write_cache(
             let journal = Mutex::new(journal);
             source.top_k_each(&asked, header.k, header.temperature, &|j, rows| {
                 let slot = *todo.get(j).ok_or_else(|| {
-                    DistillError::Teacher(format!("the teacher answered sequence {j} of {}", todo.len()))
+                    DistillError::Teacher(format!(
+                        "the teacher answered sequence {j} of {}",
+                        todo.len()
+                    ))
                 })?;
-                journal.lock().unwrap_or_else(|e| e.into_inner()).record(slot, rows)?;
+                journal
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .record(slot, rows)?;
                 advance(1);
                 Ok(())
             })?;

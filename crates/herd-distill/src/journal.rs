@@ -164,7 +164,9 @@ fn parse(
         return Err(err);
     }
     if index != shard {
-        return Err(bad(format!("it is the journal of shard {index}, not {shard}")));
+        return Err(bad(format!(
+            "it is the journal of shard {index}, not {shard}"
+        )));
     }
     let k = header.k;
     let mut rows = BTreeMap::new();
@@ -178,7 +180,11 @@ fn parse(
             break;
         }
         let record = &bytes[at..at + body];
-        let stored = u64::from_le_bytes(bytes[at + body..at + body + 8].try_into().unwrap_or_default());
+        let stored = u64::from_le_bytes(
+            bytes[at + body..at + body + 8]
+                .try_into()
+                .unwrap_or_default(),
+        );
         if checksum(record) != stored {
             break;
         }

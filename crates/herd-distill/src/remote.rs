@@ -24,7 +24,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use herd_remote::{RemoteTeacher, Traffic, TokenMap, TOKENIZER_PROBE};
+use herd_remote::{RemoteTeacher, TokenMap, Traffic, TOKENIZER_PROBE};
 use herd_tokenizer::Tokenizer;
 
 use crate::error::{DistillError, Result};
@@ -145,7 +145,11 @@ impl TopKSource for RemoteSource<'_> {
     fn info(&self) -> SourceInfo {
         SourceInfo {
             identity: format!("remote:{}", self.teacher.model()),
-            source: format!("remote {} {}", self.teacher.base_url(), self.teacher.model()),
+            source: format!(
+                "remote {} {}",
+                self.teacher.base_url(),
+                self.teacher.model()
+            ),
             max_k: Some(self.limit),
             vocab: self.tokenizer.vocab_size(),
         }

@@ -30,7 +30,12 @@ impl TopKSource for Fading {
         self.inner.info()
     }
 
-    fn top_k(&self, sequences: &[&[u32]], k: usize, temperature: f64) -> herd_distill::Result<Vec<TopK>> {
+    fn top_k(
+        &self,
+        sequences: &[&[u32]],
+        k: usize,
+        temperature: f64,
+    ) -> herd_distill::Result<Vec<TopK>> {
         let mut out = Vec::new();
         for ids in sequences {
             if self.left.load(Ordering::SeqCst) == 0 {
@@ -108,9 +113,18 @@ fn an_interrupted_shard_resumes_from_its_journal() {
         validation_fraction: 0.0,
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let data = Dataset::load(&root.join("tests/fixtures/train/chat.jsonl"), &tokenizer, &opts)
-        .expect("data");
-    let seqs: Vec<&[u32]> = data.train.iter().take(10).map(|e| e.ids.as_slice()).collect();
+    let data = Dataset::load(
+        &root.join("tests/fixtures/train/chat.jsonl"),
+        &tokenizer,
+        &opts,
+    )
+    .expect("data");
+    let seqs: Vec<&[u32]> = data
+        .train
+        .iter()
+        .take(10)
+        .map(|e| e.ids.as_slice())
+        .collect();
     let tok = tokenizer_identity(&tokenizer).unwrap();
     let first = fading(6);
     let header = CacheHeader::new(&first.info(), tok, 8, 1.0, &seqs, 4).expect("header");
@@ -142,9 +156,16 @@ fn an_interrupted_shard_resumes_from_its_journal() {
     let mut asked = first.asked.into_inner().unwrap();
     asked.extend(second.asked.into_inner().unwrap());
     let unique: HashSet<&Vec<u32>> = asked.iter().collect();
-    assert_eq!((asked.len(), unique.len()), (10, 10), "every sequence asked exactly once");
+    assert_eq!(
+        (asked.len(), unique.len()),
+        (10, 10),
+        "every sequence asked exactly once"
+    );
 
     let whole = tmp.path().join("whole");
     write_cache(&fading(usize::MAX), &seqs, &header, &whole, &mut |_, _| {}).expect("whole");
-    assert!(files(&dir) == files(&whole), "the resumed cache equals an uninterrupted one");
+    assert!(
+        files(&dir) == files(&whole),
+        "the resumed cache equals an uninterrupted one"
+    );
 }

@@ -99,12 +99,11 @@ pub fn connect<'t>(
         max_requests: remote.max_requests,
         ..RemoteConfig::new(url)
     };
-    let teacher = RemoteTeacher::connect(&config).with_context(|| match &remote
-        .teacher_api_key_env
-    {
-        Some(var) => format!("connecting to the teacher at {url} (API key from ${var})"),
-        None => format!("connecting to the teacher at {url} (no --teacher-api-key-env given)"),
-    })?;
+    let teacher =
+        RemoteTeacher::connect(&config).with_context(|| match &remote.teacher_api_key_env {
+            Some(var) => format!("connecting to the teacher at {url} (API key from ${var})"),
+            None => format!("connecting to the teacher at {url} (no --teacher-api-key-env given)"),
+        })?;
     Ok(RemoteSource::new(
         teacher,
         tokenizer,
@@ -123,7 +122,8 @@ pub fn local_side(model: Option<&Path>) -> anyhow::Result<(Config, Tokenizer)> {
             Ok((checkpoint.config, tokenizer))
         }
         None => {
-            let config = Config::from_json(load::embedded::CONFIG, Path::new(load::embedded::NAME))?;
+            let config =
+                Config::from_json(load::embedded::CONFIG, Path::new(load::embedded::NAME))?;
             let tokenizer = load::tokenizer(&crate::args::ModelArgs {
                 model: None,
                 quantize: None,

@@ -4,6 +4,7 @@
 //! a wrong key and another tokenizer are refused before any work, and a
 //! teacher killed mid-cache resumes with nothing scored twice or lost.
 
+#[allow(dead_code)] // the fault counter is for other suites
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -56,7 +57,9 @@ fn shard_header(path: &Path) -> serde_json::Value {
 
 /// The number after `label` in `text` (e.g. "12 sequences scored now").
 fn number_before(text: &str, label: &str) -> u64 {
-    let at = text.find(label).unwrap_or_else(|| panic!("{label:?} not in {text}"));
+    let at = text
+        .find(label)
+        .unwrap_or_else(|| panic!("{label:?} not in {text}"));
     let digits: String = text[..at]
         .trim_end()
         .chars()
@@ -80,10 +83,9 @@ const DISTILL: [&str; 10] = [
 ];
 
 /// Relative tolerance between the served and the local teacher's losses:
-/// both caches hold the same top-20 up to the server's float noise (the
-/// server runs the teacher batched, ~1e-6) and the cache's 0.001-nat
-/// quantisation, so every logged loss agrees to well within 1e-3.
-const LOSS_TOLERANCE: f64 = 1e-3;
+/// both caches hold the same top-20 up to the server's float noise and the
+/// cache's 0.001-nat quantisation; measured: 2e-6 over 3 steps.
+const LOSS_TOLERANCE: f64 = 1e-4;
 
 #[test]
 fn distilling_from_a_served_teacher_equals_the_local_teacher_at_k_20() {
@@ -91,12 +93,28 @@ fn distilling_from_a_served_teacher_equals_the_local_teacher_at_k_20() {
     let data = data();
     let cache = tmp.path().join("local-cache");
     let out = herd_with(
-        &["teacher-cache", "--data", &data, "-o", &s(&cache), "-k", "20", "--seq-len", "256"],
+        &[
+            "teacher-cache",
+            "--data",
+            &data,
+            "-o",
+            &s(&cache),
+            "-k",
+            "20",
+            "--seq-len",
+            "256",
+        ],
         &[],
     );
     assert_ok(&out);
     let local = tmp.path().join("local");
-    let mut args = vec!["distill", "--cache", cache.to_str().unwrap(), "--data", &data];
+    let mut args = vec![
+        "distill",
+        "--cache",
+        cache.to_str().unwrap(),
+        "--data",
+        &data,
+    ];
     let local_out = s(&local);
     args.extend(["--out", &local_out, "--quiet"]);
     args.extend(DISTILL);
@@ -106,20 +124,37 @@ fn distilling_from_a_served_teacher_equals_the_local_teacher_at_k_20() {
     let url = server.url();
     let remote = tmp.path().join("remote");
     let remote_out = s(&remote);
-    let mut args = vec!["distill", "--teacher-url", &url, "--teacher-k", "20", "--data", &data];
+    let mut args = vec![
+        "distill",
+        "--teacher-url",
+        &url,
+        "--teacher-k",
+        "20",
+        "--data",
+        &data,
+    ];
     args.extend(["--out", &remote_out, "--quiet"]);
     args.extend(DISTILL);
     let out = herd_with(&args, &[]);
     assert_ok(&out);
     let meta = shard_header(&remote.join("teacher-cache/shard-00000.safetensors"));
     assert_eq!(meta["k"], "20");
-    assert!(meta["source"].as_str().unwrap().starts_with("remote http://127.0.0.1:"), "{meta}");
+    assert!(
+        meta["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("remote http://127.0.0.1:"),
+        "{meta}"
+    );
 
     let (a, b) = (losses(&local), losses(&remote));
     assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
     assert!(!a.is_empty());
     for (x, y) in a.iter().zip(&b) {
-        assert!((x - y).abs() <= LOSS_TOLERANCE * x.abs(), "local {a:?} vs served {b:?}");
+        assert!(
+            (x - y).abs() <= LOSS_TOLERANCE * x.abs(),
+            "local {a:?} vs served {b:?}"
+        );
     }
 }
 
@@ -131,27 +166,59 @@ fn a_wrong_key_or_another_tokenizer_is_refused_before_any_work() {
     let url = server.url();
     let cache = tmp.path().join("cache");
     let cache_arg = s(&cache);
-    let cache_args = ["teacher-cache", "--data", &data, "-o", &cache_arg, "--seq-len", "256"];
+    let cache_args = [
+        "teacher-cache",
+        "--data",
+        &data,
+        "-o",
+        &cache_arg,
+        "--seq-len",
+        "256",
+    ];
     let mut args = cache_args.to_vec();
-    args.extend(["--teacher-url", &url, "--teacher-api-key-env", "TEACHER_KEY"]);
+    args.extend([
+        "--teacher-url",
+        &url,
+        "--teacher-api-key-env",
+        "TEACHER_KEY",
+    ]);
     let out = herd_with(&args, &[("TEACHER_KEY", "wrong")]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("refused the API key"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refused the API key"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!cache.exists(), "nothing written");
     let run = tmp.path().join("run");
     let run_arg = s(&run);
     let mut distill = vec!["distill", "--data", &data, "--out", &run_arg, "--quiet"];
-    distill.extend(["--teacher-url", &url, "--teacher-api-key-env", "TEACHER_KEY"]);
+    distill.extend([
+        "--teacher-url",
+        &url,
+        "--teacher-api-key-env",
+        "TEACHER_KEY",
+    ]);
     distill.extend(DISTILL);
     let out = herd_with(&distill, &[("TEACHER_KEY", "wrong")]);
-    assert!(stderr(&out).contains("refused the API key"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refused the API key"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!run.join("teacher-cache").exists() && !run.join("metrics.jsonl").exists());
     // The right key passes the same checks (a dry run scores nothing).
     args.push("--dry-run");
     let out = herd_with(&args, &[("TEACHER_KEY", "secret")]);
     let text = assert_ok(&out);
-    assert!(text.contains("36 sequences to score (0 already cached"), "{text}");
-    assert!(text.contains("k capped at the server's top_logprobs limit of 20; 64 asked"), "{text}");
+    assert!(
+        text.contains("36 sequences to score (0 already cached"),
+        "{text}"
+    );
+    assert!(
+        text.contains("k capped at the server's top_logprobs limit of 20; 64 asked"),
+        "{text}"
+    );
     assert!(!cache.exists(), "a dry run writes nothing");
 
     let other = root().join("tests/fixtures/models/llama31-tiny");
@@ -161,7 +228,11 @@ fn a_wrong_key_or_another_tokenizer_is_refused_before_any_work() {
     args.extend(["--teacher-url", &url]);
     let out = herd_with(&args, &[]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("tokenizer differs"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("tokenizer differs"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!cache.exists(), "nothing written");
 }
 
@@ -175,9 +246,21 @@ fn a_teacher_killed_mid_cache_resumes_without_scoring_anything_twice() {
     let cache = tmp.path().join("cache");
     let cache_arg = s(&cache);
     let args = [
-        "teacher-cache", "--data", &data, "-o", &cache_arg, "--seq-len", "256",
-        "--shard-sequences", "8", "--teacher-url", &url, "--teacher-concurrency", "1",
-        "--max-retries", "0",
+        "teacher-cache",
+        "--data",
+        &data,
+        "-o",
+        &cache_arg,
+        "--seq-len",
+        "256",
+        "--shard-sequences",
+        "8",
+        "--teacher-url",
+        &url,
+        "--teacher-concurrency",
+        "1",
+        "--max-retries",
+        "0",
     ];
     let child = Command::new(env!("CARGO_BIN_EXE_herd"))
         .args(["--threads", "2"])
@@ -189,7 +272,9 @@ fn a_teacher_killed_mid_cache_resumes_without_scoring_anything_twice() {
     // Wait for a whole shard and a journal with at least one record.
     let journaled = || {
         std::fs::read(cache.join("shard-00001.partial")).is_ok_and(|b| {
-            b.iter().position(|&c| c == b'\n').is_some_and(|end| b.len() > end + 1)
+            b.iter()
+                .position(|&c| c == b'\n')
+                .is_some_and(|end| b.len() > end + 1)
         })
     };
     let start = Instant::now();
@@ -199,8 +284,15 @@ fn a_teacher_killed_mid_cache_resumes_without_scoring_anything_twice() {
     }
     drop(first); // the teacher dies mid-shard
     let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success(), "the run should stop when the teacher is gone");
-    assert!(stderr(&out).contains("run the same command to resume"), "{}", stderr(&out));
+    assert!(
+        !out.status.success(),
+        "the run should stop when the teacher is gone"
+    );
+    assert!(
+        stderr(&out).contains("run the same command to resume"),
+        "{}",
+        stderr(&out)
+    );
 
     let second = Served::start(&[]);
     proxy.set_upstream(second.addr());
@@ -218,7 +310,10 @@ fn a_teacher_killed_mid_cache_resumes_without_scoring_anything_twice() {
     // request scores one new sequence.
     assert_eq!(number_before(&text, "requests,"), scored + 5, "{text}");
     let meta = shard_header(&cache.join("shard-00000.safetensors"));
-    assert_eq!((meta["k"].as_str(), meta["k_asked"].as_str()), (Some("20"), Some("64")));
+    assert_eq!(
+        (meta["k"].as_str(), meta["k_asked"].as_str()),
+        (Some("20"), Some("64"))
+    );
     assert_eq!(meta["k_limited_by"], "teacher");
 
     // The resumed cache is the uninterrupted one, byte for byte.
@@ -236,7 +331,11 @@ fn a_teacher_killed_mid_cache_resumes_without_scoring_anything_twice() {
                 let bytes = std::fs::read(&p).unwrap();
                 let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
                 let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-                (p.file_name().unwrap().to_owned(), header, bytes[8 + n..].to_vec())
+                (
+                    p.file_name().unwrap().to_owned(),
+                    header,
+                    bytes[8 + n..].to_vec(),
+                )
             })
             .collect();
         files.sort_by(|a, b| a.0.cmp(&b.0));
