@@ -103,7 +103,7 @@ def compare(local, remote):
 def main():
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        herd("quantize", "--type", "f32", "-o", str(d / "teacher.gguf"))
+        herd("quantize", "-m", str(ROOT / "models/teacher"), "--type", "f32", "-o", str(d / "teacher.gguf"))
         t0 = time.perf_counter()
         herd("teacher-cache", "--data", DATA, "-o", str(d / "local"), "-k", str(K), "--seq-len", "256")
         local_s = time.perf_counter() - t0
@@ -111,7 +111,7 @@ def main():
         proc = serve_llama_cpp(d / "teacher.gguf", port)
         try:
             t0 = time.perf_counter()
-            out = herd("teacher-cache", "--data", DATA, "-o", str(d / "remote"), "-k", "64",
+            out = herd("teacher-cache", "--data", DATA, "-o", str(d / "remote"), "-k", str(K),
                        "--seq-len", "256", "--teacher-url", f"http://127.0.0.1:{port}/v1",
                        "--teacher-concurrency", "1")
             remote_s = time.perf_counter() - t0

@@ -179,19 +179,42 @@ impl RemoteTeacher {
         self.score_prompt(text.into(), ids, k, map)
     }
 
+    /// The greedy continuation of `ids` (`/v1/completions`, temperature 0,
+    /// at most `max_tokens`): its text and how many tokens it took.
+    pub fn complete(&self, ids: &[u32], max_tokens: usize) -> Result<(String, usize)> {
+        let endpoint = "/completions";
+        let body = json!({
+            "model": self.model, "prompt": ids, "max_tokens": max_tokens, "temperature": 0,
+        });
+        let response = self.transport.post(endpoint, &body)?;
+        let text = response["choices"][0]["text"]
+            .as_str()
+            .ok_or_else(|| bad(endpoint, "no `choices[0].text`"))?;
+        let tokens = response["usage"]["completion_tokens"]
+            .as_u64()
+            .ok_or_else(|| bad(endpoint, "no `usage.completion_tokens`"))?;
+        Ok((text.to_owned(), tokens as usize))
+    }
+
     /// Whether the server takes a prompt of token ids (herd, vLLM, OpenAI)
-    /// or only text (llama-cpp-python's server answers 422).
+    /// or only text (llama-cpp-python's server refuses ids with a
+    /// validation error, as a 500). A transient failure is retried.
     pub fn accepts_token_prompts(&self, ids: &[u32]) -> Result<bool> {
+        let endpoint = "/completions";
         let body = json!({
             "model": self.model, "prompt": ids, "max_tokens": 1, "temperature": 0,
         });
-        match self.transport.post("/completions", &body) {
+        match self.transport.post_once(endpoint, &body) {
             Ok(_) => Ok(true),
             Err(RemoteError::Http {
-                status: 400 | 422,
+                status: 400 | 422 | 500,
                 message,
                 ..
             }) if message.contains("prompt") => Ok(false),
+            Err(RemoteError::Http {
+                status: 0 | 408 | 429 | 500..=504,
+                ..
+            }) => self.transport.post(endpoint, &body).map(|_| true),
             Err(other) => Err(other),
         }
     }

@@ -8,6 +8,7 @@ mod data;
 mod distill;
 mod draft;
 mod eval;
+mod eval_remote;
 mod gendata;
 mod generate;
 mod info;
