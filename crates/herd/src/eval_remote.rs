@@ -64,12 +64,7 @@ pub fn score(
     options: &EvalOptions,
     on_case: impl FnMut(&CaseResult),
 ) -> anyhow::Result<EvalReport> {
-    let api_key = match api_key_env {
-        Some(var) => Some(std::env::var(var).with_context(|| {
-            format!("--api-key-env {var}: the environment variable is not set")
-        })?),
-        None => None,
-    };
+    let api_key = crate::remote_teacher::api_key("--api-key-env", api_key_env)?;
     let teacher = RemoteTeacher::connect(&RemoteConfig {
         api_key,
         ..RemoteConfig::new(url)

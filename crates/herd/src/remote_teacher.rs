@@ -82,12 +82,7 @@ pub fn connect<'t>(
     tokenizer: &'t Tokenizer,
     k: usize,
 ) -> anyhow::Result<RemoteSource<'t>> {
-    let api_key = match &remote.teacher_api_key_env {
-        Some(var) => Some(std::env::var(var).with_context(|| {
-            format!("--teacher-api-key-env {var}: the environment variable is not set")
-        })?),
-        None => None,
-    };
+    let api_key = api_key("--teacher-api-key-env", remote.teacher_api_key_env.as_deref())?;
     let config = RemoteConfig {
         model: remote.teacher_model.clone(),
         api_key,
@@ -110,6 +105,15 @@ pub fn connect<'t>(
         k,
         remote.teacher_concurrency,
     )?)
+}
+
+/// The API key in the environment variable `var` names (given with `flag`).
+pub fn api_key(flag: &str, var: Option<&str>) -> anyhow::Result<Option<String>> {
+    var.map(|var| {
+        std::env::var(var)
+            .with_context(|| format!("{flag} {var}: the environment variable is not set"))
+    })
+    .transpose()
 }
 
 /// The local side of `teacher-cache --teacher-url`: the configuration
