@@ -22,7 +22,11 @@
 //! **Resumable.** Shard i holds sequences `[i · S, (i + 1) · S)` of the data;
 //! each is written to a temporary file and renamed, so a shard exists only
 //! when complete, and a rerun skips the shards that exist (after checking
-//! that their headers match) and never writes a sequence twice.
+//! that their headers match) and never writes a sequence twice. Inside the
+//! shard being scored, each sequence's rows are journaled as they arrive
+//! (`shard-NNNNN.partial`, see the `journal` module), so a rerun asks the
+//! teacher only for sequences in no shard and no journal: a remote teacher
+//! is paid once per sequence.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

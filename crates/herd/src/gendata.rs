@@ -178,8 +178,10 @@ fn remote(
     prompts: &[Prompt],
     options: &RunOptions,
 ) -> anyhow::Result<ExitCode> {
-    let api_key =
-        crate::remote_teacher::api_key("--teacher-api-key-env", args.teacher_api_key_env.as_deref())?;
+    let api_key = crate::remote_teacher::api_key(
+        "--teacher-api-key-env",
+        args.teacher_api_key_env.as_deref(),
+    )?;
     let identity = format!(
         "{url} {}",
         args.teacher_model.as_deref().unwrap_or("(only model)")

@@ -82,7 +82,10 @@ pub fn connect<'t>(
     tokenizer: &'t Tokenizer,
     k: usize,
 ) -> anyhow::Result<RemoteSource<'t>> {
-    let api_key = api_key("--teacher-api-key-env", remote.teacher_api_key_env.as_deref())?;
+    let api_key = api_key(
+        "--teacher-api-key-env",
+        remote.teacher_api_key_env.as_deref(),
+    )?;
     let config = RemoteConfig {
         model: remote.teacher_model.clone(),
         api_key,

@@ -350,14 +350,27 @@ fn a_teacher_killed_mid_cache_resumes_without_scoring_anything_twice() {
 fn eval_compare_scores_a_served_model_as_the_local_one() {
     let tmp = tempfile::tempdir().unwrap();
     let corpus = s(tmp.path());
-    assert_ok(&herd_with(&["data", "shop", "-o", &corpus, "--dialogues", "20"], &[]));
+    assert_ok(&herd_with(
+        &["data", "shop", "-o", &corpus, "--dialogues", "20"],
+        &[],
+    ));
     let test = s(&tmp.path().join("test.jsonl"));
     let server = Served::start(&[]);
     let entries = format!("embedded,url:{}", server.url());
     let report = s(&tmp.path().join("report"));
     let args = [
-        "eval", "--compare", &entries, "--data", &test, "--limit", "4", "--max-tokens", "24",
-        "--json", "-o", &report,
+        "eval",
+        "--compare",
+        &entries,
+        "--data",
+        &test,
+        "--limit",
+        "4",
+        "--max-tokens",
+        "24",
+        "--json",
+        "-o",
+        &report,
     ];
     let text = assert_ok(&herd_with(&args, &[]));
     let rows: Vec<serde_json::Value> = text
@@ -366,12 +379,23 @@ fn eval_compare_scores_a_served_model_as_the_local_one() {
         .collect();
     assert_eq!(rows.len(), 2, "{text}");
     let (local, served) = (&rows[0], &rows[1]);
-    assert!(served["model"].as_str().unwrap().starts_with("url:http://127.0.0.1:"));
+    assert!(served["model"]
+        .as_str()
+        .unwrap()
+        .starts_with("url:http://127.0.0.1:"));
     // Greedy replies and gold likelihoods of the same teacher agree.
-    for key in ["cases", "passed", "tool_calls_well_formed", "perplexity_tokens"] {
+    for key in [
+        "cases",
+        "passed",
+        "tool_calls_well_formed",
+        "perplexity_tokens",
+    ] {
         assert_eq!(local[key], served[key], "{key}: {text}");
     }
-    let (a, b) = (local["perplexity"].as_f64().unwrap(), served["perplexity"].as_f64().unwrap());
+    let (a, b) = (
+        local["perplexity"].as_f64().unwrap(),
+        served["perplexity"].as_f64().unwrap(),
+    );
     assert!((a - b).abs() <= 1e-4 * a, "{text}");
     assert!(tmp.path().join("report/report.md").is_file());
 }
