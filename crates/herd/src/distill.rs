@@ -508,6 +508,7 @@ fn distill(args: DistillArgs) -> anyhow::Result<ExitCode> {
     };
     // With --teacher-url the local model (if loaded) only shaped the student.
     let (cache, teacher) = match &args.remote.teacher_url {
+        Some(_) if !uses_teacher => (None, None),
         Some(url) => {
             let dir = remote_teacher::cache_for_distill(
                 &args.remote,
