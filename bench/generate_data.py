@@ -87,7 +87,10 @@ def main():
             records = []
             for c in (1, 8, 32):
                 out = os.path.join(d, f"remote{c}.jsonl")
-                sps, tokens, traffic, _ = generate(prompts, out, "--teacher-url", url, "--concurrency", str(c))
+                sps, _, traffic, _ = generate(prompts, out, "--teacher-url", url, "--concurrency", str(c))
+                # generate-data counts a remote sample's tokens only when it asks for
+                # logprobs: divide by the local run's generated tokens (same prompts,
+                # model, budget and temperature; an estimate of the remote ones).
                 per_token = lambda x: f"{x / max(tokens, 1):.3g}"
                 rows.append((f"remote herd serve, concurrency {c}", sps,
                              per_token(traffic["requests"]),
@@ -97,7 +100,8 @@ def main():
         finally:
             proc.kill()
         print(f"prompts: {N_PROMPTS} shop prompts, 1 sample each, --max-tokens 48, temperature 0.8")
-        print(f"full batch / sequential: {full / seq:.2f}x; files identical: {same}")
+        print(f"full batch / sequential: {full / seq:.2f}x; files identical: {same}; "
+              f"{tokens} generated tokens (local run; the per-token remote columns divide by it)")
         print()
         print("| teacher | samples/s | requests per generated token | bytes per generated token |")
         print("|---|---|---|---|")

@@ -333,13 +333,12 @@ pub fn cache_plan(sequences: &[&[u32]], header: &CacheHeader, dir: &Path) -> Res
     let mut plan = CachePlan::default();
     for (i, chunk) in sequences.chunks(header.shard_sequences).enumerate() {
         let path = shard_path(dir, i);
-        let journal = if path.exists() {
+        if path.exists() {
             check_shard(&path, header, i, chunk.len())?;
             plan.done += chunk.len();
             continue;
-        } else {
-            Journal::read(dir, i, header)?
-        };
+        }
+        let journal = Journal::read(dir, i, header)?;
         for (slot, ids) in chunk.iter().enumerate() {
             if journal.has(slot) {
                 plan.done += 1;

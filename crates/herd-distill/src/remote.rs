@@ -189,7 +189,7 @@ impl TopKSource for RemoteSource<'_> {
         }
         let next = AtomicUsize::new(0);
         let failure: Mutex<Option<DistillError>> = Mutex::new(None);
-        let failed = || failure.lock().map_or(true, |f| f.is_some());
+        let failed = || failure.lock().unwrap_or_else(|e| e.into_inner()).is_some();
         std::thread::scope(|scope| {
             for _ in 0..self.in_flight.min(sequences.len()) {
                 scope.spawn(|| {

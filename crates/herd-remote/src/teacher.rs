@@ -245,17 +245,17 @@ impl RemoteTeacher {
                 )
             })?;
         let mut positions = Vec::with_capacity(ids.len().saturating_sub(1));
-        for i in 1..ids.len() {
+        for (i, &id) in ids.iter().enumerate().skip(1) {
             let token = &raw[i - skipped];
-            if map.id(&token.text).is_some_and(|id| id != ids[i]) {
+            if map.id(&token.text).is_some_and(|echoed| echoed != id) {
                 return Err(RemoteError::TokenizerMismatch {
                     detail: format!(
-                        "the teacher echoed token {i} as {:?}, which is not local id {}",
-                        token.text, ids[i]
+                        "the teacher echoed token {i} as {:?}, which is not local id {id}",
+                        token.text
                     ),
                 });
             }
-            positions.push(map.to_top_k(token, Some(ids[i]))?);
+            positions.push(map.to_top_k(token, Some(id))?);
         }
         let k_granted = raw.iter().map(|t| t.top.len()).max().unwrap_or(0).min(k);
         Ok(Scored {
