@@ -7,21 +7,20 @@
    seeds), so the two files must be identical.
 2. Remote teacher: the same model behind `herd serve` on 127.0.0.1, at
    concurrency 1, 8 and 32; samples/s, and bytes and requests per generated
-   ("distilled") token from generate-data's own traffic counters. Then the
-   bytes per token of scoring the generated text at k = 20 with
-   /v1/completions echo + logprobs (what a remote teacher cache transfers).
+   ("distilled") token from generate-data's own traffic counters. Then
+   `herd teacher-cache --teacher-url` caches the generated records' top-20
+   through the same server: requests and bytes per distilled token of the
+   logit-distillation pass.
 
 Usage: python3 bench/generate_data.py [path/to/herd] [--prompts N]
 Build first: cargo build --release -p herd. Prints a markdown table.
 """
-import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 HERD = next((a for a in sys.argv[1:] if not a.startswith("--") and not a.isdigit()), "target/release/herd")
 N_PROMPTS = int(sys.argv[sys.argv.index("--prompts") + 1]) if "--prompts" in sys.argv else 32
@@ -59,19 +58,16 @@ def start_server():
     sys.exit("herd serve did not start")
 
 
-def score_bytes(url, records, k=20):
-    """Bytes received per scored token for echo + logprobs=k over the records' assistant text."""
-    received, tokens = 0, 0
-    for r in records:
-        text = json.dumps(r["messages"][-1])
-        body = json.dumps({"model": "herd-embedded", "prompt": text, "max_tokens": 1,
-                           "echo": True, "logprobs": k}).encode()
-        req = urllib.request.Request(url + "/completions", body, {"Content-Type": "application/json"})
-        with urllib.request.urlopen(req) as resp:
-            data = resp.read()
-        received += len(data)
-        tokens += json.loads(data)["usage"]["prompt_tokens"]
-    return received / max(tokens, 1)
+def teacher_cache(url, data, cache):
+    """Caches the generated records' top-20 through the server (herd teacher-cache
+    --teacher-url); returns (requests, bytes sent + received, cached tokens)."""
+    out = herd("teacher-cache", "--teacher-url", url, "--data", data, "-o", cache, "-k", "20")
+    m = re.search(r"(\d+) sequences, (\d+) tokens, .* this run: (\d+) requests, (\d+) bytes sent, "
+                  r"(\d+) bytes received", out.stdout)
+    if not m:
+        sys.exit(f"no summary in {out.stdout!r}")
+    _, tokens, requests, sent, received = map(int, m.groups())
+    return requests, sent + received, tokens
 
 
 def main():
@@ -91,25 +87,30 @@ def main():
             records = []
             for c in (1, 8, 32):
                 out = os.path.join(d, f"remote{c}.jsonl")
-                sps, tokens, traffic, _ = generate(prompts, out, "--teacher-url", url, "--concurrency", str(c))
+                sps, _, traffic, _ = generate(prompts, out, "--teacher-url", url, "--concurrency", str(c))
+                # generate-data counts a remote sample's tokens only when it asks for
+                # logprobs: divide by the local run's generated tokens (same prompts,
+                # model, budget and temperature; an estimate of the remote ones).
                 per_token = lambda x: f"{x / max(tokens, 1):.3g}"
                 rows.append((f"remote herd serve, concurrency {c}", sps,
                              per_token(traffic["requests"]),
                              per_token((traffic["kib_sent"] + traffic["kib_received"]) * 1024), ""))
-                records = [json.loads(l) for l in open(out)]
-            scored = score_bytes(url, records)
+                last = out
+            cache_requests, cache_bytes, cached = teacher_cache(url, last, os.path.join(d, "cache"))
         finally:
             proc.kill()
         print(f"prompts: {N_PROMPTS} shop prompts, 1 sample each, --max-tokens 48, temperature 0.8")
-        print(f"full batch / sequential: {full / seq:.2f}x; files identical: {same}")
+        print(f"full batch / sequential: {full / seq:.2f}x; files identical: {same}; "
+              f"{tokens} generated tokens (local run; the per-token remote columns divide by it)")
         print()
         print("| teacher | samples/s | requests per generated token | bytes per generated token |")
         print("|---|---|---|---|")
         for name, sps, req, byt, _ in rows:
             print(f"| {name} | {sps:.2f} | {req or '–'} | {byt or '–'} |")
         print()
-        print(f"scoring the generated answers at k = 20 (/v1/completions echo + logprobs): "
-              f"{scored:.0f} bytes received per scored token")
+        print(f"caching the generated records' top-20 through the server (herd teacher-cache "
+              f"--teacher-url, {cached} distilled tokens): {cache_requests / cached:.3g} requests and "
+              f"{cache_bytes / cached:.0f} bytes per distilled token")
 
 
 if __name__ == "__main__":

@@ -22,10 +22,15 @@
 //! **Resumable.** Shard i holds sequences `[i · S, (i + 1) · S)` of the data;
 //! each is written to a temporary file and renamed, so a shard exists only
 //! when complete, and a rerun skips the shards that exist (after checking
-//! that their headers match) and never writes a sequence twice.
+//! that their headers match) and never writes a sequence twice. Inside the
+//! shard being scored, each sequence's rows are journaled as they arrive
+//! (`shard-NNNNN.partial`, see the `journal` module), so a rerun asks the
+//! teacher only for sequences in no shard and no journal: a remote teacher
+//! is paid once per sequence.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use herd_train::io::write_atomic;
 use herd_train::record::Example;
@@ -35,6 +40,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{DistillError, Result};
 use crate::fused::{counted_positions, TeacherRows, TeacherSide, TopK};
+use crate::journal::Journal;
 use crate::teacher::{SourceInfo, TopKSource};
 
 const FORMAT: &str = "herd-teacher-cache";
@@ -51,6 +57,10 @@ pub struct CacheHeader {
     pub tokenizer: String,
     /// Entries per token.
     pub k: usize,
+    /// The k asked for: more than `k` when `limited_by` cut it.
+    pub k_asked: usize,
+    /// What, if anything, made `k` smaller than asked.
+    pub limited_by: KLimit,
     /// Temperature of the stored log-probabilities.
     pub temperature: f64,
     /// `local` or the remote server it came from.
@@ -87,11 +97,18 @@ impl CacheHeader {
                 "--temperature must be positive, got {temperature}"
             )));
         }
-        let k = k.min(source.max_k.unwrap_or(usize::MAX)).min(source.vocab);
+        let k_asked = k;
+        let (k, limited_by) = match source.max_k {
+            Some(max) if max < k && max <= source.vocab => (max, KLimit::Teacher),
+            _ if source.vocab < k => (source.vocab, KLimit::Vocabulary),
+            _ => (k, KLimit::None),
+        };
         Ok(CacheHeader {
             teacher: source.identity.clone(),
             tokenizer,
             k,
+            k_asked,
+            limited_by,
             temperature,
             source: source.source.clone(),
             id_bits: id_bits(source.vocab)?,
@@ -109,13 +126,15 @@ impl CacheHeader {
         self.sequences.div_ceil(self.shard_sequences.max(1))
     }
 
-    fn metadata(&self, shard: usize, tokens: usize) -> HashMap<String, String> {
+    pub(crate) fn metadata(&self, shard: usize, tokens: usize) -> HashMap<String, String> {
         let pairs = [
             ("format", FORMAT.to_string()),
             ("version", VERSION.to_string()),
             ("teacher", self.teacher.clone()),
             ("tokenizer", self.tokenizer.clone()),
             ("k", self.k.to_string()),
+            ("k_asked", self.k_asked.to_string()),
+            ("k_limited_by", self.limited_by.name().to_string()),
             ("temperature", format!("{:?}", self.temperature)),
             ("source", self.source.clone()),
             ("id_bits", self.id_bits.to_string()),
@@ -130,7 +149,10 @@ impl CacheHeader {
     }
 
     /// Reads a shard's header; `shard` is the index it claims.
-    fn parse(path: &Path, meta: &HashMap<String, String>) -> Result<(CacheHeader, usize)> {
+    pub(crate) fn parse(
+        path: &Path,
+        meta: &HashMap<String, String>,
+    ) -> Result<(CacheHeader, usize)> {
         let bad = |reason: String| DistillError::BadCache {
             path: path.to_path_buf(),
             reason,
@@ -148,10 +170,18 @@ impl CacheHeader {
                 .parse()
                 .map_err(|_| bad(format!("header {key:?} is not a number")))
         };
+        let k = num("k")?;
+        let limited_by = match meta.get("k_limited_by") {
+            Some(name) => KLimit::from_name(name)
+                .ok_or_else(|| bad(format!("unknown k_limited_by {name:?}")))?,
+            None => KLimit::None,
+        };
         let header = CacheHeader {
             teacher: get("teacher")?,
             tokenizer: get("tokenizer")?,
-            k: num("k")?,
+            k,
+            k_asked: meta.get("k_asked").map_or(Ok(k), |_| num("k_asked"))?,
+            limited_by,
             temperature: get("temperature")?
                 .parse()
                 .map_err(|_| bad("bad temperature".into()))?,
@@ -168,7 +198,7 @@ impl CacheHeader {
     }
 
     /// The first property in which a shard's header differs from `self`.
-    fn mismatch(&self, path: &Path, found: &CacheHeader) -> Option<DistillError> {
+    pub(crate) fn mismatch(&self, path: &Path, found: &CacheHeader) -> Option<DistillError> {
         let fields: [(&'static str, String, String); 6] = [
             ("teacher", found.teacher.clone(), self.teacher.clone()),
             ("tokenizer", found.tokenizer.clone(), self.tokenizer.clone()),
@@ -194,6 +224,34 @@ impl CacheHeader {
                 found,
                 expected,
             })
+    }
+}
+
+/// Why a cache holds fewer entries per token than were asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KLimit {
+    /// It holds what was asked.
+    None,
+    /// The teacher's limit: a server's cap on `top_logprobs` (most cap at 20).
+    Teacher,
+    /// The vocabulary is smaller than k.
+    Vocabulary,
+}
+
+impl KLimit {
+    /// The header's word for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            KLimit::None => "none",
+            KLimit::Teacher => "teacher",
+            KLimit::Vocabulary => "vocabulary",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<KLimit> {
+        [KLimit::None, KLimit::Teacher, KLimit::Vocabulary]
+            .into_iter()
+            .find(|l| l.name() == name)
     }
 }
 
@@ -238,6 +296,11 @@ pub struct CacheSummary {
     pub written: usize,
     /// Shards found complete and skipped.
     pub skipped: usize,
+    /// Sequences the teacher scored in this run.
+    pub scored: usize,
+    /// Sequences of unfinished shards taken from their journals (scored by
+    /// an interrupted run, not asked again).
+    pub resumed: usize,
     /// Tokens in the whole cache.
     pub tokens: u64,
     /// Bytes of the whole cache on disk.
@@ -251,14 +314,60 @@ impl CacheSummary {
     }
 }
 
+/// What a (re)run of [`write_cache`] still has to score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CachePlan {
+    /// Sequences to score.
+    pub sequences: usize,
+    /// Their positions (tokens minus one each): the tokens the teacher returns.
+    pub positions: u64,
+    /// Their tokens: what the teacher reads.
+    pub tokens: u64,
+    /// Sequences already in complete shards or journals.
+    pub done: usize,
+}
+
+/// What [`write_cache`] would score in `dir` for `sequences`, changing
+/// nothing; existing shards and journals must match `header`.
+pub fn cache_plan(sequences: &[&[u32]], header: &CacheHeader, dir: &Path) -> Result<CachePlan> {
+    let mut plan = CachePlan::default();
+    for (i, chunk) in sequences.chunks(header.shard_sequences).enumerate() {
+        let path = shard_path(dir, i);
+        if path.exists() {
+            check_shard(&path, header, i, chunk.len())?;
+            plan.done += chunk.len();
+            continue;
+        }
+        let journal = Journal::read(dir, i, header)?;
+        for (slot, ids) in chunk.iter().enumerate() {
+            if journal.has(slot) {
+                plan.done += 1;
+            } else {
+                plan.sequences += 1;
+                plan.positions += ids.len().saturating_sub(1) as u64;
+                plan.tokens += ids.len() as u64;
+            }
+        }
+    }
+    Ok(plan)
+}
+
+fn check_shard(path: &Path, header: &CacheHeader, i: usize, sequences: usize) -> Result<()> {
+    let shard = Shard::open(path)?;
+    if let Some(err) = header.mismatch(path, &shard.header) {
+        return Err(err);
+    }
+    shard.check_index(path, i, sequences)
+}
+
 /// Writes (or completes) the cache in `dir` for `sequences`.
-/// `on_shard(done, total)` is called after each shard.
+/// `on_progress(done, total)` counts sequences, after each one.
 pub fn write_cache(
     source: &dyn TopKSource,
     sequences: &[&[u32]],
     header: &CacheHeader,
     dir: &Path,
-    on_shard: &mut dyn FnMut(usize, usize),
+    on_progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<CacheSummary> {
     if sequences.is_empty() {
         return Err(DistillError::InvalidOption(
@@ -269,23 +378,51 @@ pub fn write_cache(
     let mut summary = CacheSummary {
         written: 0,
         skipped: 0,
+        scored: 0,
+        resumed: 0,
         tokens: 0,
         bytes: 0,
     };
-    let total = header.shards();
+    let total = sequences.len();
+    let progress = Mutex::new((0usize, on_progress));
+    let advance = |n: usize| {
+        let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+        p.0 += n;
+        let done = p.0;
+        (p.1)(done, total);
+    };
     for (i, chunk) in sequences.chunks(header.shard_sequences).enumerate() {
         let path = shard_path(dir, i);
         if path.exists() {
-            let shard = Shard::open(&path)?;
-            if let Some(err) = header.mismatch(&path, &shard.header) {
-                return Err(err);
-            }
-            shard.check_index(&path, i, chunk.len())?;
+            check_shard(&path, header, i, chunk.len())?;
             summary.skipped += 1;
+            advance(chunk.len());
         } else {
-            let rows = source.top_k(chunk, header.k, header.temperature)?;
-            let bytes = encode_shard(header, i, chunk, &rows)?;
-            write_atomic(&path, &bytes)?;
+            let journal = Journal::open(dir, i, header)?;
+            summary.resumed += journal.len();
+            advance(journal.len());
+            let todo: Vec<usize> = (0..chunk.len()).filter(|&s| !journal.has(s)).collect();
+            let asked: Vec<&[u32]> = todo.iter().map(|&s| chunk[s]).collect();
+            let journal = Mutex::new(journal);
+            source.top_k_each(&asked, header.k, header.temperature, &|j, rows| {
+                let slot = *todo.get(j).ok_or_else(|| {
+                    DistillError::Teacher(format!(
+                        "the teacher answered sequence {j} of {}",
+                        todo.len()
+                    ))
+                })?;
+                journal
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .record(slot, rows)?;
+                advance(1);
+                Ok(())
+            })?;
+            summary.scored += asked.len();
+            let journal = journal.into_inner().unwrap_or_else(|e| e.into_inner());
+            let (rows, journal_path) = journal.into_rows(chunk.len())?;
+            write_atomic(&path, &encode_shard(header, i, chunk, &rows)?)?;
+            std::fs::remove_file(&journal_path).map_err(DistillError::io(&journal_path))?;
             summary.written += 1;
         }
         summary.tokens += chunk
@@ -295,7 +432,6 @@ pub fn write_cache(
         summary.bytes += std::fs::metadata(&path)
             .map_err(DistillError::io(&path))?
             .len();
-        on_shard(i + 1, total);
     }
     Ok(summary)
 }

@@ -44,6 +44,9 @@ pub enum DistillError {
     /// The teacher produced something unusable.
     #[error("teacher: {0}")]
     Teacher(String),
+    /// From the remote teacher's client (HTTP, tokenizer check, budget).
+    #[error(transparent)]
+    Remote(#[from] herd_remote::RemoteError),
     /// From the model crate.
     #[error(transparent)]
     Model(#[from] herd_model::ModelError),

@@ -19,22 +19,29 @@
 //!   tail mass per token, in safetensors shards written atomically, with
 //!   the teacher's and tokenizer's identity in every header.
 //! - **A producer trait** ([`TopKSource`]) so that a remote teacher behind
-//!   an OpenAI-compatible API fills the same cache as a local one.
+//!   an OpenAI-compatible API fills the same cache as a local one
+//!   ([`RemoteSource`]), sequence by sequence into a synced journal, so an
+//!   interrupted run asks nothing twice.
 #![deny(missing_docs)]
 
 pub mod cache;
 mod error;
 pub mod fused;
+mod journal;
 pub mod loss;
 mod objective;
+mod remote;
 mod student;
 mod teacher;
 
-pub use cache::{write_cache, CacheHeader, CacheSummary, TeacherCache};
+pub use cache::{
+    cache_plan, write_cache, CacheHeader, CachePlan, CacheSummary, KLimit, TeacherCache,
+};
 pub use error::{DistillError, Result};
 pub use fused::{head_loss, TeacherRows, TeacherSide, TopK};
 pub use loss::{DistillLoss, LossSpec, TeacherRow};
 pub use objective::{Distiller, OnPolicy};
+pub use remote::RemoteSource;
 pub use student::{student_config, student_config_json};
 pub use teacher::{
     check_vocabularies, dir_identity, model_identity, tokenizer_identity, top_k_rows, vocabulary,

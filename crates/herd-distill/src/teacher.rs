@@ -42,6 +42,25 @@ pub trait TopKSource: Send + Sync {
     /// For each sequence of n ids, the top-k of the n − 1 distributions
     /// predicting `ids[1..]`, at `temperature`.
     fn top_k(&self, sequences: &[&[u32]], k: usize, temperature: f64) -> Result<Vec<TopK>>;
+
+    /// As [`TopKSource::top_k`], but each sequence's rows go to
+    /// `done(index, rows)` as soon as they are ready (in any order), so a
+    /// cache can journal them before the next answer arrives and an
+    /// interrupted run loses none. By default, batches of `top_k`.
+    fn top_k_each(
+        &self,
+        sequences: &[&[u32]],
+        k: usize,
+        temperature: f64,
+        done: &(dyn Fn(usize, TopK) -> Result<()> + Sync),
+    ) -> Result<()> {
+        for (c, batch) in sequences.chunks(CACHE_BATCH).enumerate() {
+            for (j, rows) in self.top_k(batch, k, temperature)?.into_iter().enumerate() {
+                done(c * CACHE_BATCH + j, rows)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A teacher run in this process.

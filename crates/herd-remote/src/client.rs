@@ -105,7 +105,9 @@ pub struct Traffic {
 /// One failed attempt: retry it or give up.
 enum Failure {
     Retry {
-        what: String,
+        /// The HTTP status (0: no answer).
+        status: u16,
+        message: String,
         after: Option<Duration>,
     },
     Fatal(RemoteError),
@@ -178,6 +180,25 @@ impl Transport {
         self.call(path, Some(body.to_string()))
     }
 
+    /// `POST` without retries: a failure that would be retried is
+    /// returned as [`RemoteError::Http`] (status 0: no answer), for probes
+    /// whose failure is an answer.
+    pub(crate) fn post_once(&self, path: &str, body: &Value) -> Result<Value> {
+        let _slot = self.gate.enter();
+        self.spend()?;
+        match self.attempt(path, Some(&body.to_string())) {
+            Ok(value) => Ok(value),
+            Err(Failure::Fatal(e)) => Err(e),
+            Err(Failure::Retry {
+                status, message, ..
+            }) => Err(RemoteError::Http {
+                endpoint: path.to_owned(),
+                status,
+                message,
+            }),
+        }
+    }
+
     fn call(&self, path: &str, body: Option<String>) -> Result<Value> {
         let _slot = self.gate.enter();
         let mut attempt = 0;
@@ -186,12 +207,19 @@ impl Transport {
             match self.attempt(path, body.as_deref()) {
                 Ok(value) => return Ok(value),
                 Err(Failure::Fatal(e)) => return Err(e),
-                Err(Failure::Retry { what, after }) => {
+                Err(Failure::Retry {
+                    status,
+                    message,
+                    after,
+                }) => {
                     if attempt >= self.retry.max_retries {
                         return Err(RemoteError::RetriesExhausted {
                             endpoint: path.to_owned(),
                             attempts: attempt + 1,
-                            last: what,
+                            last: match status {
+                                0 => message,
+                                _ => format!("HTTP {status}: {message}"),
+                            },
                         });
                     }
                     std::thread::sleep(self.retry.delay(attempt, after));
@@ -279,7 +307,8 @@ fn classify(
         .unwrap_or_else(|| text.chars().take(300).collect());
     match status {
         408 | 429 | 500 | 502 | 503 | 504 => Err(Failure::Retry {
-            what: format!("HTTP {status}: {message}"),
+            status,
+            message,
             after: retry_after,
         }),
         _ => Err(Failure::Fatal(RemoteError::Http {
@@ -298,7 +327,8 @@ fn transport_failure(path: &str, error: ureq::Error) -> Failure {
         | ureq::Error::Io(_)
         | ureq::Error::ConnectionFailed
         | ureq::Error::Protocol(_) => Failure::Retry {
-            what: error.to_string(),
+            status: 0,
+            message: error.to_string(),
             after: None,
         },
         other => Failure::Fatal(RemoteError::Http {

@@ -112,6 +112,11 @@ impl RemoteTeacher {
         Ok(Self { transport, model })
     }
 
+    /// The base URL requests go to (up to and including `/v1`).
+    pub fn base_url(&self) -> &str {
+        self.transport.base()
+    }
+
     /// The model id requests name.
     pub fn model(&self) -> &str {
         &self.model
@@ -162,10 +167,63 @@ impl RemoteTeacher {
     /// `k`, mapped to local ids by `map`. The ids are sent as they are, so
     /// the positions line up with the local tokenization by construction.
     pub fn score(&self, ids: &[u32], k: usize, map: &TokenMap) -> Result<Scored> {
+        self.score_prompt(ids.into(), ids, k, map)
+    }
+
+    /// [`RemoteTeacher::score`] for servers that take text prompts only
+    /// (llama.cpp's): `text` is `ids` decoded, without a leading BOS when
+    /// the server adds its own. Every echoed token that names one local
+    /// token must be the local one, so a text the server tokenizes
+    /// differently is refused rather than misaligned.
+    pub fn score_text(&self, text: &str, ids: &[u32], k: usize, map: &TokenMap) -> Result<Scored> {
+        self.score_prompt(text.into(), ids, k, map)
+    }
+
+    /// The greedy continuation of `ids` (`/v1/completions`, temperature 0,
+    /// at most `max_tokens`): its text and how many tokens it took.
+    pub fn complete(&self, ids: &[u32], max_tokens: usize) -> Result<(String, usize)> {
+        let endpoint = "/completions";
+        let body = json!({
+            "model": self.model, "prompt": ids, "max_tokens": max_tokens, "temperature": 0,
+        });
+        let response = self.transport.post(endpoint, &body)?;
+        let text = response["choices"][0]["text"]
+            .as_str()
+            .ok_or_else(|| bad(endpoint, "no `choices[0].text`"))?;
+        let tokens = response["usage"]["completion_tokens"]
+            .as_u64()
+            .ok_or_else(|| bad(endpoint, "no `usage.completion_tokens`"))?;
+        Ok((text.to_owned(), tokens as usize))
+    }
+
+    /// Whether the server takes a prompt of token ids (herd, vLLM, OpenAI)
+    /// or only text (llama-cpp-python's server refuses ids with a
+    /// validation error, as a 500). A transient failure is retried.
+    pub fn accepts_token_prompts(&self, ids: &[u32]) -> Result<bool> {
+        let endpoint = "/completions";
+        let body = json!({
+            "model": self.model, "prompt": ids, "max_tokens": 1, "temperature": 0,
+        });
+        match self.transport.post_once(endpoint, &body) {
+            Ok(_) => Ok(true),
+            Err(RemoteError::Http {
+                status: 400 | 422 | 500,
+                message,
+                ..
+            }) if message.contains("prompt") => Ok(false),
+            Err(RemoteError::Http {
+                status: 0 | 408 | 429 | 500..=504,
+                ..
+            }) => self.transport.post(endpoint, &body).map(|_| true),
+            Err(other) => Err(other),
+        }
+    }
+
+    fn score_prompt(&self, prompt: Value, ids: &[u32], k: usize, map: &TokenMap) -> Result<Scored> {
         let endpoint = "/completions";
         let body = json!({
             "model": self.model,
-            "prompt": ids,
+            "prompt": prompt,
             "max_tokens": 1,
             "temperature": 0,
             "echo": true,
@@ -173,29 +231,75 @@ impl RemoteTeacher {
         });
         let response = self.transport.post(endpoint, &body)?;
         let raw = legacy_logprobs(&response, endpoint)?;
-        if raw.len() < ids.len() {
-            return Err(bad(
-                endpoint,
-                &format!("echoed {} tokens for a prompt of {}", raw.len(), ids.len()),
-            ));
-        }
+        // Servers may leave a leading BOS out of the echo (llama.cpp does):
+        // then the first scored position has no alternatives.
+        let echoed = echoed_prompt(&response, raw.len());
+        let skipped = ids
+            .len()
+            .checked_sub(echoed)
+            .filter(|&s| s <= 1 && echoed <= raw.len())
+            .ok_or_else(|| {
+                bad(
+                    endpoint,
+                    &format!("echoed {echoed} tokens for a prompt of {}", ids.len()),
+                )
+            })?;
         let mut positions = Vec::with_capacity(ids.len().saturating_sub(1));
-        for (i, token) in raw.iter().enumerate().take(ids.len()).skip(1) {
-            if map.id(&token.text).is_some_and(|id| id != ids[i]) {
+        for (i, &id) in ids.iter().enumerate().skip(1) {
+            let token = &raw[i - skipped];
+            if map.id(&token.text).is_some_and(|echoed| echoed != id) {
                 return Err(RemoteError::TokenizerMismatch {
                     detail: format!(
-                        "the teacher echoed token {i} as {:?}, which is not local id {}",
-                        token.text, ids[i]
+                        "the teacher echoed token {i} as {:?}, which is not local id {id}",
+                        token.text
                     ),
                 });
             }
-            positions.push(map.to_top_k(token, Some(ids[i]))?);
+            positions.push(map.to_top_k(token, Some(id))?);
         }
         let k_granted = raw.iter().map(|t| t.top.len()).max().unwrap_or(0).min(k);
         Ok(Scored {
             k_granted,
             positions,
         })
+    }
+
+    /// The most alternatives per token (`logprobs` of the legacy API) the
+    /// server grants, up to `wanted`, found by scoring `probe` (at least two
+    /// ids). Servers refuse a `logprobs` above their limit with a 400 (herd
+    /// and vLLM name the limit in the message) or silently return fewer; a
+    /// refusal is retried with the limit the message names, else with the
+    /// common caps 20, 10, 5 and 1.
+    pub fn max_logprobs(&self, probe: &[u32], wanted: usize, map: &TokenMap) -> Result<usize> {
+        let mut k = wanted.max(1);
+        loop {
+            match self.score(probe, k, map) {
+                Ok(scored) if scored.k_granted == 0 => {
+                    return Err(bad(
+                        "/completions",
+                        "the server returns no alternatives (top_logprobs) for prompt tokens",
+                    ))
+                }
+                Ok(scored) => return Ok(scored.k_granted.min(k)),
+                Err(RemoteError::Http {
+                    status: 400,
+                    message,
+                    ..
+                }) if message.contains("logprobs") => {
+                    k = named_limit(&message, k)
+                        .into_iter()
+                        .chain([20, 10, 5, 1])
+                        .find(|&c| c < k)
+                        .ok_or_else(|| {
+                            bad(
+                                "/completions",
+                                &format!("the server refuses even logprobs = 1: {message}"),
+                            )
+                        })?;
+                }
+                Err(other) => return Err(other),
+            }
+        }
     }
 
     /// Refuses a teacher whose tokenizer differs from `tokenizer`: the
@@ -223,11 +327,8 @@ impl RemoteTeacher {
             Err(RemoteError::Http { status: 404, .. }) => return self.verify_by_chat(map),
             other => other?,
         };
-        let prompt_tokens = response["usage"]["prompt_tokens"]
-            .as_u64()
-            .ok_or_else(|| bad(endpoint, "no usage.prompt_tokens"))?
-            as usize;
         let raw = legacy_logprobs(&response, endpoint)?;
+        let prompt_tokens = echoed_prompt(&response, raw.len());
         let remote: Vec<String> = raw
             .into_iter()
             .take(prompt_tokens)
@@ -269,6 +370,16 @@ fn unauthorized(transport: &Transport, error: RemoteError) -> RemoteError {
         },
         other => other,
     }
+}
+
+/// The largest number below `asked` in a server's refusal ("logprobs must
+/// be between 0 and 20, got 64", "... greater than max allowed: 20").
+fn named_limit(message: &str, asked: usize) -> Option<usize> {
+    message
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<usize>().ok())
+        .filter(|&n| n >= 1 && n < asked)
+        .max()
 }
 
 fn bad(endpoint: &str, problem: &str) -> RemoteError {
@@ -354,6 +465,14 @@ fn chat_token(entry: &Value) -> RawToken {
     }
 }
 
+/// How many of the `echoed` tokens of a legacy echo are the prompt's: all
+/// but the generated ones (`usage.completion_tokens`). Not
+/// `usage.prompt_tokens`, which counts a BOS that llama.cpp does not echo.
+fn echoed_prompt(response: &Value, echoed: usize) -> usize {
+    let generated = response["usage"]["completion_tokens"].as_u64().unwrap_or(1) as usize;
+    echoed.saturating_sub(generated)
+}
+
 /// The legacy `logprobs` object of the first choice, per token.
 fn legacy_logprobs(response: &Value, endpoint: &str) -> Result<Vec<RawToken>> {
     let logprobs = &response["choices"][0]["logprobs"];
@@ -382,4 +501,19 @@ fn legacy_logprobs(response: &Value, endpoint: &str) -> Result<Vec<RawToken>> {
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::named_limit;
+
+    #[test]
+    fn refusals_name_the_server_limit() {
+        let herd = "logprobs must be between 0 and 20, got 64";
+        assert_eq!(named_limit(herd, 64), Some(20));
+        let vllm = "Requested sample logprobs of 64, which is greater than max allowed: 20";
+        assert_eq!(named_limit(vllm, 64), Some(20));
+        assert_eq!(named_limit("logprobs too large", 64), None);
+        assert_eq!(named_limit("logprobs must be at most 5", 5), None);
+    }
 }

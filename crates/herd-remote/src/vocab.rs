@@ -68,6 +68,9 @@ impl TokenMap {
                 .and_modify(|l| *l = Lookup::Several)
                 .or_insert(Lookup::One(id));
         }
+        // Servers that decode tokens one by one with invalid UTF-8 dropped
+        // (llama.cpp) name lone bytes and special tokens "": no single token.
+        by_text.insert(String::new(), Lookup::Several);
         Ok(Self {
             by_text,
             vocab_size,
@@ -135,7 +138,9 @@ impl TokenMap {
 }
 
 /// Compares the teacher's tokenization of a text with the local one (both
-/// as token texts); a leading BOS present on one side only is ignored.
+/// as token texts); a leading BOS present on one side only is ignored, and
+/// a token the teacher names "" (a lone byte, as llama.cpp decodes it)
+/// matches a local one whose text is not valid UTF-8 on its own.
 pub(crate) fn compare_tokenization(
     local: &[String],
     remote: &[String],
@@ -148,13 +153,14 @@ pub(crate) fn compare_tokenization(
         }
     };
     let (local, remote) = (strip(local), strip(remote));
-    if local == remote {
+    let same = |a: &String, b: &String| a == b || (b.is_empty() && a.contains('\u{FFFD}'));
+    if local.len() == remote.len() && local.iter().zip(&remote).all(|(a, b)| same(a, b)) {
         return Ok(());
     }
     let at = local
         .iter()
         .zip(&remote)
-        .position(|(a, b)| a != b)
+        .position(|(a, b)| !same(a, b))
         .unwrap_or(local.len().min(remote.len()));
     Err(RemoteError::TokenizerMismatch {
         detail: format!(
@@ -190,5 +196,8 @@ mod tests {
             "{err}"
         );
         assert!(compare_tokenization(&strings(&["a"]), &strings(&["a", "b"]), bos).is_err());
+        let lone_byte = strings(&["a", "\u{FFFD}"]);
+        assert!(compare_tokenization(&lone_byte, &strings(&["a", ""]), bos).is_ok());
+        assert!(compare_tokenization(&strings(&["a", "b"]), &strings(&["a", ""]), bos).is_err());
     }
 }

@@ -170,10 +170,86 @@ struct Meta {
     id: String,
 }
 
+/// How a model answered one case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// Negative log-likelihood of the gold reply's tokens (nats, summed).
+    pub nll: f64,
+    /// The greedy reply, decoded without special tokens.
+    pub reply: String,
+    /// Tokens decoded after the first one of the reply.
+    pub decode_tokens: usize,
+    /// Seconds spent decoding them.
+    pub decode_seconds: f64,
+}
+
+/// What scoring needs from a model, so that one in this process and one
+/// behind a server (herd-remote) are scored by the same rules.
+pub trait CaseModel {
+    /// The likelihood of `gold` after `prompt`, and the greedy reply to
+    /// `prompt` (at most `max_new_tokens`, ending at one of `stop_ids`).
+    fn answer(
+        &self,
+        prompt: &[u32],
+        gold: &[u32],
+        max_new_tokens: usize,
+        stop_ids: &[u32],
+    ) -> Result<Answer, ShopError>;
+}
+
+/// A model in this process: one KV cache scores the gold reply, is cut
+/// back to the prompt and then generates.
+struct Local<'a> {
+    model: &'a Llama,
+    tokenizer: &'a Tokenizer,
+}
+
+impl CaseModel for Local<'_> {
+    fn answer(
+        &self,
+        prompt: &[u32],
+        gold: &[u32],
+        max_new_tokens: usize,
+        stop_ids: &[u32],
+    ) -> Result<Answer, ShopError> {
+        let mut cache = KvCache::new(self.model.config());
+        let nll = reference_nll(self.model, &mut cache, prompt, gold)?;
+        cache.truncate(prompt.len())?;
+        let request = GenerateRequest {
+            prompt: prompt.to_vec(),
+            max_new_tokens,
+            sampling: SamplingParams::default(),
+            stop_ids: stop_ids.to_vec(),
+        };
+        let generation = generate(self.model, &mut cache, &request, |_| {
+            std::ops::ControlFlow::Continue(())
+        })?;
+        Ok(Answer {
+            nll,
+            reply: self.tokenizer.decode(&generation.tokens, true)?,
+            decode_tokens: generation.decoded_tokens(),
+            decode_seconds: generation.decode_time.as_secs_f64(),
+        })
+    }
+}
+
 /// Scores `model` on the test file at `path`, calling `on_case` after each
 /// case (for progress or a per-case log).
 pub fn evaluate(
     model: &Llama,
+    tokenizer: &Tokenizer,
+    path: &Path,
+    options: &EvalOptions,
+    on_case: impl FnMut(&CaseResult),
+) -> Result<EvalReport, ShopError> {
+    let local = Local { model, tokenizer };
+    evaluate_with(&local, tokenizer, path, options, on_case)
+}
+
+/// [`evaluate`] for any [`CaseModel`]; `tokenizer` encodes the cases (the
+/// model's own).
+pub fn evaluate_with(
+    model: &dyn CaseModel,
     tokenizer: &Tokenizer,
     path: &Path,
     options: &EvalOptions,
@@ -208,7 +284,7 @@ pub fn evaluate(
 }
 
 fn score_case(
-    model: &Llama,
+    model: &dyn CaseModel,
     tokenizer: &Tokenizer,
     format: &ChatFormat<'_>,
     case: TestLine,
@@ -228,19 +304,13 @@ fn score_case(
         .map(|span| span.body.clone())
         .ok_or_else(|| ShopError::Eval("a test case without messages".into()))?;
     let prompt = &encoded.ids[..gold.start];
-    let mut cache = KvCache::new(model.config());
-    let nll = reference_nll(model, &mut cache, prompt, &encoded.ids[gold.clone()])?;
-    cache.truncate(prompt.len())?;
-    let request = GenerateRequest {
-        prompt: prompt.to_vec(),
-        max_new_tokens: options.max_new_tokens,
-        sampling: SamplingParams::default(),
-        stop_ids: tokenizer.stop_ids(),
-    };
-    let generation = generate(model, &mut cache, &request, |_| {
-        std::ops::ControlFlow::Continue(())
-    })?;
-    let reply = tokenizer.decode(&generation.tokens, true)?;
+    let answer = model.answer(
+        prompt,
+        &encoded.ids[gold.clone()],
+        options.max_new_tokens,
+        &tokenizer.stop_ids(),
+    )?;
+    let reply = answer.reply;
     let call = parse_call(&reply);
     let well_formed_call = call
         .as_ref()
@@ -250,16 +320,15 @@ fn score_case(
         None => Reply::Answer(reply.trim()),
     };
     let passed = case.expected.accepts(parsed);
-    let decode_seconds = generation.decode_time.as_secs_f64();
     Ok(CaseResult {
-        decode_tokens: generation.decoded_tokens(),
-        decode_seconds,
+        decode_tokens: answer.decode_tokens,
+        decode_seconds: answer.decode_seconds,
         id: case.meta.map_or_else(|| format!("line {line}"), |m| m.id),
         expected: case.expected,
         reply,
         well_formed_call,
         passed,
-        nll,
+        nll: answer.nll,
         tokens: gold.len(),
     })
 }

@@ -28,6 +28,7 @@ use herd_train::{
 
 use crate::args::ModelArgs;
 use crate::load;
+use crate::remote_teacher::{self, RemoteArgs};
 
 /// The distillation subcommands.
 #[derive(Debug, Subcommand)]
@@ -57,9 +58,18 @@ pub struct TeacherCacheArgs {
     /// Temperature of the stored distributions (distill with the same).
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f64,
-    /// Sequences per shard (the unit of resumption).
+    /// Sequences per shard (the unit a cache is read in; a run resumes per sequence).
     #[arg(long, default_value_t = 256)]
     pub shard_sequences: usize,
+    /// With --teacher-url: the model whose tokenizer encodes the data (the
+    /// student's; default: the embedded teacher's).
+    #[arg(long, requires = "teacher_url")]
+    pub tokenizer: Option<PathBuf>,
+    /// Print how many sequences, requests and tokens the run still needs, and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     #[command(flatten)]
     pub data_opts: DataFlags,
 }
@@ -104,6 +114,12 @@ pub struct DistillArgs {
     /// A `herd teacher-cache` directory to train from instead of a live teacher.
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+    /// With --teacher-url: log-probabilities cached per token before training
+    /// (capped at the server's top_logprobs limit) in OUT/teacher-cache.
+    #[arg(long, default_value_t = 20, requires = "teacher_url")]
+    pub teacher_k: usize,
     /// An existing student (Hugging Face directory) to start from.
     #[arg(long, conflicts_with = "student_config")]
     pub student: Option<PathBuf>,
@@ -225,7 +241,7 @@ fn load_teacher(path: Option<&Path>) -> anyhow::Result<Teacher> {
     })
 }
 
-fn data_options(
+pub(crate) fn data_options(
     flags: &DataFlags,
     config: &Config,
     validation_fraction: f64,
@@ -249,6 +265,9 @@ fn data_options(
 }
 
 fn teacher_cache(args: TeacherCacheArgs) -> anyhow::Result<ExitCode> {
+    if let Some(url) = &args.remote.teacher_url {
+        return remote_teacher::teacher_cache(&args, url);
+    }
     let teacher = load_teacher(args.teacher.as_deref())?;
     let opts = data_options(&args.data_opts, teacher.model.config(), 0.0)?;
     let data = Dataset::load(&args.data, &teacher.tokenizer, &opts)?;
@@ -267,10 +286,22 @@ fn teacher_cache(args: TeacherCacheArgs) -> anyhow::Result<ExitCode> {
     if header.k < args.k {
         eprintln!("k capped at {} by the teacher", header.k);
     }
+    if args.dry_run {
+        let plan = herd_distill::cache_plan(&seqs, &header, &args.output)?;
+        println!(
+            "dry run: {} sequences to score ({} already cached in {}); {} tokens through {}",
+            plan.sequences,
+            plan.done,
+            args.output.display(),
+            plan.tokens,
+            teacher.name
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let start = Instant::now();
     let summary = write_cache(&source, &seqs, &header, &args.output, &mut |done, total| {
         eprint!(
-            "\rshard {done}/{total} ({:.0} s)",
+            "\rsequence {done}/{total} ({:.0} s)",
             start.elapsed().as_secs_f64()
         );
     })?;
@@ -415,13 +446,14 @@ struct Teachers {
 
 fn teachers(
     args: &DistillArgs,
+    cache: Option<&Path>,
     teacher: Option<&Teacher>,
     student: &Student,
 ) -> anyhow::Result<Teachers> {
     let live: Option<Arc<dyn TeacherSide>> = teacher.map(|t| {
         Arc::new(LocalTeacher::new(t.model.clone(), t.identity.clone())) as Arc<dyn TeacherSide>
     });
-    let Some(dir) = &args.cache else {
+    let Some(dir) = cache else {
         return Ok(Teachers {
             data: live.clone(),
             live,
@@ -452,10 +484,14 @@ fn distill(args: DistillArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let uses_teacher = !matches!(args.loss, LossArg::Ce) && args.kd_weight > 0.0;
+    let remote = args.remote.teacher_url.is_some();
+    if remote && (args.cache.is_some() || args.on_policy > 0.0) {
+        anyhow::bail!("--teacher-url scores the data into a cache: it cannot be combined with --cache or --on-policy");
+    }
     // A live teacher: asked for, or needed to score (no cache, on-policy),
     // or to size and tokenize a new student.
     let want_live = args.teacher.is_some()
-        || (uses_teacher && args.cache.is_none())
+        || (uses_teacher && args.cache.is_none() && !remote)
         || args.on_policy > 0.0
         || args.student.is_none();
     let teacher = match want_live {
@@ -470,7 +506,24 @@ fn distill(args: DistillArgs) -> anyhow::Result<ExitCode> {
         )?,
         None => student.model.config().vocab_size,
     };
-    let teachers = teachers(&args, teacher.as_ref(), &student)?;
+    // With --teacher-url the local model (if loaded) only shaped the student.
+    let (cache, teacher) = match &args.remote.teacher_url {
+        Some(_) if !uses_teacher => (None, None),
+        Some(url) => {
+            let dir = remote_teacher::cache_for_distill(
+                &args.remote,
+                url,
+                args.teacher_k,
+                &data_path(&args)?,
+                &args.data_opts,
+                (&student.tokenizer, student.model.config()),
+                &args.out,
+            )?;
+            (Some(dir), None)
+        }
+        None => (args.cache.clone(), teacher),
+    };
+    let teachers = teachers(&args, cache.as_deref(), teacher.as_ref(), &student)?;
     run_distill(&args, teacher.as_ref(), student, teachers, vocab)
 }
 

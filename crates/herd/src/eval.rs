@@ -34,12 +34,16 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     /// Compare several models (comma-separated: model directories, .gguf
-    /// files, or `embedded`) and write a markdown report with bar charts to -o.
+    /// files, `embedded`, or `url:http://host:port/v1` for a model behind an
+    /// OpenAI-compatible server) and write a markdown report with bar charts to -o.
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["model", "lora", "quantize"])]
     pub compare: Vec<String>,
     /// Where --compare writes report.md and its charts.
     #[arg(long, short = 'o', requires = "compare")]
     pub output: Option<PathBuf>,
+    /// Environment variable holding the API key for `url:` models.
+    #[arg(long, value_name = "VAR", requires = "compare")]
+    pub api_key_env: Option<String>,
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
@@ -91,13 +95,19 @@ fn compare(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         .compare
         .iter()
         .map(|n| n.trim())
-        .find(|n| *n != "embedded" && !Path::new(n).exists())
+        .find(|n| *n != "embedded" && !n.starts_with("url:") && !Path::new(n).exists())
     {
-        anyhow::bail!("--compare: {missing} is neither `embedded` nor an existing model path");
+        anyhow::bail!(
+            "--compare: {missing} is neither `embedded`, a `url:` nor an existing model path"
+        );
     }
     let mut scores = Vec::new();
     for name in &args.compare {
         let name = name.trim();
+        if let Some(url) = name.strip_prefix("url:") {
+            scores.push(compare_remote(args, name, url)?);
+            continue;
+        }
         let model = ModelArgs {
             model: (name != "embedded").then(|| PathBuf::from(name)),
             quantize: None,
@@ -125,6 +135,52 @@ fn compare(args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let path = write_comparison(dir, &args.data, &scores)?;
     eprintln!("report written to {}", path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// One `url:` entry of --compare, its cases encoded with the tokenizer of
+/// the first local entry (the embedded one if there is none). Its parameter
+/// count is unknown: reported as 0.
+fn compare_remote(args: &EvalArgs, name: &str, url: &str) -> anyhow::Result<ModelScore> {
+    let local = args
+        .compare
+        .iter()
+        .map(|n| n.trim())
+        .find(|n| !n.starts_with("url:") && *n != "embedded");
+    let tokenizer = load::tokenizer(&ModelArgs {
+        model: local.map(PathBuf::from),
+        quantize: None,
+        lora: None,
+    })?;
+    let options = EvalOptions {
+        max_new_tokens: args.max_tokens,
+        limit: args.limit,
+    };
+    let start = std::time::Instant::now();
+    let report = crate::eval_remote::score(
+        url,
+        args.api_key_env.as_deref(),
+        &tokenizer,
+        &args.data,
+        &options,
+        |case| {
+            if args.verbose {
+                print_case(case);
+            }
+        },
+    )
+    .with_context(|| format!("scoring {name}"))?;
+    let seconds = start.elapsed().as_secs_f64();
+    if args.json {
+        println!("{}", json(name, 0, &report, seconds));
+    } else {
+        print_report(name, &report, seconds);
+        println!();
+    }
+    Ok(ModelScore {
+        name: name.to_owned(),
+        parameters: 0,
+        report,
+    })
 }
 
 /// The scores as one JSON line.

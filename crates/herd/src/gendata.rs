@@ -178,12 +178,10 @@ fn remote(
     prompts: &[Prompt],
     options: &RunOptions,
 ) -> anyhow::Result<ExitCode> {
-    let api_key = match &args.teacher_api_key_env {
-        Some(var) => Some(std::env::var(var).with_context(|| {
-            format!("--teacher-api-key-env {var}: the environment variable is not set")
-        })?),
-        None => None,
-    };
+    let api_key = crate::remote_teacher::api_key(
+        "--teacher-api-key-env",
+        args.teacher_api_key_env.as_deref(),
+    )?;
     let identity = format!(
         "{url} {}",
         args.teacher_model.as_deref().unwrap_or("(only model)")
