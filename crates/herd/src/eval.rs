@@ -34,7 +34,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     /// Compare several models (comma-separated: model directories, .gguf
-    /// files, or `embedded`) and write a markdown report with bar charts to -o.
+    /// files, `embedded` or `embedded-student`) and write a markdown report with bar charts to -o.
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["model", "lora", "quantize"])]
     pub compare: Vec<String>,
     /// Where --compare writes report.md and its charts.
@@ -91,40 +91,52 @@ fn compare(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         .compare
         .iter()
         .map(|n| n.trim())
-        .find(|n| *n != "embedded" && !Path::new(n).exists())
+        .find(|n| !load::is_embedded_name(n) && !Path::new(n).exists())
     {
-        anyhow::bail!("--compare: {missing} is neither `embedded` nor an existing model path");
+        anyhow::bail!(
+            "--compare: {missing} is neither `embedded`, `embedded-student` nor an existing model path"
+        );
     }
     let mut scores = Vec::new();
     for name in &args.compare {
         let name = name.trim();
         let model = ModelArgs {
-            model: (name != "embedded").then(|| PathBuf::from(name)),
+            model: Some(PathBuf::from(name)),
             quantize: None,
             lora: None,
         };
-        let loaded = load::load(&model).with_context(|| format!("--compare model {name}"))?;
-        let start = std::time::Instant::now();
-        let report = score(&loaded, args).with_context(|| format!("scoring {name}"))?;
-        let parameters = loaded.model.config().num_parameters();
-        if args.json {
-            println!(
-                "{}",
-                json(name, parameters, &report, start.elapsed().as_secs_f64())
-            );
-        } else {
-            print_report(name, &report, start.elapsed().as_secs_f64());
-            println!();
-        }
-        scores.push(ModelScore {
-            name: name.to_owned(),
-            parameters,
-            report,
-        });
+        scores.push(score_named(name, &model, args)?);
     }
     let path = write_comparison(dir, &args.data, &scores)?;
     eprintln!("report written to {}", path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads and scores one model of a comparison under the name the report
+/// gives it, printing its scores as they come.
+pub(crate) fn score_named(
+    name: &str,
+    model: &ModelArgs,
+    args: &EvalArgs,
+) -> anyhow::Result<ModelScore> {
+    let loaded = load::load(model).with_context(|| format!("--compare model {name}"))?;
+    let start = std::time::Instant::now();
+    let report = score(&loaded, args).with_context(|| format!("scoring {name}"))?;
+    let parameters = loaded.model.config().num_parameters();
+    if args.json {
+        println!(
+            "{}",
+            json(name, parameters, &report, start.elapsed().as_secs_f64())
+        );
+    } else {
+        print_report(name, &report, start.elapsed().as_secs_f64());
+        println!();
+    }
+    Ok(ModelScore {
+        name: name.to_owned(),
+        parameters,
+        report,
+    })
 }
 
 /// The scores as one JSON line.
