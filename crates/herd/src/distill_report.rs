@@ -171,5 +171,6 @@ fn gap(baseline: f64, student: f64, teacher: f64) -> String {
     if span.abs() < 1e-12 {
         return "n/a (the teacher is no better than the baseline)".into();
     }
-    format!("{:.0}%", 100.0 * (baseline - student) / span)
+    // `+ 0.0` turns a negative zero into a plain 0.
+    format!("{:.0}%", 100.0 * (baseline - student) / span + 0.0)
 }
