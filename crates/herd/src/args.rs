@@ -58,8 +58,9 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// A Hugging Face Llama directory (config.json, *.safetensors,
-    /// tokenizer.json) or a llama.cpp GGUF file. Default: the small model
-    /// embedded in this binary.
+    /// tokenizer.json) or a llama.cpp GGUF file. Default: the small teacher
+    /// embedded in this binary; `embedded-student` picks its embedded
+    /// distilled student.
     #[arg(long, short = 'm', env = "HERD_MODEL")]
     pub model: Option<PathBuf>,
     /// Quantize the weights in memory at load, as `herd quantize --type`

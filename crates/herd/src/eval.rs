@@ -34,8 +34,9 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     /// Compare several models (comma-separated: model directories, .gguf
-    /// files, `embedded`, or `url:http://host:port/v1` for a model behind an
-    /// OpenAI-compatible server) and write a markdown report with bar charts to -o.
+    /// files, `embedded`, `embedded-student`, or `url:http://host:port/v1` for a
+    /// model behind an OpenAI-compatible server) and write a markdown report with
+    /// bar charts to -o.
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["model", "lora", "quantize"])]
     pub compare: Vec<String>,
     /// Where --compare writes report.md and its charts.
@@ -95,10 +96,10 @@ fn compare(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         .compare
         .iter()
         .map(|n| n.trim())
-        .find(|n| *n != "embedded" && !n.starts_with("url:") && !Path::new(n).exists())
+        .find(|n| !load::is_embedded_name(n) && !n.starts_with("url:") && !Path::new(n).exists())
     {
         anyhow::bail!(
-            "--compare: {missing} is neither `embedded`, a `url:` nor an existing model path"
+            "--compare: {missing} is neither `embedded`, `embedded-student`, a `url:` nor an existing model path"
         );
     }
     let mut scores = Vec::new();
@@ -109,32 +110,42 @@ fn compare(args: &EvalArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         let model = ModelArgs {
-            model: (name != "embedded").then(|| PathBuf::from(name)),
+            model: Some(PathBuf::from(name)),
             quantize: None,
             lora: None,
         };
-        let loaded = load::load(&model).with_context(|| format!("--compare model {name}"))?;
-        let start = std::time::Instant::now();
-        let report = score(&loaded, args).with_context(|| format!("scoring {name}"))?;
-        let parameters = loaded.model.config().num_parameters();
-        if args.json {
-            println!(
-                "{}",
-                json(name, parameters, &report, start.elapsed().as_secs_f64())
-            );
-        } else {
-            print_report(name, &report, start.elapsed().as_secs_f64());
-            println!();
-        }
-        scores.push(ModelScore {
-            name: name.to_owned(),
-            parameters,
-            report,
-        });
+        scores.push(score_named(name, &model, args)?);
     }
     let path = write_comparison(dir, &args.data, &scores)?;
     eprintln!("report written to {}", path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads and scores one model of a comparison under the name the report
+/// gives it, printing its scores as they come.
+pub(crate) fn score_named(
+    name: &str,
+    model: &ModelArgs,
+    args: &EvalArgs,
+) -> anyhow::Result<ModelScore> {
+    let loaded = load::load(model).with_context(|| format!("--compare model {name}"))?;
+    let start = std::time::Instant::now();
+    let report = score(&loaded, args).with_context(|| format!("scoring {name}"))?;
+    let parameters = loaded.model.config().num_parameters();
+    if args.json {
+        println!(
+            "{}",
+            json(name, parameters, &report, start.elapsed().as_secs_f64())
+        );
+    } else {
+        print_report(name, &report, start.elapsed().as_secs_f64());
+        println!();
+    }
+    Ok(ModelScore {
+        name: name.to_owned(),
+        parameters,
+        report,
+    })
 }
 
 /// One `url:` entry of --compare, its cases encoded with the tokenizer of
@@ -145,7 +156,7 @@ fn compare_remote(args: &EvalArgs, name: &str, url: &str) -> anyhow::Result<Mode
         .compare
         .iter()
         .map(|n| n.trim())
-        .find(|n| !n.starts_with("url:") && *n != "embedded");
+        .find(|n| !n.starts_with("url:") && !load::is_embedded_name(n));
     let tokenizer = load::tokenizer(&ModelArgs {
         model: local.map(PathBuf::from),
         quantize: None,

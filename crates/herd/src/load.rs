@@ -23,6 +23,61 @@ pub(crate) mod embedded {
     pub const TOKENIZER: &[u8] = include_bytes!("../../../models/teacher/tokenizer.json");
 }
 
+/// The second embedded checkpoint: the teacher distilled into a student of
+/// an eighth of its size by `herd distill` (`models/student`, remade by
+/// `tools/make_student.sh`; its REPORT.md compares it with the teacher), a
+/// fast model for small machines and the teacher's speculative draft.
+pub(crate) mod embedded_student {
+    pub const NAME: &str = "<embedded student>";
+    pub const CONFIG: &str = include_str!("../../../models/student/config.json");
+    pub const GENERATION: &str = include_str!("../../../models/student/generation_config.json");
+    pub const WEIGHTS: &[u8] = include_bytes!("../../../models/student/model.safetensors");
+    pub const TOKENIZER: &[u8] = include_bytes!("../../../models/student/tokenizer.json");
+}
+
+/// Which model a `--model` value names: a path, or one of the embedded
+/// checkpoints by name (`embedded` or `embedded-teacher`, `embedded-student`)
+/// when no file of that name exists.
+enum Source<'a> {
+    Path(&'a Path),
+    Teacher,
+    Student,
+}
+
+impl<'a> Source<'a> {
+    fn of(model: Option<&'a Path>) -> Source<'a> {
+        let Some(path) = model else {
+            return Source::Teacher;
+        };
+        match path.to_str() {
+            _ if path.exists() => Source::Path(path),
+            Some("embedded" | "embedded-teacher") => Source::Teacher,
+            Some("embedded-student") => Source::Student,
+            _ => Source::Path(path),
+        }
+    }
+}
+
+/// Whether `--model NAME` selects an embedded checkpoint rather than a path.
+pub fn is_embedded_name(name: &str) -> bool {
+    !matches!(Source::of(Some(Path::new(name))), Source::Path(_))
+}
+
+/// An embedded checkpoint and its tokenizer.
+fn embedded_model(
+    name: &str,
+    config: &str,
+    generation: &str,
+    weights: &'static [u8],
+    tokenizer: &[u8],
+) -> anyhow::Result<(Checkpoint, Tokenizer, String)> {
+    Ok((
+        Checkpoint::from_memory(config, Some(generation), weights, name)?,
+        Tokenizer::from_json_bytes(tokenizer).with_context(|| format!("{name}: tokenizer.json"))?,
+        name.to_string(),
+    ))
+}
+
 /// A model with its tokenizer and a name for messages.
 pub struct Loaded {
     pub model: Llama,
@@ -30,25 +85,28 @@ pub struct Loaded {
     pub name: String,
 }
 
-/// Loads `--model DIR|FILE.gguf`, or the embedded default, with the
+/// Loads `--model DIR|FILE.gguf|embedded-student`, or the embedded default, with the
 /// `--lora` adapter merged in or quantized at load (`--quantize`) when asked.
 pub fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
-    let (checkpoint, tokenizer, name) = match &args.model {
-        Some(path) => {
+    let (checkpoint, tokenizer, name) = match Source::of(args.model.as_deref()) {
+        Source::Path(path) => {
             let (checkpoint, tokenizer) = open(path)?;
             (checkpoint, tokenizer, path.display().to_string())
         }
-        None => (
-            Checkpoint::from_memory(
-                embedded::CONFIG,
-                Some(embedded::GENERATION),
-                embedded::WEIGHTS,
-                embedded::NAME,
-            )?,
-            Tokenizer::from_json_bytes(embedded::TOKENIZER)
-                .with_context(|| format!("{}: tokenizer.json", embedded::NAME))?,
-            embedded::NAME.to_string(),
-        ),
+        Source::Teacher => embedded_model(
+            embedded::NAME,
+            embedded::CONFIG,
+            embedded::GENERATION,
+            embedded::WEIGHTS,
+            embedded::TOKENIZER,
+        )?,
+        Source::Student => embedded_model(
+            embedded_student::NAME,
+            embedded_student::CONFIG,
+            embedded_student::GENERATION,
+            embedded_student::WEIGHTS,
+            embedded_student::TOKENIZER,
+        )?,
     };
     let model = match (&args.lora, args.quantize) {
         (Some(_), Some(_)) => anyhow::bail!(
@@ -73,11 +131,12 @@ pub fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
 /// The tokenizer of `--model` (or of the embedded default) alone, for a
 /// second owner of the same model (the agents of `herd serve`).
 pub fn tokenizer(args: &ModelArgs) -> anyhow::Result<Tokenizer> {
-    match &args.model {
-        Some(path) => Ok(open(path)?.1),
-        None => Tokenizer::from_json_bytes(embedded::TOKENIZER)
-            .with_context(|| format!("{}: tokenizer.json", embedded::NAME)),
-    }
+    let (bytes, name) = match Source::of(args.model.as_deref()) {
+        Source::Path(path) => return Ok(open(path)?.1),
+        Source::Teacher => (embedded::TOKENIZER, embedded::NAME),
+        Source::Student => (embedded_student::TOKENIZER, embedded_student::NAME),
+    };
+    Tokenizer::from_json_bytes(bytes).with_context(|| format!("{name}: tokenizer.json"))
 }
 
 /// Opens a checkpoint and its tokenizer (beside it, or inside the GGUF file).

@@ -6,6 +6,7 @@ mod args;
 mod chat;
 mod data;
 mod distill;
+mod distill_report;
 mod draft;
 mod eval;
 mod eval_remote;

@@ -1,7 +1,8 @@
 //! `herd teacher-cache` and `herd distill` end to end: the no-argument
-//! default (embedded teacher → new 1/8 student on the shop corpus) at a tiny
-//! step count, a resumable cache feeding a run, and every kind of bad input
-//! giving a clear error.
+//! default (embedded teacher → new 1/8 student on the shop corpus, then the
+//! CE-only baseline and the four-row report) at a tiny step count, the
+//! embedded student, a resumable cache feeding a run, and every kind of bad
+//! input giving a clear error.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -45,10 +46,23 @@ fn assert_fails_with(out: &Output, needle: &str) {
     );
 }
 
+/// The no-argument run at 2 steps, scoring 4 test cases: short, but every
+/// stage (distillation, CE-only baseline, untrained student, report) runs.
+const QUICK: [&str; 8] = [
+    "distill",
+    "--steps",
+    "2",
+    "--report-cases",
+    "4",
+    "--val-fraction",
+    "0",
+    "--quiet",
+];
+
 #[test]
 fn distill_without_arguments_makes_a_small_student_of_the_embedded_teacher() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let out = herd_in(tmp.path(), &["distill", "--steps", "2", "--quiet"]);
+    let out = herd_in(tmp.path(), &QUICK);
     let stdout = assert_ok(&out);
     let dir = tmp.path().join("distilled");
     for file in [
@@ -59,9 +73,32 @@ fn distill_without_arguments_makes_a_small_student_of_the_embedded_teacher() {
         "metrics.jsonl",
         "loss.png",
         "data/test.jsonl",
+        "ce-only/model.safetensors",
+        "ce-only/summary.json",
+        "untrained/model.safetensors",
+        "report.md",
+        "perplexity.png",
+        "exact_match.png",
     ] {
         assert!(dir.join(file).is_file(), "{file} missing; stdout: {stdout}");
     }
+    // The report compares the four models on the same 4 cases.
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    for row in [
+        "| `teacher` |",
+        "| `distilled student` |",
+        "| `CE-only student` |",
+        "| `untrained student` |",
+    ] {
+        assert!(report.contains(row), "{row} missing from:\n{report}");
+    }
+    assert!(report.contains("**Gap closed**"), "{report}");
+    // The baseline is the same student trained on cross-entropy only.
+    let ce: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ce-only/summary.json")).unwrap())
+            .unwrap();
+    assert!(ce["loss"].as_str().unwrap().contains("CrossEntropy"), "{ce}");
+    assert_eq!(ce["steps"], 2);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     let (teacher, student) = (
@@ -89,8 +126,45 @@ fn distill_without_arguments_makes_a_small_student_of_the_embedded_teacher() {
     );
     assert_ok(&gen);
     // Running again into the same directory does not overwrite the run.
-    let again = herd_in(tmp.path(), &["distill", "--steps", "2", "--quiet"]);
+    let again = herd_in(tmp.path(), &QUICK);
     assert_fails_with(&again, "--resume");
+}
+
+#[test]
+fn the_embedded_student_loads_generates_and_is_an_eighth_of_the_teacher() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let params = |model: &str| -> u64 {
+        let info = assert_ok(&herd_in(tmp.path(), &["info", "-m", model]));
+        let line = info
+            .lines()
+            .find(|l| l.starts_with("parameters:"))
+            .unwrap_or_else(|| panic!("no parameters line in {info}"));
+        let count = line.rsplit('(').next().unwrap().trim_end_matches(')');
+        count.parse().unwrap_or_else(|_| panic!("{line}"))
+    };
+    let (teacher, student) = (params("embedded"), params("embedded-student"));
+    assert!(8 * student <= teacher, "student {student} vs teacher {teacher}");
+    let gen = herd_in(
+        tmp.path(),
+        &[
+            "generate",
+            "-m",
+            "embedded-student",
+            "--chat",
+            "-p",
+            "What are your opening hours?",
+            "-n",
+            "8",
+            "--ids",
+            "--greedy",
+        ],
+    );
+    let ids = assert_ok(&gen);
+    assert!(!ids.split_whitespace().next().unwrap_or("").is_empty(), "no tokens: {ids}");
+    // A directory of that name is a path, not the embedded model.
+    std::fs::create_dir(tmp.path().join("embedded-student")).unwrap();
+    let shadowed = herd_in(tmp.path(), &["info", "-m", "embedded-student"]);
+    assert!(!shadowed.status.success(), "an empty directory loaded");
 }
 
 #[test]
