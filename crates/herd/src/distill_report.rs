@@ -71,6 +71,7 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<ExitCode> {
         json: false,
         compare: Vec::new(),
         output: None,
+        api_key_env: None,
     };
     let scores = models
         .into_iter()

@@ -23,7 +23,7 @@ use crate::distill::{data_options, DataFlags};
 use crate::load;
 
 /// Where a remote teacher is and how to talk to it.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RemoteArgs {
     /// A remote teacher: an OpenAI-compatible base URL such as
     /// http://127.0.0.1:8000/v1 that scores text with /v1/completions echo + logprobs
