@@ -1,19 +1,23 @@
 //! OpenMPI through the `mpi` crate (feature `mpi`). `mpirun` starts the
-//! ranks; this wraps the world communicator. MPI is initialised once per
-//! process and finalised when the [`Mpi`] value is dropped.
+//! ranks; this wraps the world communicator and the groups split from it.
+//! MPI is initialised once per process and finalised when the last [`Mpi`]
+//! value (the world or a group) is dropped.
+
+use std::sync::Arc;
 
 use mpi::collective::SystemOperation;
-use mpi::topology::{Communicator as _, SimpleCommunicator};
+use mpi::topology::{Color, Communicator as _, SimpleCommunicator};
 use mpi::traits::*;
 
 use crate::comm::{check_rank, Communicator};
 use crate::error::{DistError, Result};
 
-/// The MPI world of this job.
+/// The MPI world of this job, or a group split from it.
 pub struct Mpi {
-    // Dropped last: finalises MPI after the communicator is gone.
+    // Fields drop in order: the communicator is freed before the last
+    // reference to the universe finalises MPI.
     world: SimpleCommunicator,
-    _universe: mpi::environment::Universe,
+    universe: Arc<mpi::environment::Universe>,
 }
 
 impl Mpi {
@@ -23,7 +27,7 @@ impl Mpi {
             .ok_or_else(|| DistError::Comm("MPI was already initialised".into()))?;
         Ok(Mpi {
             world: universe.world(),
-            _universe: universe,
+            universe: Arc::new(universe),
         })
     }
 }
@@ -89,5 +93,22 @@ impl Communicator for Mpi {
     fn barrier(&self) -> Result<()> {
         self.world.barrier();
         Ok(())
+    }
+
+    fn abort(&self, code: i32) -> ! {
+        self.world.abort(code)
+    }
+
+    fn split(&self, color: usize) -> Result<Box<dyn Communicator>> {
+        let value = i32::try_from(color)
+            .map_err(|_| DistError::Comm(format!("group colour {color} is too large")))?;
+        let group = self
+            .world
+            .split_by_color(Color::with_value(value))
+            .ok_or_else(|| DistError::Comm(format!("no group for colour {color}")))?;
+        Ok(Box::new(Mpi {
+            world: group,
+            universe: self.universe.clone(),
+        }))
     }
 }

@@ -6,10 +6,41 @@
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use herd_model::{logits_row, KvCache, Llama, Logits};
+use candle_core::Tensor;
+use herd_model::{logits_row, Config, KvCache, Llama, Logits};
 
 use crate::error::{EngineError, Result};
 use crate::sampler::{Sampler, SamplingParams};
+
+/// What single-sequence generation needs from a model: the whole model in
+/// this process, or rank 0 of a tensor/pipeline-parallel job (which runs
+/// each step across all ranks and returns the gathered logits).
+pub trait Decoder {
+    /// The model's configuration (context length).
+    fn config(&self) -> &Config;
+    /// Logits of one sequence's new tokens, appending them to `cache`.
+    fn forward_one(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        which: Logits,
+    ) -> herd_model::Result<Tensor>;
+}
+
+impl Decoder for Llama {
+    fn config(&self) -> &Config {
+        Llama::config(self)
+    }
+
+    fn forward_one(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        which: Logits,
+    ) -> herd_model::Result<Tensor> {
+        Llama::forward_one(self, tokens, cache, which)
+    }
+}
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -70,7 +101,7 @@ impl Generation {
 /// sampled and may stop generation. On return the cache holds the prompt and
 /// every generated token except the last (which was never fed back).
 pub fn generate(
-    model: &Llama,
+    model: &dyn Decoder,
     cache: &mut KvCache,
     request: &GenerateRequest,
     mut on_token: impl FnMut(u32) -> ControlFlow<()>,

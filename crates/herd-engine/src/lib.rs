@@ -49,7 +49,7 @@ mod scheduler;
 
 pub use engine::{EngineHandle, RequestStream};
 pub use error::{EngineError, Result};
-pub use generate::{generate, FinishReason, GenerateRequest, Generation};
+pub use generate::{generate, Decoder, FinishReason, GenerateRequest, Generation};
 pub use request::{
     Completion, EngineConfig, EngineMetrics, Event, LogitsProcessor, Request, TokenLogprob,
 };

@@ -43,9 +43,15 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for a model of this shape.
     pub fn new(cfg: &Config) -> KvCache {
+        KvCache::with_shape(cfg.num_hidden_layers, cfg.num_key_value_heads * cfg.head_dim)
+    }
+
+    /// An empty cache of `num_layers` layers of `kv_dim`-wide rows (a shard's
+    /// layers and KV heads).
+    pub(crate) fn with_shape(num_layers: usize, kv_dim: usize) -> KvCache {
         KvCache {
-            layers: vec![Rows::default(); cfg.num_hidden_layers],
-            kv_dim: cfg.num_key_value_heads * cfg.head_dim,
+            layers: vec![Rows::default(); num_layers],
+            kv_dim,
             len: 0,
         }
     }

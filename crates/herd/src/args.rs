@@ -116,6 +116,8 @@ pub struct GenerateArgs {
     pub ids: bool,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub parallel: crate::parallel::ParallelArgs,
 }
 
 /// `herd chat`.

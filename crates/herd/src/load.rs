@@ -33,23 +33,7 @@ pub struct Loaded {
 /// Loads `--model DIR|FILE.gguf`, or the embedded default, with the
 /// `--lora` adapter merged in or quantized at load (`--quantize`) when asked.
 pub fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
-    let (checkpoint, tokenizer, name) = match &args.model {
-        Some(path) => {
-            let (checkpoint, tokenizer) = open(path)?;
-            (checkpoint, tokenizer, path.display().to_string())
-        }
-        None => (
-            Checkpoint::from_memory(
-                embedded::CONFIG,
-                Some(embedded::GENERATION),
-                embedded::WEIGHTS,
-                embedded::NAME,
-            )?,
-            Tokenizer::from_json_bytes(embedded::TOKENIZER)
-                .with_context(|| format!("{}: tokenizer.json", embedded::NAME))?,
-            embedded::NAME.to_string(),
-        ),
-    };
+    let (checkpoint, tokenizer, name) = checkpoint(args)?;
     let model = match (&args.lora, args.quantize) {
         (Some(_), Some(_)) => anyhow::bail!(
             "--lora and --quantize together are not supported: fold the adapter in with \
@@ -67,6 +51,28 @@ pub fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
         model,
         tokenizer,
         name,
+    })
+}
+
+/// Opens `--model DIR|FILE.gguf`, or the embedded default, with its
+/// tokenizer and a name for messages, without building the model.
+pub fn checkpoint(args: &ModelArgs) -> anyhow::Result<(Checkpoint, Tokenizer, String)> {
+    Ok(match &args.model {
+        Some(path) => {
+            let (checkpoint, tokenizer) = open(path)?;
+            (checkpoint, tokenizer, path.display().to_string())
+        }
+        None => (
+            Checkpoint::from_memory(
+                embedded::CONFIG,
+                Some(embedded::GENERATION),
+                embedded::WEIGHTS,
+                embedded::NAME,
+            )?,
+            Tokenizer::from_json_bytes(embedded::TOKENIZER)
+                .with_context(|| format!("{}: tokenizer.json", embedded::NAME))?,
+            embedded::NAME.to_string(),
+        ),
     })
 }
 
@@ -107,7 +113,7 @@ fn gguf_tokenizer(meta: &herd_gguf::Metadata) -> anyhow::Result<Tokenizer> {
     Ok(Tokenizer::from_gguf_vocab(vocab)?)
 }
 
-fn check_vocab(model: &Llama, tokenizer: &Tokenizer, name: &str) -> anyhow::Result<()> {
+pub fn check_vocab(model: &Llama, tokenizer: &Tokenizer, name: &str) -> anyhow::Result<()> {
     if tokenizer.vocab_size() > model.config().vocab_size {
         anyhow::bail!(
             "{name}: the tokenizer has {} tokens but the model's embedding has only {} rows",

@@ -8,6 +8,7 @@ mod eval;
 mod generate;
 mod info;
 mod load;
+mod parallel;
 mod plan;
 mod quantize;
 mod serve;
