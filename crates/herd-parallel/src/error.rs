@@ -26,6 +26,9 @@ pub enum ParallelError {
     /// Loading or running this rank's shard failed.
     #[error(transparent)]
     Model(#[from] herd_model::ModelError),
+    /// Moving logits or hidden states in or out of a tensor failed (a shape bug).
+    #[error("tensor operation: {0}")]
+    Candle(#[from] candle_core::Error),
     /// A collective or point-to-point call failed.
     #[error(transparent)]
     Dist(#[from] herd_dist::DistError),

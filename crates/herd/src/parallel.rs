@@ -2,11 +2,7 @@
 //! Every rank opens the model and loads only its shard; rank 0 tokenizes,
 //! samples and prints, and broadcasts each step; the others follow.
 
-use std::process::ExitCode;
-
 use clap::Args;
-
-use crate::args::GenerateArgs;
 
 /// Tensor × pipeline parallelism across the ranks `mpirun` starts.
 #[derive(Debug, Args)]
@@ -44,7 +40,7 @@ impl ParallelArgs {
 }
 
 #[cfg(not(feature = "mpi"))]
-pub fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+pub fn generate(args: crate::args::GenerateArgs) -> anyhow::Result<std::process::ExitCode> {
     anyhow::bail!(
         "--tp {} --pp {} runs the model across MPI ranks, but this herd was built without MPI; \
          rebuild with `cargo build --release -p herd --features mpi` (needs libopenmpi-dev and \
