@@ -43,7 +43,10 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for a model of this shape.
     pub fn new(cfg: &Config) -> KvCache {
-        KvCache::with_shape(cfg.num_hidden_layers, cfg.num_key_value_heads * cfg.head_dim)
+        KvCache::with_shape(
+            cfg.num_hidden_layers,
+            cfg.num_key_value_heads * cfg.head_dim,
+        )
     }
 
     /// An empty cache of `num_layers` layers of `kv_dim`-wide rows (a shard's

@@ -224,7 +224,12 @@ struct Attention {
 
 impl Attention {
     /// Loads the query and KV heads of `shard` (all of them on one rank).
-    fn load(files: &dyn TensorSource, name: &str, cfg: &Config, shard: &Shard) -> Result<Attention> {
+    fn load(
+        files: &dyn TensorSource,
+        name: &str,
+        cfg: &Config,
+        shard: &Shard,
+    ) -> Result<Attention> {
         let d = cfg.head_dim;
         let (h, q, kv) = (
             cfg.hidden_size,
@@ -635,9 +640,11 @@ impl Llama {
         let h = self.config.hidden_size;
         match (input, &self.embed_tokens) {
             (StageInput::Tokens, Some(table)) => self.embed(table, tokens, tp),
-            (StageInput::Hidden(x), None) if x.len() == tokens.len() * h => {
-                Ok(Tensor::from_vec(x.to_vec(), (tokens.len(), h), &self.device)?)
-            }
+            (StageInput::Hidden(x), None) if x.len() == tokens.len() * h => Ok(Tensor::from_vec(
+                x.to_vec(),
+                (tokens.len(), h),
+                &self.device,
+            )?),
             (StageInput::Hidden(x), None) => Err(ModelError::InvalidInput(format!(
                 "{} hidden values for {} tokens of width {h}",
                 x.len(),
@@ -670,7 +677,11 @@ impl Llama {
         if mine < chunk {
             local = local
                 .chunks_exact(mine.max(1))
-                .flat_map(|r| r.iter().copied().chain(std::iter::repeat_n(0.0, chunk - mine)))
+                .flat_map(|r| {
+                    r.iter()
+                        .copied()
+                        .chain(std::iter::repeat_n(0.0, chunk - mine))
+                })
                 .collect();
             if mine == 0 {
                 local = vec![0.0; rows * chunk];
@@ -845,10 +856,18 @@ fn held_bytes(
         .iter()
         .map(|l| {
             let (a, m) = (&l.self_attn, &l.mlp);
-            [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj]
-                .into_iter()
-                .map(linear)
-                .sum::<u64>()
+            [
+                &a.q_proj,
+                &a.k_proj,
+                &a.v_proj,
+                &a.o_proj,
+                &m.gate_proj,
+                &m.up_proj,
+                &m.down_proj,
+            ]
+            .into_iter()
+            .map(linear)
+            .sum::<u64>()
                 + 2 * 4 * cfg.hidden_size as u64
         })
         .sum();

@@ -4,7 +4,8 @@
 //! Every rank loads only its shard; rank 0 also loads the whole model as the
 //! reference. Rank 0 then drives the parallel model through the same leader
 //! protocol `herd generate --tp --pp` uses, and checks that (1) the logits of
-//! every prompt position are within 1e-5 of the single-process ones and (2)
+//! every prompt position are within 1e-5 of the single-process ones (relative
+//! to the largest logit when that exceeds 1) and (2)
 //! greedy generation gives the same tokens. Exits non-zero (on rank 0, which
 //! then fails the job) on any difference; `tools/test-all.sh` runs it for
 //! TP=2, PP=2 and TP=2 × PP=2.
@@ -87,16 +88,24 @@ fn compare(leader: &Leader<'_>, dir: &Path) -> Result<String, String> {
     let got = leader
         .forward(&prompt, &mut leader.new_cache(), Logits::All)
         .map_err(|e| e.to_string())?;
-    let mut worst = 0f32;
+    let (mut worst, mut scale) = (0f32, 1f32);
     for row in 0..prompt.len() {
         let (a, b) = (
             logits_row(&expected, row).map_err(|e| e.to_string())?,
             logits_row(&got, row).map_err(|e| e.to_string())?,
         );
-        worst = a.iter().zip(&b).fold(worst, |m, (x, y)| m.max((x - y).abs()));
+        worst = a
+            .iter()
+            .zip(&b)
+            .fold(worst, |m, (x, y)| m.max((x - y).abs()));
+        scale = a.iter().fold(scale, |m, x| m.max(x.abs()));
     }
-    if worst > TOLERANCE || worst.is_nan() {
-        return Err(format!("max |logit difference| {worst:e} exceeds {TOLERANCE:e}"));
+    // Splitting a dot product over ranks changes only the order of f32
+    // additions: the difference scales with the logits' magnitude.
+    if worst > TOLERANCE * scale || worst.is_nan() {
+        return Err(format!(
+            "max |logit difference| {worst:e} exceeds {TOLERANCE:e} × the largest |logit| {scale}"
+        ));
     }
     // Greedy generation: prefill, then one token per step through the KV caches.
     let request = GenerateRequest {
@@ -124,7 +133,8 @@ fn compare(leader: &Leader<'_>, dir: &Path) -> Result<String, String> {
         ));
     }
     Ok(format!(
-        "ok: max |logit difference| {worst:.1e} over {} positions; {} greedy tokens identical",
+        "ok: max |logit difference| {worst:.1e} (largest |logit| {scale:.2}) over {} positions; \
+         {} greedy tokens identical",
         request.prompt.len(),
         parallel.tokens.len()
     ))

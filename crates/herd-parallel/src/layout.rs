@@ -64,8 +64,7 @@ impl Layout {
                 self.pp, cfg.num_hidden_layers
             )));
         }
-        let layers = stage_ranges(cfg.num_hidden_layers, self.pp)
-            .swap_remove(self.stage(rank));
+        let layers = stage_ranges(cfg.num_hidden_layers, self.pp).swap_remove(self.stage(rank));
         let shard = Shard {
             tp_rank: self.tp_rank(rank),
             tp_size: self.tp,

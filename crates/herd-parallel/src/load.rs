@@ -114,5 +114,9 @@ pub fn load_shard(
         ..
     } = checkpoint;
     let model = Llama::from_shard(config, generation, &tensors, rope, shard);
-    agree(world, "loading the shard", model.map_err(ParallelError::from))
+    agree(
+        world,
+        "loading the shard",
+        model.map_err(ParallelError::from),
+    )
 }

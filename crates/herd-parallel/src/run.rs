@@ -78,7 +78,11 @@ impl Command {
                 let past = u64::from_le_bytes(past.try_into().unwrap_or([0; 8])) as usize;
                 Ok(Command::Step {
                     past,
-                    which: if *which == 1 { Logits::All } else { Logits::Last },
+                    which: if *which == 1 {
+                        Logits::All
+                    } else {
+                        Logits::Last
+                    },
                     tokens: tokens
                         .chunks_exact(4)
                         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -132,7 +136,12 @@ impl ParallelLlama {
 
     /// One forward step of one sequence on every rank (each with its own
     /// cache, given the same tokens). Returns the logits on rank 0.
-    pub fn step(&self, tokens: &[u32], cache: &mut KvCache, which: Logits) -> Result<Option<Tensor>> {
+    pub fn step(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        which: Logits,
+    ) -> Result<Option<Tensor>> {
         let _armed = self.watchdog.arm("running a forward step");
         let (rank, layout) = (self.world.rank(), self.layout);
         let (stage, tp_rank) = (layout.stage(rank), layout.tp_rank(rank));
@@ -142,7 +151,8 @@ impl ParallelLlama {
             StageInput::Tokens
         } else {
             let mut buf = vec![0f32; tokens.len() * cfg.hidden_size];
-            self.world.recv(layout.rank_of(stage - 1, tp_rank), &mut buf)?;
+            self.world
+                .recv(layout.rank_of(stage - 1, tp_rank), &mut buf)?;
             hidden = buf;
             StageInput::Hidden(&hidden)
         };
@@ -158,7 +168,8 @@ impl ParallelLlama {
                     return Ok(Some(logits));
                 }
                 if tp_rank == 0 {
-                    self.world.send(0, &logits.flatten_all()?.to_vec1::<f32>()?)?;
+                    self.world
+                        .send(0, &logits.flatten_all()?.to_vec1::<f32>()?)?;
                 }
             }
         }
@@ -171,8 +182,13 @@ impl ParallelLlama {
             Logits::Last => 1,
         };
         let mut buf = vec![0f32; rows * cfg.vocab_size];
-        self.world.recv(layout.rank_of(layout.pp - 1, 0), &mut buf)?;
-        Ok(Some(Tensor::from_vec(buf, (rows, cfg.vocab_size), &Device::Cpu)?))
+        self.world
+            .recv(layout.rank_of(layout.pp - 1, 0), &mut buf)?;
+        Ok(Some(Tensor::from_vec(
+            buf,
+            (rows, cfg.vocab_size),
+            &Device::Cpu,
+        )?))
     }
 
     /// Rank 0's handle for driving generation (herd-engine's `generate`

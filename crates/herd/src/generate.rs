@@ -20,7 +20,13 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let loaded = load(&args.model)?;
     let request = request(&args, &loaded)?;
     let mut cache = loaded.model.new_cache();
-    stream(&args, &loaded.tokenizer, &loaded.model, &mut cache, &request)
+    stream(
+        &args,
+        &loaded.tokenizer,
+        &loaded.model,
+        &mut cache,
+        &request,
+    )
 }
 
 /// The prompt's tokens (plain or chat-formatted), sampling and stop tokens.

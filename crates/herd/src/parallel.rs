@@ -91,8 +91,8 @@ mod with_mpi {
             Ok((checkpoint, tokenizer, name)) => (Ok(checkpoint), Some((tokenizer, name))),
             Err(e) => (Err(ParallelError::Open(format!("{e:#}"))), None),
         };
-        let shard = load_shard(opened, &world, layout)
-            .map_err(|e| anyhow::anyhow!("rank {rank}: {e}"))?;
+        let shard =
+            load_shard(opened, &world, layout).map_err(|e| anyhow::anyhow!("rank {rank}: {e}"))?;
         let timeout = Duration::from_secs(args.parallel.comm_timeout.max(1));
         let par = ParallelLlama::new(shard, Box::new(world), layout, timeout)?;
         if rank != 0 {
