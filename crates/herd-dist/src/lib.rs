@@ -24,7 +24,7 @@ pub use error::{DistError, Result};
 #[cfg(feature = "mpi")]
 pub use mpi_comm::Mpi;
 pub use plan::{stage_ranges, valid_tp, Cluster, Plan, PlanDtype, Workload, USABLE_FRACTION};
-pub use watchdog::{Guard, Watchdog, WATCHDOG_EXIT_CODE};
+pub use watchdog::{ArmedGuard, Watchdog, WATCHDOG_EXIT_CODE};
 
 /// Hugging Face `config.json` of well-known Llamas, for planning without a download.
 pub const PRESETS: &[(&str, &str)] = &[

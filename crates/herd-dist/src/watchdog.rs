@@ -40,22 +40,22 @@ impl Watchdog {
 
     /// Arms the watchdog for one step (`what` is named if it expires);
     /// dropping the guard disarms it.
-    pub fn arm(&self, what: &str) -> Guard<'_> {
+    pub fn arm(&self, what: &str) -> ArmedGuard<'_> {
         let (lock, cvar) = &*self.state;
         if let Ok(mut armed) = lock.lock() {
             armed.deadline = Some((Instant::now() + self.timeout, what.to_string()));
             cvar.notify_one();
         }
-        Guard { dog: self }
+        ArmedGuard { dog: self }
     }
 }
 
 /// Keeps the watchdog armed while alive.
-pub struct Guard<'a> {
+pub struct ArmedGuard<'a> {
     dog: &'a Watchdog,
 }
 
-impl Drop for Guard<'_> {
+impl Drop for ArmedGuard<'_> {
     fn drop(&mut self) {
         let (lock, cvar) = &*self.dog.state;
         if let Ok(mut armed) = lock.lock() {
