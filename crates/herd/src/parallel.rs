@@ -91,8 +91,18 @@ mod with_mpi {
             Ok((checkpoint, tokenizer, name)) => (Ok(checkpoint), Some((tokenizer, name))),
             Err(e) => (Err(ParallelError::Open(format!("{e:#}"))), None),
         };
-        let shard =
-            load_shard(opened, &world, layout).map_err(|e| anyhow::anyhow!("rank {rank}: {e}"))?;
+        let shard = match load_shard(opened, &world, layout) {
+            Ok(shard) => shard,
+            Err(e) => {
+                // Every rank reached this verdict: print it everywhere before
+                // any rank exits (mpirun ends the job at the first failure).
+                // One write, so mpirun does not interleave ranks' lines.
+                let line = format!("error: rank {rank}: {e}\n");
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+                world.barrier()?;
+                return Ok(ExitCode::FAILURE);
+            }
+        };
         let timeout = Duration::from_secs(args.parallel.comm_timeout.max(1));
         let par = ParallelLlama::new(shard, Box::new(world), layout, timeout)?;
         if rank != 0 {
