@@ -223,7 +223,7 @@ class Chat(unittest.TestCase):
             tool_choice={"type": "function", "function": {"name": "get_weather"}},
             temperature=1.0,
             seed=3,
-            max_tokens=1000,
+            max_tokens=700,
         )
         self.assertGreater(r.usage.prompt_tokens, plain + 20, "tool definitions are in the prompt")
         choice = r.choices[0]
@@ -234,7 +234,7 @@ class Chat(unittest.TestCase):
         check_weather_args(self, call.function.arguments)
 
         texts, finishes, chunks = stream_text(
-            messages=messages, tools=[WEATHER], tool_choice="required", temperature=0, max_tokens=1000
+            messages=messages, tools=[WEATHER], tool_choice="required", temperature=0, max_tokens=700
         )
         calls = [tc for c in chunks for ch in c.choices for tc in (ch.delta.tool_calls or [])]
         self.assertEqual((finishes[0], texts[0]), ("tool_calls", ""))
@@ -294,11 +294,11 @@ class StructuredOutput(unittest.TestCase):
 
     def test_json_schema_output_parses_and_validates(self):
         fmt = {"type": "json_schema", "json_schema": {"name": "thing", "schema": self.SCHEMA}}
-        r = chat(response_format=fmt, n=4, seed=5, max_tokens=1500)
+        r = chat(response_format=fmt, n=4, seed=5, max_tokens=900)
         for choice in r.choices:
             self.assertEqual(choice.finish_reason, "stop")
             self.validate(json.loads(choice.message.content))
-        texts, finishes, _ = stream_text(response_format=fmt, temperature=0, max_tokens=1500)
+        texts, finishes, _ = stream_text(response_format=fmt, temperature=0, max_tokens=900)
         self.assertEqual(finishes[0], "stop")
         self.validate(json.loads(texts[0]))
 
@@ -377,7 +377,7 @@ class Concurrency(unittest.TestCase):
     def test_disconnect_frees_kv_blocks(self):
         before = metrics()
         body = {
-            "model": MODEL, "stream": True, "n": 16, "max_tokens": 1900, "temperature": 0,
+            "model": MODEL, "stream": True, "n": 16, "max_tokens": 900, "temperature": 0,
             "messages": [{"role": "user", "content": "Write a long story."}],
         }
         req = urllib.request.Request(BASE + "/v1/chat/completions", data=json.dumps(body).encode(), method="POST")

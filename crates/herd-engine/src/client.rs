@@ -112,19 +112,51 @@ impl Client {
         if let Some(p) = self.processor.as_mut() {
             p.accept(token);
         }
+        Ok(self.take(token, raw.as_deref()))
+    }
+
+    /// Streams a chosen token (`raw`: its position's logits, for logprobs).
+    pub(crate) fn take(&mut self, token: u32, raw: Option<&[f32]>) -> Next {
         if self.stop_ids.contains(&token) {
-            return Ok(Next::Finish(FinishReason::Stop(token)));
+            return Next::Finish(FinishReason::Stop(token));
         }
-        let logprob = raw.map(|r| token_logprob(&r, token, self.logprobs.unwrap_or(0)));
+        let logprob = raw.map(|r| token_logprob(r, token, self.logprobs.unwrap_or(0)));
         self.generated += 1;
         if self
             .events
             .send(Event::Token { id: token, logprob })
             .is_err()
         {
-            return Ok(Next::Finish(FinishReason::Cancelled));
+            return Next::Finish(FinishReason::Cancelled);
         }
-        Ok(Next::Token(token))
+        Next::Token(token)
+    }
+
+    /// Whether a draft model may guess this request's tokens: not while a
+    /// processor constrains them (its state cannot follow guesses that may be
+    /// rejected) or the prompt's log-probabilities are still to come.
+    pub(crate) fn can_speculate(&self) -> bool {
+        self.processor.is_none() && self.prompt_logprobs.is_none()
+    }
+
+    /// Whether rows of raw logits are needed for token logprobs.
+    pub(crate) fn wants_logprobs(&self) -> bool {
+        self.logprobs.is_some()
+    }
+
+    /// Tokens still allowed by the budget.
+    pub(crate) fn remaining(&self) -> usize {
+        self.max_tokens.saturating_sub(self.generated)
+    }
+
+    /// The request's sampler (its rule and random stream), for speculation.
+    pub(crate) fn sampler(&mut self) -> &mut Sampler {
+        &mut self.sampler
+    }
+
+    /// Tokens that end the request.
+    pub(crate) fn stop_ids(&self) -> &[u32] {
+        &self.stop_ids
     }
 
     /// Whether the budget of generated tokens is spent.

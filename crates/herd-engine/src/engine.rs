@@ -41,6 +41,7 @@ use crate::generate::FinishReason;
 use crate::request::{EngineConfig, EngineMetrics, Event, Request};
 use crate::sampler::Sampler;
 use crate::scheduler::{Limits, Scheduler, Sequence, Work};
+use crate::speculative::{verify, DraftConfig, EngineDraft};
 
 /// A request on its way into the engine, with its reply channel.
 struct Submission {
@@ -86,6 +87,27 @@ impl EngineHandle {
     /// Starts the engine thread for `model`, with a KV pool of
     /// `config.kv_cache_bytes` (rounded down to whole blocks).
     pub fn start(model: Arc<Llama>, config: EngineConfig) -> Result<EngineHandle> {
+        Self::launch(model, config, None)
+    }
+
+    /// [`EngineHandle::start`] with a draft model for speculative decoding.
+    /// The engine speculates whenever exactly one request is decoding and
+    /// nothing waits (requests with a logits processor excepted); with more,
+    /// it batches as usual. Fails if the draft's vocabulary differs.
+    pub fn start_speculative(
+        model: Arc<Llama>,
+        config: EngineConfig,
+        draft: DraftConfig,
+    ) -> Result<EngineHandle> {
+        let draft = EngineDraft::new(&model, draft)?;
+        Self::launch(model, config, Some(draft))
+    }
+
+    fn launch(
+        model: Arc<Llama>,
+        config: EngineConfig,
+        draft: Option<EngineDraft>,
+    ) -> Result<EngineHandle> {
         if config.max_num_seqs == 0 || config.block_size == 0 || config.max_batch_tokens == 0 {
             return Err(EngineError::InvalidRequest(
                 "engine limits (sequences, block size, batch tokens) must be at least 1".into(),
@@ -130,6 +152,7 @@ impl EngineHandle {
             max_context,
             next_id: 0,
             totals: EngineMetrics::default(),
+            draft,
         };
         thread::Builder::new()
             .name("herd-engine".into())
@@ -194,6 +217,20 @@ impl EngineHandle {
     }
 }
 
+/// Rows of raw logits, one per position.
+type LogitRows = Vec<Vec<f32>>;
+
+/// Why a sequence that just grew to `len` tokens must end, if it must.
+fn limit_reached(client: &Client, len: usize, max_context: usize) -> Option<FinishReason> {
+    if client.budget_spent() {
+        Some(FinishReason::Length)
+    } else if len >= max_context {
+        Some(FinishReason::ContextFull)
+    } else {
+        None
+    }
+}
+
 /// The engine thread's state.
 struct Worker {
     model: Arc<Llama>,
@@ -206,6 +243,8 @@ struct Worker {
     next_id: u64,
     /// Counters since start (the gauges are read off the scheduler).
     totals: EngineMetrics,
+    /// The draft model, when speculative decoding is on.
+    draft: Option<EngineDraft>,
 }
 
 impl Worker {
@@ -271,6 +310,9 @@ impl Worker {
 
     /// One engine step: schedule, execute, update.
     fn step(&mut self) {
+        if self.speculate() {
+            return;
+        }
         let work = self.scheduler.schedule();
         if work.is_empty() {
             return;
@@ -278,6 +320,101 @@ impl Worker {
         match self.execute(&work) {
             Ok(logits) => self.update(&work, &logits),
             Err(e) => self.fail(&work, &e),
+        }
+    }
+
+    /// A speculative step (see `speculative.rs`) for the only running
+    /// sequence, when it is decoding, nothing waits and the draft may guess
+    /// its tokens. False when none of this applies: the normal step runs.
+    fn speculate(&mut self) -> bool {
+        let Some(draft) = self.draft.as_ref() else {
+            return false;
+        };
+        let s = &mut self.scheduler;
+        if s.running.len() != 1 || !s.waiting.is_empty() || s.running[0].behind() != 1 {
+            return false;
+        }
+        let Some(client) = self.clients.get(&s.running[0].id) else {
+            return false;
+        };
+        let n = draft
+            .draft_tokens()
+            .min(client.remaining().saturating_sub(1))
+            .min(self.max_context - s.running[0].tokens.len());
+        if !client.can_speculate() || n == 0 || !s.grow(0, n + 1) {
+            return false;
+        }
+        match self.speculative_round(n) {
+            Ok((emitted, raw)) => self.take_speculated(&emitted, raw.as_deref()),
+            Err(e) => self.fail(
+                &[Work {
+                    index: 0,
+                    tokens: 1,
+                }],
+                &e,
+            ),
+        }
+        true
+    }
+
+    /// Drafts up to `n` guesses for the only running sequence, scores them in
+    /// one target pass and applies the acceptance rule. Returns the emitted
+    /// tokens, and the target's raw rows when the request wants logprobs.
+    fn speculative_round(&mut self, n: usize) -> Result<(Vec<u32>, Option<LogitRows>)> {
+        let seq = &self.scheduler.running[0];
+        let (Some(draft), Some(client)) = (self.draft.as_mut(), self.clients.get_mut(&seq.id))
+        else {
+            return Err(EngineError::InvalidRequest("no draft or client".into()));
+        };
+        let params = client.sampler().params().clone();
+        let proposals = draft.propose(seq.id, &params, &seq.tokens, n, client.stop_ids())?;
+        let mut batch = vec![seq.tokens[seq.tokens.len() - 1]];
+        batch.extend(proposals.iter().map(|p| p.token));
+        let paged = PagedSeq {
+            tokens: &batch,
+            past: seq.computed,
+            blocks: &seq.blocks,
+            logits: Logits::All,
+        };
+        let logits = self.model.forward_paged(&mut self.pool, &[paged])?;
+        let mut rows = (0..batch.len())
+            .map(|r| logits_row(&logits[0], r))
+            .collect::<herd_model::Result<Vec<_>>>()?;
+        let raw = client.wants_logprobs().then(|| rows.clone());
+        let emitted = verify(client.sampler(), &seq.tokens, &proposals, &mut rows)?;
+        self.totals.speculative_drafted_total += proposals.len() as u64;
+        self.totals.speculative_accepted_total += emitted.len() as u64 - 1;
+        Ok((emitted, raw))
+    }
+
+    /// Streams the tokens of a speculative round and records which positions
+    /// now hold valid keys and values: the leading token and the accepted
+    /// guesses that were kept (the rest is overwritten by later steps).
+    fn take_speculated(&mut self, emitted: &[u32], raw: Option<&[Vec<f32>]>) {
+        let seq = &mut self.scheduler.running[0];
+        let Some(client) = self.clients.get_mut(&seq.id) else {
+            return;
+        };
+        let mut outcome = None;
+        let mut kept = 0;
+        for (j, &token) in emitted.iter().enumerate() {
+            match client.take(token, raw.map(|r| r[j].as_slice())) {
+                Next::Finish(reason) => outcome = Some(reason),
+                Next::Token(token) => {
+                    seq.tokens.push(token);
+                    kept += 1;
+                    self.totals.generated_tokens_total += 1;
+                    outcome = limit_reached(client, seq.tokens.len(), self.max_context);
+                }
+            }
+            if outcome.is_some() {
+                break;
+            }
+        }
+        let accepted = emitted.len() - 1;
+        self.scheduler.computed(0, 1 + accepted.min(kept));
+        if let Some(reason) = outcome {
+            self.retire(0, Ok(reason));
         }
     }
 
@@ -311,14 +448,19 @@ impl Worker {
         }
         finished.sort_by_key(|&(i, _)| std::cmp::Reverse(i));
         for (i, outcome) in finished {
-            let seq = self.scheduler.remove_running(i);
-            let Some(client) = self.clients.remove(&seq.id) else {
-                continue;
-            };
-            match outcome {
-                Ok(reason) => client.finish(reason, seq.cached_prompt_tokens.unwrap_or(0)),
-                Err(message) => client.fail(message),
-            }
+            self.retire(i, outcome);
+        }
+    }
+
+    /// Removes finished running sequence `i` and tells its client how it ended.
+    fn retire(&mut self, i: usize, outcome: std::result::Result<FinishReason, String>) {
+        let seq = self.scheduler.remove_running(i);
+        let Some(client) = self.clients.remove(&seq.id) else {
+            return;
+        };
+        match outcome {
+            Ok(reason) => client.finish(reason, seq.cached_prompt_tokens.unwrap_or(0)),
+            Err(message) => client.fail(message),
         }
     }
 
@@ -357,13 +499,7 @@ impl Worker {
             Ok(Next::Token(token)) => {
                 seq.tokens.push(token);
                 self.totals.generated_tokens_total += 1;
-                if client.budget_spent() {
-                    Some(Ok(FinishReason::Length))
-                } else if seq.tokens.len() >= self.max_context {
-                    Some(Ok(FinishReason::ContextFull))
-                } else {
-                    None
-                }
+                limit_reached(client, seq.tokens.len(), self.max_context).map(Ok)
             }
         }
     }

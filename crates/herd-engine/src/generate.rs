@@ -84,10 +84,15 @@ pub struct Generation {
 }
 
 impl Generation {
+    /// Tokens decoded after the first one (a final stop token counts: it
+    /// was computed), the work [`Generation::decode_time`] measures.
+    pub fn decoded_tokens(&self) -> usize {
+        self.tokens.len().saturating_sub(1) + matches!(self.finish, FinishReason::Stop(_)) as usize
+    }
+
     /// Decoding speed after the first token, in tokens per second.
     pub fn decode_tokens_per_second(&self) -> f64 {
-        let n = self.tokens.len().saturating_sub(1)
-            + matches!(self.finish, FinishReason::Stop(_)) as usize;
+        let n = self.decoded_tokens();
         if self.decode_time.is_zero() || n == 0 {
             return 0.0;
         }
@@ -106,55 +111,113 @@ pub fn generate(
     request: &GenerateRequest,
     mut on_token: impl FnMut(u32) -> ControlFlow<()>,
 ) -> Result<Generation> {
-    let start = Instant::now();
     let mut sampler = Sampler::new(request.sampling.clone())?;
-    if cache.len() > request.prompt.len() {
-        return Err(EngineError::InvalidRequest(format!(
-            "cache holds {} tokens but the prompt has only {}",
-            cache.len(),
-            request.prompt.len()
-        )));
+    let (mut run, mut logits) = Decoding::start(model, cache, request)?;
+    if request.max_new_tokens == 0 {
+        return Ok(run.finish(FinishReason::Length));
     }
-    if cache.len() == request.prompt.len() {
-        // Nothing new to feed: recompute the last prompt token to get logits.
-        cache.truncate(request.prompt.len().saturating_sub(1))?;
-    }
-    let new = &request.prompt[cache.len()..];
-    if new.is_empty() {
-        return Err(EngineError::InvalidRequest("empty prompt".into()));
-    }
-    let prefill_tokens = new.len();
-    let mut context = request.prompt.clone();
-    let mut logits = model.forward_one(new, cache, Logits::Last)?;
-    let mut tokens = Vec::new();
-    let mut first_token_at = None;
-    let limit = model.config().max_position_embeddings;
     let finish = loop {
-        if tokens.len() >= request.max_new_tokens {
-            break FinishReason::Length;
-        }
         let mut row = logits_row(&logits, 0)?;
-        let token = sampler.sample(&mut row, &context)?;
-        first_token_at.get_or_insert_with(Instant::now);
-        if request.stop_ids.contains(&token) {
-            break FinishReason::Stop(token);
-        }
-        tokens.push(token);
-        context.push(token);
-        if on_token(token).is_break() {
-            break FinishReason::Cancelled;
-        }
-        if context.len() >= limit {
-            break FinishReason::ContextFull;
+        let token = sampler.sample(&mut row, &run.context)?;
+        if let Some(finish) = run.emit(token, &mut on_token) {
+            break finish;
         }
         logits = model.forward_one(&[token], cache, Logits::Last)?;
     };
-    let first = first_token_at.unwrap_or_else(Instant::now);
-    Ok(Generation {
-        tokens,
-        finish,
-        prefill_tokens,
-        time_to_first_token: first - start,
-        decode_time: first.elapsed(),
-    })
+    Ok(run.finish(finish))
+}
+
+/// The bookkeeping every single-sequence decoding loop shares (plain and
+/// speculative): the context so far, the output, and the finish rules.
+pub(crate) struct Decoding<'r> {
+    request: &'r GenerateRequest,
+    /// Prompt followed by the tokens emitted so far.
+    pub(crate) context: Vec<u32>,
+    /// Tokens emitted so far.
+    pub(crate) tokens: Vec<u32>,
+    /// The model's context length.
+    limit: usize,
+    prefill_tokens: usize,
+    start: Instant,
+    first_token_at: Option<Instant>,
+}
+
+impl<'r> Decoding<'r> {
+    /// Checks the cache against the prompt and computes the prompt's part not
+    /// yet in the cache; returns the logits of its last position.
+    pub(crate) fn start(
+        model: &dyn Decoder,
+        cache: &mut KvCache,
+        request: &'r GenerateRequest,
+    ) -> Result<(Decoding<'r>, Tensor)> {
+        let start = Instant::now();
+        if cache.len() > request.prompt.len() {
+            return Err(EngineError::InvalidRequest(format!(
+                "cache holds {} tokens but the prompt has only {}",
+                cache.len(),
+                request.prompt.len()
+            )));
+        }
+        if cache.len() == request.prompt.len() {
+            // Nothing new to feed: recompute the last prompt token to get logits.
+            cache.truncate(request.prompt.len().saturating_sub(1))?;
+        }
+        let new = &request.prompt[cache.len()..];
+        if new.is_empty() {
+            return Err(EngineError::InvalidRequest("empty prompt".into()));
+        }
+        let logits = model.forward_one(new, cache, Logits::Last)?;
+        let run = Decoding {
+            request,
+            context: request.prompt.clone(),
+            tokens: Vec::new(),
+            limit: model.config().max_position_embeddings,
+            prefill_tokens: new.len(),
+            start,
+            first_token_at: None,
+        };
+        Ok((run, logits))
+    }
+
+    /// Tokens that may still be emitted before the budget or the context ends.
+    pub(crate) fn room(&self) -> usize {
+        let budget = self.request.max_new_tokens - self.tokens.len();
+        budget.min(self.limit - self.context.len())
+    }
+
+    /// Takes one sampled token: `Some` when generation ends with it.
+    pub(crate) fn emit(
+        &mut self,
+        token: u32,
+        on_token: &mut impl FnMut(u32) -> ControlFlow<()>,
+    ) -> Option<FinishReason> {
+        self.first_token_at.get_or_insert_with(Instant::now);
+        if self.request.stop_ids.contains(&token) {
+            return Some(FinishReason::Stop(token));
+        }
+        self.tokens.push(token);
+        self.context.push(token);
+        if on_token(token).is_break() {
+            return Some(FinishReason::Cancelled);
+        }
+        if self.context.len() >= self.limit {
+            return Some(FinishReason::ContextFull);
+        }
+        if self.tokens.len() >= self.request.max_new_tokens {
+            return Some(FinishReason::Length);
+        }
+        None
+    }
+
+    /// The result, with its timings.
+    pub(crate) fn finish(self, finish: FinishReason) -> Generation {
+        let first = self.first_token_at.unwrap_or_else(Instant::now);
+        Generation {
+            tokens: self.tokens,
+            finish,
+            prefill_tokens: self.prefill_tokens,
+            time_to_first_token: first - self.start,
+            decode_time: first.elapsed(),
+        }
+    }
 }

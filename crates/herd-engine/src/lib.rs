@@ -1,5 +1,6 @@
 //! Generation on top of `herd-model`: samplers, the single-sequence
-//! generation loop ([`generate`], for the CLI), and the serving engine
+//! generation loop ([`generate`], for the CLI), speculative decoding with a
+//! draft model ([`generate_speculative`]), and the serving engine
 //! ([`EngineHandle`]) that many clients share through channels.
 //!
 //! Sampling lives here rather than in the model crate because it is
@@ -46,6 +47,7 @@ mod generate;
 mod request;
 mod sampler;
 mod scheduler;
+mod speculative;
 
 pub use engine::{EngineHandle, RequestStream};
 pub use error::{EngineError, Result};
@@ -54,3 +56,4 @@ pub use request::{
     Completion, EngineConfig, EngineMetrics, Event, LogitsProcessor, Request, TokenLogprob,
 };
 pub use sampler::{argmax, token_logprob, Sampler, Sampling, SamplingParams};
+pub use speculative::{generate_speculative, DraftConfig, SpeculationStats, Speculator};

@@ -159,4 +159,8 @@ pub struct EngineMetrics {
     pub generated_tokens_total: u64,
     /// Requests preempted (their KV dropped and recomputed later), since start.
     pub preemptions_total: u64,
+    /// Tokens guessed by the draft model (speculative decoding), since start.
+    pub speculative_drafted_total: u64,
+    /// Guessed tokens the target accepted, since start.
+    pub speculative_accepted_total: u64,
 }

@@ -150,6 +150,61 @@ impl Sampler {
     }
 }
 
+impl Sampler {
+    /// The distribution [`Sampler::sample`] draws from, as dense
+    /// probabilities over the vocabulary: one-hot on the argmax for greedy
+    /// decoding. Speculative decoding compares the target's and the draft's
+    /// distributions token by token, so both must be explicit.
+    pub(crate) fn probabilities(&self, logits: &mut [f32], context: &[u32]) -> Result<Vec<f32>> {
+        if logits.is_empty() {
+            return Err(EngineError::InvalidSampling("empty logits".into()));
+        }
+        apply_repetition_penalty(logits, context, self.params.repetition_penalty);
+        let mut probs = vec![0f32; logits.len()];
+        match &self.params.sampling {
+            Sampling::Greedy => probs[argmax(logits) as usize] = 1.0,
+            Sampling::Random {
+                temperature,
+                top_k,
+                top_p,
+                min_p,
+            } => {
+                let candidates =
+                    filtered_distribution(logits, *temperature, *top_k, *top_p, *min_p);
+                let total: f64 = candidates.iter().map(|&(_, p)| p).sum();
+                for (id, p) in candidates {
+                    probs[id as usize] = (p / total) as f32;
+                }
+            }
+        }
+        Ok(probs)
+    }
+
+    /// A uniform draw from `[0, 1)` off this sampler's stream.
+    pub(crate) fn uniform(&mut self) -> f64 {
+        self.rng.random::<f64>()
+    }
+
+    /// Draws a token from non-negative `weights` (not necessarily normalised,
+    /// not all zero); the last non-zero weight absorbs rounding.
+    pub(crate) fn draw(&mut self, weights: &[f32]) -> u32 {
+        let total: f64 = weights.iter().map(|&w| w as f64).sum();
+        let mut r = self.uniform() * total;
+        let mut last = argmax(weights);
+        for (id, &w) in weights.iter().enumerate() {
+            if w <= 0.0 {
+                continue;
+            }
+            if r < w as f64 {
+                return id as u32;
+            }
+            r -= w as f64;
+            last = id as u32;
+        }
+        last
+    }
+}
+
 /// `ln p(id)` under `softmax(logits)` and the `k` most likely tokens,
 /// best first (ties by lower id).
 pub fn token_logprob(logits: &[f32], id: u32, k: usize) -> TokenLogprob {

@@ -172,15 +172,7 @@ impl Scheduler {
         let id = self.running[i].id;
         loop {
             let i = self.running.iter().position(|s| s.id == id).unwrap_or(i);
-            let seq = &self.running[i];
-            let need = self
-                .blocks_for(seq.computed + n)
-                .saturating_sub(seq.blocks.len());
-            if need <= self.blocks.available() {
-                for _ in 0..need {
-                    let b = self.blocks.allocate();
-                    self.running[i].blocks.extend(b);
-                }
+            if self.grow(i, n) {
                 return true;
             }
             let victim = self
@@ -193,6 +185,24 @@ impl Scheduler {
                 return false;
             }
         }
+    }
+
+    /// Gives running sequence `i` the blocks for `n` positions from its
+    /// `computed` if they are free, without preempting anyone (speculative
+    /// steps are an optimisation, never worth evicting another request).
+    pub(crate) fn grow(&mut self, i: usize, n: usize) -> bool {
+        let seq = &self.running[i];
+        let need = self
+            .blocks_for(seq.computed + n)
+            .saturating_sub(seq.blocks.len());
+        if need > self.blocks.available() {
+            return false;
+        }
+        for _ in 0..need {
+            let b = self.blocks.allocate();
+            self.running[i].blocks.extend(b);
+        }
+        true
     }
 
     /// Drops running sequence `i`'s KV and puts it back at the front of the queue.

@@ -47,7 +47,7 @@ pub use error::{ModelError, Result};
 pub use export::{add_model_tensors, model_metadata, FileType};
 pub use gguf::GgufWeights;
 pub use kv::{KvCache, KvPool};
-pub use model::{logits_row, Llama, Logits, PagedSeq, SeqInput};
+pub use model::{logits_row, Llama, Logits, PagedSeq, SeqInput, Trace, TracePoint};
 pub use rope::{Rope, RopeAngles, RopeLayout};
 pub use shard::{NoTensorParallel, Shard, StageInput, StageOutput, TensorParallel};
 pub use weights::{TensorSource, Weight, WeightFiles};

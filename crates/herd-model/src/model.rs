@@ -34,6 +34,28 @@ pub enum Logits {
     Last,
 }
 
+/// Where [`Llama::forward_traced`] hands activations to a [`Trace`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TracePoint {
+    /// The residual stream entering a layer, `(tokens, hidden)`.
+    LayerInput,
+    /// The attention heads' outputs before `o_proj`, `(tokens, n_heads * head_dim)`,
+    /// head `h` in columns `h * head_dim..(h + 1) * head_dim`.
+    AttentionHeads,
+    /// The MLP's hidden activations `silu(gate) * up`, `(tokens, intermediate)`.
+    MlpHidden,
+    /// The residual stream leaving a layer, `(tokens, hidden)`.
+    LayerOutput,
+}
+
+/// Receives intermediate activations of a forward pass, e.g. to rank layers,
+/// heads and channels by importance on calibration data (pruning). Values are
+/// row-major f32 rows, one per new token.
+pub trait Trace {
+    /// `values` of `layer` at `point`, `width` columns per row.
+    fn record(&mut self, layer: usize, point: TracePoint, values: &[f32], width: usize);
+}
+
 /// One sequence's part of a batch: its new tokens and its KV state.
 pub struct SeqInput<'a> {
     /// Tokens to append (at least one).
@@ -163,6 +185,33 @@ impl Linear {
     }
 }
 
+/// What every layer of one forward pass shares besides its input: the
+/// tensor-parallel group that sums the ranks' partial outputs, and the
+/// [`Trace`] watching activations (if any), bound to the layer being computed.
+struct Pass<'p> {
+    tp: &'p dyn TensorParallel,
+    trace: Option<&'p mut dyn Trace>,
+    layer: usize,
+}
+
+impl Pass<'_> {
+    /// Hands `(tokens, width)` rows to the trace, if there is one.
+    fn record(&mut self, point: TracePoint, values: &[f32], width: usize) {
+        if let Some(trace) = self.trace.as_deref_mut() {
+            trace.record(self.layer, point, values, width);
+        }
+    }
+
+    /// Hands a `(tokens, width)` activation to the trace, if there is one.
+    fn tensor(&mut self, point: TracePoint, t: &Tensor) -> Result<()> {
+        if self.trace.is_none() {
+            return Ok(());
+        }
+        let width = t.dim(1)?;
+        with_f32_slice(t, |v| self.record(point, v, width))
+    }
+}
+
 /// Runs `f` on the contiguous f32 data of a CPU tensor without copying it.
 fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let t = t.contiguous()?;
@@ -259,12 +308,12 @@ impl Attention {
     fn forward(
         &self,
         x: &Tensor,
-        layer: usize,
         spans: &[Span],
         angles: &[RopeAngles],
         kv: &mut BatchKv<'_, '_>,
-        tp: &dyn TensorParallel,
+        pass: &mut Pass<'_>,
     ) -> Result<Tensor> {
+        let layer = pass.layer;
         // Projections for all sequences at once.
         let n = x.dim(0)?;
         let (mut q, mut k, v) = with_f32_slice(x, |xs| -> Result<_> {
@@ -299,9 +348,10 @@ impl Attention {
             head_dim: self.head_dim,
         };
         attend(heads, &q, spans, &kv.views(layer), &mut y);
+        pass.record(TracePoint::AttentionHeads, &y, q_dim);
         // Row-parallel output projection: each rank's heads give a partial sum.
         let mut out = self.o_proj.apply(&y, n)?;
-        tp.all_reduce_sum(&mut out)?;
+        pass.tp.all_reduce_sum(&mut out)?;
         Ok(Tensor::from_vec(out, (n, x.dim(1)?), x.device())?)
     }
 }
@@ -333,12 +383,14 @@ impl Mlp {
     }
 
     /// `x: (n, hidden)` → `(n, hidden)`, summed over the tensor-parallel group.
-    fn forward(&self, x: &Tensor, tp: &dyn TensorParallel) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, pass: &mut Pass<'_>) -> Result<Tensor> {
         let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
         let up = self.up_proj.forward(x)?;
+        let hidden = (gate * up)?;
+        pass.tensor(TracePoint::MlpHidden, &hidden)?;
         let n = x.dim(0)?;
-        let mut out = with_f32_slice(&(gate * up)?, |xs| self.down_proj.apply(xs, n))??;
-        tp.all_reduce_sum(&mut out)?;
+        let mut out = with_f32_slice(&hidden, |xs| self.down_proj.apply(xs, n))??;
+        pass.tp.all_reduce_sum(&mut out)?;
         Ok(Tensor::from_vec(out, (n, x.dim(1)?), x.device())?)
     }
 }
@@ -535,7 +587,7 @@ impl Llama {
                 logits: which,
             })
             .collect();
-        let out = self.run(&steps, &mut BatchKv::Contiguous(batch), input, tp)?;
+        let out = self.run(&steps, &mut BatchKv::Contiguous(batch), input, tp, None)?;
         for seq in batch.iter_mut() {
             seq.cache.advance(seq.tokens.len());
         }
@@ -559,7 +611,31 @@ impl Llama {
             })
             .collect();
         let kv = &mut BatchKv::Paged { pool, seqs: batch };
-        expect_logits(self.run(&spans, kv, StageInput::Tokens, &NoTensorParallel)?)
+        expect_logits(self.run(&spans, kv, StageInput::Tokens, &NoTensorParallel, None)?)
+    }
+
+    /// Logits of every new token of one sequence, like [`Llama::forward_one`]
+    /// with [`Logits::All`], handing each layer's activations to `trace`.
+    pub fn forward_traced(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        trace: &mut dyn Trace,
+    ) -> Result<Tensor> {
+        self.check_whole()?;
+        let mut batch = [SeqInput { tokens, cache }];
+        self.check_batch(&batch)?;
+        let steps = [Step {
+            tokens,
+            past: batch[0].cache.len(),
+            logits: Logits::All,
+        }];
+        let kv = &mut BatchKv::Contiguous(&mut batch);
+        let out = self.run(&steps, kv, StageInput::Tokens, &NoTensorParallel, Some(trace))?;
+        batch[0].cache.advance(tokens.len());
+        expect_logits(out)?
+            .pop()
+            .ok_or_else(|| ModelError::InvalidInput("empty batch".into()))
     }
 
     /// The forward pass proper, over already-checked inputs.
@@ -569,6 +645,7 @@ impl Llama {
         kv: &mut BatchKv<'_, '_>,
         input: StageInput<'_>,
         tp: &dyn TensorParallel,
+        trace: Option<&mut dyn Trace>,
     ) -> Result<StageOutput> {
         let tokens: Vec<u32> = steps
             .iter()
@@ -589,13 +666,21 @@ impl Llama {
                 past: s.past,
             })
             .collect();
+        let mut pass = Pass {
+            tp,
+            trace,
+            layer: 0,
+        };
         for (i, layer) in self.layers.iter().enumerate() {
+            pass.layer = i;
+            pass.tensor(TracePoint::LayerInput, &x)?;
             // x = x + attn(norm(x))
             let h = layer.input_layernorm.forward(&x)?;
-            x = (x + layer.self_attn.forward(&h, i, &spans, &angles, kv, tp)?)?;
+            x = (x + layer.self_attn.forward(&h, &spans, &angles, kv, &mut pass)?)?;
             // x = x + mlp(norm(x))
             let h = layer.post_attention_layernorm.forward(&x)?;
-            x = (x + layer.mlp.forward(&h, tp)?)?;
+            x = (x + layer.mlp.forward(&h, &mut pass)?)?;
+            pass.tensor(TracePoint::LayerOutput, &x)?;
         }
         let Some(lm_head) = &self.lm_head else {
             return Ok(StageOutput::Hidden(x.flatten_all()?.to_vec1()?));

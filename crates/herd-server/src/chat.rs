@@ -22,6 +22,9 @@ use crate::{parse_body, AppState};
 /// The handler.
 pub async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response> {
     let arrived = Instant::now();
+    if let Some(agent) = crate::agents::find(&state.agents, &body) {
+        return crate::agents::completion(agent, body).await;
+    }
     let request: ChatRequest = parse_body(&body)?;
     state.check_model(&request.model)?;
     let params = resolve(&request.sampling, 1, state.config.max_n)?;

@@ -49,6 +49,9 @@ pub enum ServerError {
     /// Generation failed after it started.
     #[error("generation failed: {0}")]
     Generation(String),
+    /// An agent could not answer (unknown conversation, store or model failure).
+    #[error(transparent)]
+    Agent(#[from] herd_agent::AgentError),
     /// Binding the address or serving the socket failed.
     #[error("server I/O on {addr}: {source}")]
     Io {
@@ -126,7 +129,20 @@ impl ServerError {
             ServerError::Tokenizer(T::InvalidMessage { .. }) => {
                 (StatusCode::BAD_REQUEST, invalid, Some("messages"), None)
             }
+            ServerError::Agent(herd_agent::AgentError::NoConversation(_)) => (
+                StatusCode::NOT_FOUND,
+                invalid,
+                Some("conversation_id"),
+                Some("conversation_not_found"),
+            ),
+            ServerError::Agent(herd_agent::AgentError::BadConversationId(_)) => (
+                StatusCode::BAD_REQUEST,
+                invalid,
+                Some("conversation_id"),
+                None,
+            ),
             ServerError::Engine(_)
+            | ServerError::Agent(_)
             | ServerError::Tokenizer(_)
             | ServerError::Generation(_)
             | ServerError::Io { .. } => (

@@ -25,6 +25,7 @@
 //! writes OpenAI's `{"error": {...}}` body.
 #![deny(missing_docs)]
 
+mod agents;
 mod api;
 mod chat;
 mod completions;
@@ -81,6 +82,8 @@ pub(crate) struct AppState {
     config: ServerConfig,
     metrics: Metrics,
     structured: Structured,
+    /// Agents served as models of their own (`herd serve --agents`).
+    agents: Vec<Arc<herd_agent::Agent>>,
 }
 
 impl AppState {
@@ -124,8 +127,30 @@ impl Server {
                 structured,
                 config,
                 metrics: Metrics::default(),
+                agents: Vec::new(),
             }),
         }
+    }
+
+    /// Also serves `agents`, each as a model named like the agent whose
+    /// chat completions run the agent loop (see `agents.rs`). Fails if an
+    /// agent is named like the served model or like another agent.
+    pub fn with_agents(mut self, agents: Vec<Arc<herd_agent::Agent>>) -> Result<Server> {
+        for (i, agent) in agents.iter().enumerate() {
+            if agent.name() == self.state.config.model_name
+                || agents[..i].iter().any(|a| a.name() == agent.name())
+            {
+                return Err(ServerError::param(
+                    "model",
+                    format!("two models are named {:?}", agent.name()),
+                ));
+            }
+        }
+        let state = Arc::get_mut(&mut self.state).ok_or_else(|| {
+            ServerError::Generation("agents must be added before the server runs".into())
+        })?;
+        state.agents = agents;
+        Ok(self)
     }
 
     /// The routes, with authentication on `/v1/*` and request counting.
@@ -174,16 +199,18 @@ impl Server {
 
 /// `GET /v1/models`.
 async fn models(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    Json(json!({
-        "object": "list",
-        "data": [{
-            "id": state.config.model_name,
-            "object": "model",
-            "created": 0,
-            "owned_by": "herd",
-            "max_model_len": state.engine.max_context(),
-        }],
-    }))
+    let mut data = vec![json!({
+        "id": state.config.model_name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "herd",
+        "max_model_len": state.engine.max_context(),
+    })];
+    data.extend(agents::model_entries(
+        &state.agents,
+        state.engine.max_context(),
+    ));
+    Json(json!({ "object": "list", "data": data }))
 }
 
 /// `GET /metrics`.

@@ -248,19 +248,7 @@ fn history_call(spec: &ToolCallSpec, tools: &[ToolDefinition]) -> Result<ToolCal
 /// A parsed call in OpenAI's shape: the function name and its arguments
 /// as a JSON string.
 pub fn openai_call(call: &ToolCall) -> (String, String) {
-    let one = |key: &str, value: &str| {
-        ToolValue::Map(vec![(key.to_owned(), ToolValue::Str(value.to_owned()))]).to_json_string()
-    };
-    match call {
-        ToolCall::Custom { name, arguments } => (
-            name.clone(),
-            ToolValue::Map(arguments.clone()).to_json_string(),
-        ),
-        ToolCall::BraveSearch { query } => ("brave_search".into(), one("query", query)),
-        ToolCall::WolframAlpha { query } => ("wolfram_alpha".into(), one("query", query)),
-        ToolCall::Photogen { query } => ("photogen".into(), one("query", query)),
-        ToolCall::CodeInterpreter { code } => ("code_interpreter".into(), one("code", code)),
-    }
+    call.to_openai()
 }
 
 #[cfg(test)]

@@ -57,6 +57,10 @@ pub struct CaseResult {
     pub nll: f64,
     /// How many tokens `nll` sums over.
     pub tokens: usize,
+    /// Tokens decoded after the first one of the reply (the stop token included).
+    pub decode_tokens: usize,
+    /// Seconds spent decoding them.
+    pub decode_seconds: f64,
 }
 
 /// Totals over a test file.
@@ -83,6 +87,10 @@ pub struct EvalReport {
     pub nll: f64,
     /// Tokens the likelihood covers.
     pub tokens: usize,
+    /// Tokens decoded after each reply's first token (the stop token included).
+    pub decode_tokens: usize,
+    /// Seconds spent decoding them.
+    pub decode_seconds: f64,
 }
 
 impl EvalReport {
@@ -101,9 +109,21 @@ impl EvalReport {
         (self.nll / self.tokens.max(1) as f64).exp()
     }
 
+    /// Decoding speed over all replies, tokens per second (prefill excluded,
+    /// so that models compare by their per-token cost).
+    pub fn tokens_per_second(&self) -> f64 {
+        if self.decode_seconds > 0.0 {
+            self.decode_tokens as f64 / self.decode_seconds
+        } else {
+            0.0
+        }
+    }
+
     fn add(&mut self, case: &CaseResult) {
         self.nll += case.nll;
         self.tokens += case.tokens;
+        self.decode_tokens += case.decode_tokens;
+        self.decode_seconds += case.decode_seconds;
         if matches!(&case.expected, Expected::AnswerContains(parts) if parts.is_empty()) {
             self.open_cases += 1;
             return;
@@ -230,7 +250,10 @@ fn score_case(
         None => Reply::Answer(reply.trim()),
     };
     let passed = case.expected.accepts(parsed);
+    let decode_seconds = generation.decode_time.as_secs_f64();
     Ok(CaseResult {
+        decode_tokens: generation.decoded_tokens(),
+        decode_seconds,
         id: case.meta.map_or_else(|| format!("line {line}"), |m| m.id),
         expected: case.expected,
         reply,
@@ -332,6 +355,8 @@ mod tests {
             passed,
             nll: 1.0,
             tokens: 1,
+            decode_tokens: 3,
+            decode_seconds: 0.5,
         };
         let mut report = EvalReport::default();
         report.add(&case(Expected::AnswerContains(vec![]), true));
@@ -339,5 +364,6 @@ mod tests {
         assert_eq!((report.cases, report.passed, report.open_cases), (1, 0, 1));
         assert_eq!(report.exact_match(), 0.0);
         assert_eq!(report.tokens, 2);
+        assert_eq!(report.tokens_per_second(), 6.0);
     }
 }

@@ -34,6 +34,7 @@ pub mod eval;
 pub mod expected;
 mod phrases;
 mod prompt;
+pub mod report;
 mod shop;
 mod tools;
 

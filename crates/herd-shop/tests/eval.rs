@@ -82,9 +82,10 @@ fn scores_cases_against_expected_and_the_gold_replies() {
     let nll: f64 = seen.iter().map(|c| c.nll).sum();
     let tokens: usize = seen.iter().map(|c| c.tokens).sum();
     assert_eq!((report.nll, report.tokens), (nll, tokens));
-    // A random model is about as unsure as a uniform guess over 384 tokens.
+    // A random model is no better than a uniform guess over its 384 tokens
+    // (this fixture's large random logits make it much worse).
     assert!(
-        (50.0..2000.0).contains(&report.perplexity()),
+        report.perplexity() > 384.0 && report.perplexity().is_finite(),
         "{}",
         report.perplexity()
     );

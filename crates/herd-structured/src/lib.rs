@@ -70,6 +70,8 @@ mod tests;
 mod vocab;
 
 pub use error::{SchemaProblem, StructuredError};
+
+use grammar::Grammar;
 pub use processor::JsonProcessor;
 pub use vocab::TokenVocab;
 
@@ -81,4 +83,29 @@ pub enum JsonSpec {
     /// A JSON document valid under this JSON schema (the `schema` of
     /// `response_format: {"type": "json_schema", ...}`).
     Schema(serde_json::Value),
+}
+
+/// Judges whole JSON values against a [`JsonSpec`], by the same compiled
+/// grammar the decoder follows: a value the validator accepts is one that
+/// constrained decoding could have produced (as a set of values, whatever
+/// its spelling), so checking a tool call's arguments after the fact and
+/// constraining them while they are generated agree.
+#[derive(Debug)]
+pub struct JsonValidator {
+    grammar: Grammar,
+}
+
+impl JsonValidator {
+    /// Compiles `spec`; fails on an invalid or unsupported schema, naming
+    /// the problem and where it is.
+    pub fn new(spec: &JsonSpec) -> Result<JsonValidator, StructuredError> {
+        Ok(JsonValidator {
+            grammar: schema::compile(spec)?,
+        })
+    }
+
+    /// Whether `value` is valid under the spec.
+    pub fn accepts(&self, value: &serde_json::Value) -> bool {
+        check::accepts(&self.grammar, self.grammar.root, value)
+    }
 }

@@ -183,6 +183,17 @@ pub enum ToolValue {
     Map(Vec<(String, ToolValue)>),
 }
 
+impl ToolValue {
+    /// The value as Python's `json.dumps` writes it (`{"order_id": 1042}`),
+    /// keys in their order: the form OpenAI tool-call arguments carry and
+    /// that re-reads to the same value.
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        pyfmt::json_dumps(self, &mut out);
+        out
+    }
+}
+
 /// How custom tool calls are written (Meta's `ToolPromptFormat`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ToolPromptFormat {
@@ -196,6 +207,26 @@ pub enum ToolPromptFormat {
 }
 
 impl ToolCall {
+    /// The call in OpenAI's shape: the function name and its arguments as
+    /// a JSON string (keys in order). Built-in tools take their one
+    /// argument (`query`, or `code` for the code interpreter).
+    pub fn to_openai(&self) -> (String, String) {
+        let one = |key: &str, value: &str| {
+            ToolValue::Map(vec![(key.to_owned(), ToolValue::Str(value.to_owned()))])
+                .to_json_string()
+        };
+        match self {
+            ToolCall::Custom { name, arguments } => (
+                name.clone(),
+                ToolValue::Map(arguments.clone()).to_json_string(),
+            ),
+            ToolCall::BraveSearch { query } => ("brave_search".into(), one("query", query)),
+            ToolCall::WolframAlpha { query } => ("wolfram_alpha".into(), one("query", query)),
+            ToolCall::Photogen { query } => ("photogen".into(), one("query", query)),
+            ToolCall::CodeInterpreter { code } => ("code_interpreter".into(), one("code", code)),
+        }
+    }
+
     /// The text Meta's `ToolUtils.encode_tool_call` produces.
     pub(crate) fn text(&self, format: ToolPromptFormat) -> String {
         match self {

@@ -209,6 +209,32 @@ impl Row {
     pub fn target_count(&self) -> usize {
         self.weights.iter().filter(|&&w| w > 0.0).count()
     }
+
+    /// The examples packed into this row, in order, each with the row
+    /// position of its first input, leaving out spans with no counted
+    /// position (padding). [`pack`] of the examples gives the row back, so a
+    /// row can be unpacked, edited per example and repacked.
+    pub fn examples(&self) -> Vec<(usize, Example)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < self.inputs.len() {
+            let segment = self.segments[start];
+            let len = self.segments[start..]
+                .iter()
+                .take_while(|&&s| s == segment)
+                .count();
+            let span = start..start + len;
+            if self.weights[span.clone()].iter().any(|&w| w > 0.0) {
+                let mut ids = self.inputs[span.clone()].to_vec();
+                ids.push(self.labels[start + len - 1]);
+                let mut target = vec![false];
+                target.extend(self.weights[span].iter().map(|&w| w > 0.0));
+                out.push((start, Example { ids, target }));
+            }
+            start += len;
+        }
+        out
+    }
 }
 
 /// Packs examples, in the given order, into rows of `seq_len` positions
@@ -325,6 +351,15 @@ mod tests {
         assert_eq!(rows[0].labels[..3], [1, 2, 3]);
         assert_eq!(rows[1].inputs[..5], [0, 1, 2, 3, 4]);
         assert_eq!(rows[1].target_count(), 5);
+    }
+
+    #[test]
+    fn rows_unpack_into_their_examples() {
+        let (a, b) = (ex(4), ex(3));
+        let rows = pack(&[&a, &b], 8);
+        assert_eq!(rows[0].examples(), vec![(0, a.clone()), (3, b.clone())]);
+        let again: Vec<&Example> = vec![&a, &b];
+        assert_eq!(pack(&again, 8), rows);
     }
 
     #[test]

@@ -76,6 +76,9 @@ pub enum TrainError {
         /// The offending value.
         loss: f32,
     },
+    /// A pluggable [`crate::Objective`] failed (e.g. its teacher).
+    #[error(transparent)]
+    Objective(Box<dyn std::error::Error + Send + Sync>),
     /// From the model crate (config, weights).
     #[error(transparent)]
     Model(#[from] herd_model::ModelError),

@@ -20,7 +20,7 @@
 pub mod data;
 mod error;
 pub mod export;
-mod io;
+pub mod io;
 pub mod lora;
 mod model;
 mod ops;
@@ -38,5 +38,6 @@ pub use model::{loss_sum, TrainModel, Tuning};
 pub use record::{Example, LossOn};
 pub use report::RunReport;
 pub use trainer::{
-    has_checkpoint, loss_and_grads, run_identity, train, validation_loss, RunFiles, TrainOptions,
+    has_checkpoint, holds_run, loss_and_grads, run_identity, train, train_with, validation_loss,
+    CrossEntropy, Objective, RunFiles, TrainOptions,
 };

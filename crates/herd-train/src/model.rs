@@ -299,6 +299,19 @@ impl TrainModel {
 
     /// Logits `(rows · seq_len, vocab)` for packed rows.
     pub fn forward(&self, rows: &[Row]) -> Result<Tensor> {
+        matmul_t(&self.hidden(rows)?, self.head())
+    }
+
+    /// The output projection `(vocab, hidden)`: `lm_head`, or the embedding
+    /// when tied. Losses that never hold the whole `(positions, vocab)`
+    /// logits matrix (herd-distill's chunked losses) multiply by it themselves.
+    pub fn head(&self) -> &Tensor {
+        self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
+    }
+
+    /// The final normalised hidden states `(rows · seq_len, hidden)`: the
+    /// logits are `hidden · headᵀ`.
+    pub fn hidden(&self, rows: &[Row]) -> Result<Tensor> {
         let cfg = &self.config;
         let (b, t) = (rows.len(), rows.first().map_or(0, |r| r.inputs.len()));
         let dev = &Device::Cpu;
@@ -317,9 +330,7 @@ impl TrainModel {
             let gated = (layer.gate_proj.forward(&h)?.silu()? * layer.up_proj.forward(&h)?)?;
             x = (x + layer.down_proj.forward(&gated)?)?;
         }
-        let x = rms_norm(&x, &self.norm, cfg.rms_norm_eps)?;
-        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens);
-        matmul_t(&x, head)
+        rms_norm(&x, &self.norm, cfg.rms_norm_eps)
     }
 
     /// Causal self-attention over packed rows; returns `(b·t, heads·head_dim)`.

@@ -83,6 +83,49 @@ impl TrainOptions {
     }
 }
 
+/// What a step minimises. The loop (batches, accumulation, clipping,
+/// AdamW, checkpoints, metrics) is the same for every objective; an
+/// objective only turns a micro-batch into a summed loss. herd-distill plugs
+/// its teacher losses in here instead of copying the loop.
+pub trait Objective {
+    /// Rewrites a micro-batch before its loss is taken (on-policy
+    /// distillation replaces some replies with the model's own samples).
+    /// `step` is the optimizer step about to run (0-based) and `micro` the
+    /// micro-batch within it, so the result can be a pure function of them
+    /// and the model: resumed runs then see the very same rows.
+    fn prepare(
+        &self,
+        _model: &TrainModel,
+        rows: Vec<Row>,
+        _step: usize,
+        _micro: usize,
+    ) -> Result<Vec<Row>> {
+        Ok(rows)
+    }
+
+    /// The summed loss of the weighted positions of `rows` (differentiable)
+    /// and how many positions it sums over.
+    fn loss_sum(&self, model: &TrainModel, rows: &[Row]) -> Result<(Tensor, usize)>;
+
+    /// Everything about the objective that shapes the loss curve; part of
+    /// the run's identity, so a checkpoint of another objective is refused.
+    /// Empty for plain cross-entropy.
+    fn describe(&self) -> String;
+}
+
+/// Next-token cross-entropy: what `herd train` and `herd finetune` minimise.
+pub struct CrossEntropy;
+
+impl Objective for CrossEntropy {
+    fn loss_sum(&self, model: &TrainModel, rows: &[Row]) -> Result<(Tensor, usize)> {
+        loss_sum(&model.forward(rows)?, rows)
+    }
+
+    fn describe(&self) -> String {
+        String::new()
+    }
+}
+
 /// Where a run writes: `checkpoint.safetensors`, `metrics.jsonl`, `loss.png`.
 #[derive(Debug, Clone)]
 pub struct RunFiles {
@@ -112,6 +155,7 @@ pub fn run_identity(
     model: &TrainModel,
     data: &Dataset,
     opts: &TrainOptions,
+    objective: &dyn Objective,
 ) -> Result<RunIdentity> {
     let embed = &model.weights()[0].1;
     let base: Vec<f32> = embed.flatten_all()?.to_vec1()?;
@@ -130,7 +174,10 @@ pub fn run_identity(
         base_weights: fnv1a([base_bytes]),
         tuning,
         data: data_hash,
-        options: format!("{opts:?}"),
+        options: match objective.describe() {
+            d if d.is_empty() => format!("{opts:?}"),
+            d => format!("{opts:?} {d}"),
+        },
     })
 }
 
@@ -145,9 +192,22 @@ pub fn train(
     resume: bool,
     stop: &dyn Fn(usize) -> bool,
 ) -> Result<RunReport> {
+    train_with(model, data, opts, files, resume, stop, &CrossEntropy)
+}
+
+/// [`train`] with another objective than cross-entropy.
+pub fn train_with(
+    model: &TrainModel,
+    data: &Dataset,
+    opts: &TrainOptions,
+    files: &RunFiles,
+    resume: bool,
+    stop: &dyn Fn(usize) -> bool,
+    objective: &dyn Objective,
+) -> Result<RunReport> {
     opts.validate()?;
     std::fs::create_dir_all(&files.dir).map_err(TrainError::io(&files.dir))?;
-    let identity = run_identity(model, data, opts)?;
+    let identity = run_identity(model, data, opts, objective)?;
     let params = model.trainable();
     let mut opt = AdamW::new(params, opts.adamw)?;
     let (mut step, cursor, mut tokens) = if resume {
@@ -170,8 +230,10 @@ pub fn train(
     let first_step = step;
     let mut interrupted = false;
     while step < opts.steps {
-        let micro: Vec<Vec<Row>> = (0..opts.grad_accum).map(|_| loader.next_batch()).collect();
-        let (loss, mut grads, positions) = accumulate(model, &micro)?;
+        let micro = (0..opts.grad_accum)
+            .map(|m| objective.prepare(model, loader.next_batch(), step, m))
+            .collect::<Result<Vec<_>>>()?;
+        let (loss, mut grads, positions) = accumulate(model, &micro, objective)?;
         if !loss.is_finite() {
             return Err(TrainError::Diverged {
                 step: step + 1,
@@ -227,15 +289,18 @@ pub fn train(
 
 /// Runs the micro-batches of one step; returns the step's mean loss, the
 /// summed gradients (one per trainable variable) and the positions processed.
-fn accumulate(model: &TrainModel, micro: &[Vec<Row>]) -> Result<(f64, Vec<Tensor>, usize)> {
+fn accumulate(
+    model: &TrainModel,
+    micro: &[Vec<Row>],
+    objective: &dyn Objective,
+) -> Result<(f64, Vec<Tensor>, usize)> {
     let total: usize = micro.iter().flatten().map(Row::target_count).sum();
     let positions = micro.iter().flatten().map(|r| r.inputs.len()).sum();
     let params = model.trainable();
     let mut acc: Option<Vec<Tensor>> = None;
     let mut loss_total = 0f64;
     for rows in micro.iter().filter(|r| !r.is_empty()) {
-        let logits = model.forward(rows)?;
-        let (sum, _) = loss_sum(&logits, rows)?;
+        let (sum, _) = objective.loss_sum(model, rows)?;
         loss_total += sum.to_scalar::<f32>()? as f64;
         let grads = (sum / total.max(1) as f64)?.backward()?;
         let step_grads = params
@@ -292,7 +357,7 @@ pub fn validation_loss(
 /// Mean loss of one batch of rows and the gradients of the trainable
 /// variables (the quantities the reference fixtures record).
 pub fn loss_and_grads(model: &TrainModel, rows: &[Row]) -> Result<(f64, Vec<(String, Tensor)>)> {
-    let (loss, grads, _) = accumulate(model, &[rows.to_vec()])?;
+    let (loss, grads, _) = accumulate(model, &[rows.to_vec()], &CrossEntropy)?;
     let named = model
         .trainable()
         .iter()
@@ -305,4 +370,10 @@ pub fn loss_and_grads(model: &TrainModel, rows: &[Row]) -> Result<(f64, Vec<(Str
 /// Whether `dir` holds a checkpoint to resume from.
 pub fn has_checkpoint(dir: &Path) -> bool {
     dir.join("checkpoint.safetensors").is_file()
+}
+
+/// Whether `dir` holds a training run, finished (its metrics are there)
+/// or resumable (a checkpoint): a new run must not write over either.
+pub fn holds_run(dir: &Path) -> bool {
+    has_checkpoint(dir) || dir.join("metrics.jsonl").is_file()
 }

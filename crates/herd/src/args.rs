@@ -42,6 +42,16 @@ pub enum Command {
     Serve(crate::serve::ServeArgs),
     /// Score a model on the shop corpus's test split (exact match, tool calls, perplexity).
     Eval(crate::eval::EvalArgs),
+    /// Distillation: teacher caches and student training.
+    #[command(flatten)]
+    Distill(crate::distill::DistillCommand),
+    /// Synthetic training data from a teacher (local, or any OpenAI-compatible endpoint).
+    GenerateData(Box<crate::gendata::GenerateDataArgs>),
+    /// Cut a smaller model out of this one (Minitron-style pruning of layers,
+    /// KV heads, MLP and embedding channels ranked on calibration data).
+    Prune(crate::prune::PruneArgs),
+    /// Agents: create one from a template, chat with it, manage its conversations.
+    Agent(crate::agent::AgentArgs),
 }
 
 /// Where the model comes from.
@@ -62,7 +72,7 @@ pub struct ModelArgs {
     pub lora: Option<PathBuf>,
 }
 
-fn parse_file_type(s: &str) -> Result<FileType, String> {
+pub fn parse_file_type(s: &str) -> Result<FileType, String> {
     FileType::parse(s)
         .ok_or_else(|| format!("unknown type {s:?}; choose one of {}", FileType::NAMES))
 }
@@ -117,6 +127,8 @@ pub struct GenerateArgs {
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
+    pub draft: crate::draft::DraftArgs,
+    #[command(flatten)]
     pub parallel: crate::parallel::ParallelArgs,
 }
 
@@ -130,6 +142,8 @@ pub struct ChatArgs {
     pub system: Option<String>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub draft: crate::draft::DraftArgs,
 }
 
 /// `herd info`.

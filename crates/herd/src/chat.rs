@@ -10,15 +10,17 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use herd_engine::{generate, GenerateRequest};
+use herd_engine::GenerateRequest;
 use herd_tokenizer::{ChatFormat, Message, Role, StreamDecoder};
 
 use crate::args::ChatArgs;
+use crate::draft::{self, Decoder};
 use crate::generate::report;
 use crate::load::{load, sampling_params, stop_ids};
 
 pub fn run(args: ChatArgs) -> anyhow::Result<ExitCode> {
     let loaded = load(&args.model)?;
+    let mut speculation = Decoder::new(&loaded, &args.draft)?;
     let sampling = sampling_params(&args.sampling, &loaded.model)?;
     let format = ChatFormat::new(&loaded.tokenizer)?;
     let stops = stop_ids(&loaded);
@@ -99,7 +101,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<ExitCode> {
 
         let mut decoder = StreamDecoder::new(true);
         generating.store(true, Ordering::SeqCst);
-        let generation = generate(&loaded.model, &mut cache, &request, |token| {
+        let generation = speculation.generate(&loaded.model, &mut cache, &request, |token| {
             if let Ok(Some(text)) = decoder.step(&loaded.tokenizer, token) {
                 let _ = stdout.write_all(text.as_bytes());
                 let _ = stdout.flush();
@@ -114,6 +116,9 @@ pub fn run(args: ChatArgs) -> anyhow::Result<ExitCode> {
         let generation = generation?;
         writeln!(stdout, "{}", decoder.finish(&loaded.tokenizer)?)?;
         report(&generation, request.prompt.len());
+        if let Some(stats) = speculation.stats() {
+            draft::report(stats);
+        }
         let answer = loaded.tokenizer.decode(&generation.tokens, true)?;
         cached = request.prompt;
         cached.extend(

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use herd_shop::{Corpus, CorpusOptions, Language, DEFAULT_SEED};
 
@@ -37,6 +38,10 @@ pub struct ShopDataArgs {
     /// Comma-separated languages (en, de).
     #[arg(long, default_value = "en,de")]
     pub languages: String,
+    /// Write only prompts.jsonl: the training dialogues cut before each
+    /// assistant turn, as prompts for `herd generate-data`.
+    #[arg(long)]
+    pub prompts_only: bool,
 }
 
 pub fn run(args: DataArgs) -> anyhow::Result<ExitCode> {
@@ -57,6 +62,9 @@ fn shop(args: ShopDataArgs) -> anyhow::Result<ExitCode> {
         languages,
     };
     let corpus = Corpus::generate(&options)?;
+    if args.prompts_only {
+        return prompts_only(&corpus, &args.output);
+    }
     let written = corpus.write(&args.output)?;
     let stats = corpus.stats();
     for path in &written {
@@ -76,6 +84,20 @@ fn shop(args: ShopDataArgs) -> anyhow::Result<ExitCode> {
         stats.test_held_out_phrasing,
         stats.test_held_out_order,
         stats.train_text_bytes / 4,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--prompts-only`: prompts.jsonl for `herd generate-data`.
+fn prompts_only(corpus: &Corpus, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("prompts.jsonl");
+    let text = corpus.prompts_jsonl();
+    std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "wrote {} ({} prompts)",
+        path.display(),
+        text.lines().count()
     );
     Ok(ExitCode::SUCCESS)
 }

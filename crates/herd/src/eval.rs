@@ -1,12 +1,14 @@
 //! `herd eval`: scores a model on the shop corpus's test split — exact match,
 //! tool-call validity and the perplexity of the gold replies.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Args;
-use herd_shop::eval::{evaluate, CaseResult, EvalOptions};
+use herd_shop::eval::{evaluate, CaseResult, EvalOptions, EvalReport};
 use herd_shop::expected::Expected;
+use herd_shop::report::{write_comparison, ModelScore};
 
 use crate::args::ModelArgs;
 use crate::load;
@@ -28,19 +30,45 @@ pub struct EvalArgs {
     /// Print every case: id, pass/fail, expected and the reply.
     #[arg(long)]
     pub verbose: bool,
+    /// Print the scores as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Compare several models (comma-separated: model directories, .gguf
+    /// files, or `embedded`) and write a markdown report with bar charts to -o.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["model", "lora", "quantize"])]
+    pub compare: Vec<String>,
+    /// Where --compare writes report.md and its charts.
+    #[arg(long, short = 'o', requires = "compare")]
+    pub output: Option<PathBuf>,
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     if args.max_tokens == 0 {
         anyhow::bail!("--max-tokens must be at least 1");
     }
+    if !args.compare.is_empty() {
+        return compare(&args);
+    }
     let loaded = load::load(&args.model)?;
+    let start = std::time::Instant::now();
+    let report = score(&loaded, &args)?;
+    let seconds = start.elapsed().as_secs_f64();
+    if args.json {
+        let params = loaded.model.config().num_parameters();
+        println!("{}", json(&loaded.name, params, &report, seconds));
+    } else {
+        print_report(&loaded.name, &report, seconds);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Scores one loaded model on `--data`.
+fn score(loaded: &load::Loaded, args: &EvalArgs) -> anyhow::Result<EvalReport> {
     let options = EvalOptions {
         max_new_tokens: args.max_tokens,
         limit: args.limit,
     };
-    let start = std::time::Instant::now();
-    let report = evaluate(
+    Ok(evaluate(
         &loaded.model,
         &loaded.tokenizer,
         &args.data,
@@ -50,9 +78,80 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
                 print_case(case);
             }
         },
-    )?;
-    let seconds = start.elapsed().as_secs_f64();
-    println!("model            {}", loaded.name);
+    )?)
+}
+
+/// `--compare A,B,C`: every model on the same cases, then the report.
+fn compare(args: &EvalArgs) -> anyhow::Result<ExitCode> {
+    let Some(dir) = &args.output else {
+        anyhow::bail!("--compare needs -o DIR for the report");
+    };
+    // Fail before hours of scoring, not after.
+    if let Some(missing) = args
+        .compare
+        .iter()
+        .map(|n| n.trim())
+        .find(|n| *n != "embedded" && !Path::new(n).exists())
+    {
+        anyhow::bail!("--compare: {missing} is neither `embedded` nor an existing model path");
+    }
+    let mut scores = Vec::new();
+    for name in &args.compare {
+        let name = name.trim();
+        let model = ModelArgs {
+            model: (name != "embedded").then(|| PathBuf::from(name)),
+            quantize: None,
+            lora: None,
+        };
+        let loaded = load::load(&model).with_context(|| format!("--compare model {name}"))?;
+        let start = std::time::Instant::now();
+        let report = score(&loaded, args).with_context(|| format!("scoring {name}"))?;
+        let parameters = loaded.model.config().num_parameters();
+        if args.json {
+            println!(
+                "{}",
+                json(name, parameters, &report, start.elapsed().as_secs_f64())
+            );
+        } else {
+            print_report(name, &report, start.elapsed().as_secs_f64());
+            println!();
+        }
+        scores.push(ModelScore {
+            name: name.to_owned(),
+            parameters,
+            report,
+        });
+    }
+    let path = write_comparison(dir, &args.data, &scores)?;
+    eprintln!("report written to {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The scores as one JSON line.
+fn json(name: &str, parameters: u64, r: &EvalReport, seconds: f64) -> serde_json::Value {
+    serde_json::json!({
+        "model": name,
+        "parameters": parameters,
+        "cases": r.cases,
+        "open_cases": r.open_cases,
+        "exact_match": r.exact_match(),
+        "passed": r.passed,
+        "tool_cases": r.tool_cases,
+        "tool_calls_well_formed": r.tool_cases_well_formed,
+        "tool_call_validity": r.tool_call_validity(),
+        "tool_calls_exact": r.tool_cases_passed,
+        "answer_cases": r.answer_cases,
+        "answers_passed": r.answer_cases_passed,
+        "perplexity": r.perplexity(),
+        "perplexity_tokens": r.tokens,
+        "tokens_per_second": r.tokens_per_second(),
+        "seconds": seconds,
+    })
+}
+
+/// The scores as text.
+fn print_report(name: &str, report: &EvalReport, seconds: f64) {
+    println!("model            {name}");
     println!(
         "cases            {} scored + {} open ({:.1} s)",
         report.cases, report.open_cases, seconds
@@ -80,7 +179,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         report.perplexity(),
         report.tokens
     );
-    Ok(ExitCode::SUCCESS)
+    println!(
+        "decoding         {:.1} tokens/s ({} tokens)",
+        report.tokens_per_second(),
+        report.decode_tokens
+    );
 }
 
 fn print_case(case: &CaseResult) {

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use herd_engine::{generate, Decoder, FinishReason, GenerateRequest, Generation};
-use herd_model::KvCache;
+use herd_engine::{FinishReason, GenerateRequest, Generation};
 use herd_tokenizer::{ChatFormat, Message, Role, StreamDecoder, Tokenizer};
 
 use crate::args::GenerateArgs;
+use crate::draft::{self, Decoder};
 use crate::load::{load, sampling_params, stop_ids, Loaded};
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
@@ -18,15 +18,16 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         return crate::parallel::generate(args);
     }
     let loaded = load(&args.model)?;
+    let mut speculation = Decoder::new(&loaded, &args.draft)?;
     let request = request(&args, &loaded)?;
     let mut cache = loaded.model.new_cache();
-    stream(
-        &args,
-        &loaded.tokenizer,
-        &loaded.model,
-        &mut cache,
-        &request,
-    )
+    let code = stream(&args, &loaded.tokenizer, &request, |on_token| {
+        speculation.generate(&loaded.model, &mut cache, &request, on_token)
+    })?;
+    if let Some(stats) = speculation.stats() {
+        draft::report(stats);
+    }
+    Ok(code)
 }
 
 /// The prompt's tokens (plain or chat-formatted), sampling and stop tokens.
@@ -60,13 +61,12 @@ pub fn request(args: &GenerateArgs, loaded: &Loaded) -> anyhow::Result<GenerateR
     })
 }
 
-/// Generates with `model`, streaming text (or ids) to stdout, then the timing to stderr.
+/// Runs `generate` (plain, speculative or parallel), streaming text (or ids) to stdout, then the timing to stderr.
 pub fn stream(
     args: &GenerateArgs,
     tokenizer: &Tokenizer,
-    model: &dyn Decoder,
-    cache: &mut KvCache,
     request: &GenerateRequest,
+    generate: impl FnOnce(&mut dyn FnMut(u32) -> ControlFlow<()>) -> herd_engine::Result<Generation>,
 ) -> anyhow::Result<ExitCode> {
     // Ctrl-C stops generation at the next token; the statistics still print.
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -77,7 +77,7 @@ pub fn stream(
     let mut stdout = std::io::stdout().lock();
     let mut write_error: Option<anyhow::Error> = None;
     let mut warned = false;
-    let generation = generate(model, cache, request, |token| {
+    let generation = generate(&mut |token| {
         let text = if args.ids {
             format!("{token} ")
         } else {

@@ -15,7 +15,7 @@ use crate::args::{ModelArgs, SamplingArgs};
 /// fresh machine with no download: the project's own shop-support teacher
 /// (`models/teacher`, trained by `herd train` on `herd data shop`'s corpus;
 /// its README has the command and the scores).
-mod embedded {
+pub(crate) mod embedded {
     pub const NAME: &str = "<embedded teacher>";
     pub const CONFIG: &str = include_str!("../../../models/teacher/config.json");
     pub const GENERATION: &str = include_str!("../../../models/teacher/generation_config.json");
@@ -74,6 +74,16 @@ pub fn checkpoint(args: &ModelArgs) -> anyhow::Result<(Checkpoint, Tokenizer, St
             embedded::NAME.to_string(),
         ),
     })
+}
+
+/// The tokenizer of `--model` (or of the embedded default) alone, for a
+/// second owner of the same model (the agents of `herd serve`).
+pub fn tokenizer(args: &ModelArgs) -> anyhow::Result<Tokenizer> {
+    match &args.model {
+        Some(path) => Ok(open(path)?.1),
+        None => Tokenizer::from_json_bytes(embedded::TOKENIZER)
+            .with_context(|| format!("{}: tokenizer.json", embedded::NAME)),
+    }
 }
 
 /// Opens a checkpoint and its tokenizer (beside it, or inside the GGUF file).

@@ -1,15 +1,20 @@
 //! The `herd` command line: parse arguments, validate them, call the
 //! libraries, print. No model logic lives here.
 
+mod agent;
 mod args;
 mod chat;
 mod data;
+mod distill;
+mod draft;
 mod eval;
+mod gendata;
 mod generate;
 mod info;
 mod load;
 mod parallel;
 mod plan;
+mod prune;
 mod quantize;
 mod serve;
 mod tokenizer;
@@ -45,6 +50,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tokenizer(args) => tokenizer::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Distill(command) => distill::run(command),
+        Command::GenerateData(args) => gendata::run(*args),
+        Command::Prune(args) => prune::run(args),
+        Command::Agent(args) => agent::run(args),
     }
 }
 

@@ -80,6 +80,12 @@ mod with_mpi {
                  `herd merge` and load the merged model"
             );
         }
+        if args.draft.draft_model.is_some() {
+            anyhow::bail!(
+                "rank {rank}: --draft-model with --tp/--pp is not supported yet; speculative \
+                 decoding runs in one process"
+            );
+        }
         let opened = checkpoint(&args.model).and_then(|(checkpoint, tokenizer, name)| {
             let checkpoint = match args.model.quantize {
                 Some(file_type) => checkpoint.quantize(file_type)?,
@@ -131,7 +137,10 @@ mod with_mpi {
             }
         };
         let mut cache = leader.new_cache();
-        match stream(&args, &loaded.tokenizer, &leader, &mut cache, &request) {
+        let streamed = stream(&args, &loaded.tokenizer, &request, |on_token| {
+            herd_engine::generate(&leader, &mut cache, &request, on_token)
+        });
+        match streamed {
             Ok(code) => {
                 leader.stop()?;
                 Ok(code)

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use herd_engine::{EngineConfig, EngineHandle};
+use herd_engine::{DraftConfig, EngineConfig, EngineHandle};
 use herd_server::{Server, ServerConfig};
 
 use crate::args::ModelArgs;
@@ -50,6 +50,18 @@ pub struct ServeArgs {
     /// Most choices per prompt (n).
     #[arg(long, default_value_t = 16)]
     pub max_n: usize,
+    /// Speculative decoding: used while a single request is decoding (with
+    /// several, continuous batching already shares each pass of the weights).
+    #[command(flatten)]
+    pub draft: crate::draft::DraftArgs,
+    /// Agent directories (agent.toml) to serve, each as a model named like
+    /// the agent; they run on the served model.
+    #[arg(long, num_args = 1.., value_name = "DIR")]
+    pub agents: Vec<std::path::PathBuf>,
+    /// The conversation database of the agents (default: conversations.db
+    /// in the first agent's directory).
+    #[arg(long, value_name = "FILE")]
+    pub conversations: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -61,23 +73,40 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .as_deref()
             .map_or("herd-embedded".to_owned(), model_id)
     });
-    let engine = EngineHandle::start(
-        Arc::new(loaded.model),
-        EngineConfig {
-            max_num_seqs: args.max_num_seqs,
-            kv_cache_bytes: args.kv_cache_memory,
-            block_size: args.block_size,
-            max_batch_tokens: args.max_batch_tokens,
-            prefix_caching: !args.no_prefix_caching,
-        },
-    )?;
+    let draft = args.draft.load(&loaded)?;
+    let config = EngineConfig {
+        max_num_seqs: args.max_num_seqs,
+        kv_cache_bytes: args.kv_cache_memory,
+        block_size: args.block_size,
+        max_batch_tokens: args.max_batch_tokens,
+        prefix_caching: !args.no_prefix_caching,
+    };
+    let model = Arc::new(loaded.model);
+    let engine = match draft {
+        None => EngineHandle::start(model, config)?,
+        Some(draft) => EngineHandle::start_speculative(
+            model,
+            config,
+            DraftConfig {
+                model: draft,
+                draft_tokens: args.draft.draft_tokens,
+            },
+        )?,
+    };
     let config = ServerConfig {
         model_name: model_name.clone(),
         api_key: args.api_key.filter(|k| !k.is_empty()),
         max_logprobs: args.max_logprobs,
         max_n: args.max_n.max(1),
     };
-    let server = Server::new(engine, loaded.tokenizer, stops, config);
+    let agents = crate::agent::serve_agents(
+        &args.agents,
+        args.conversations,
+        &args.model,
+        &engine,
+        &stops,
+    )?;
+    let server = Server::new(engine, loaded.tokenizer, stops, config).with_agents(agents)?;
     server.run(SocketAddr::new(args.host, args.port), |addr| {
         eprintln!(
             "herd serve: {model_name} ({}) listening on http://{addr}",

@@ -246,7 +246,7 @@ impl Job {
         if args.resume && !herd_train::has_checkpoint(&args.out) {
             anyhow::bail!("--resume: {} does not exist", files.checkpoint().display());
         }
-        if !args.resume && herd_train::has_checkpoint(&args.out) {
+        if !args.resume && herd_train::holds_run(&args.out) {
             anyhow::bail!(
                 "{} already holds a training run; pass --resume to continue it, or choose another --out",
                 args.out.display()

@@ -9,7 +9,10 @@ import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
 const herd = process.argv[2] || process.env.HERD_BIN || "target/debug/herd";
-const server = spawn(herd, ["--threads", "2", "serve", "--port", "0"], { stdio: ["ignore", "ignore", "pipe"] });
+// The random-weight fixture, not the embedded teacher: it writes until its token
+// budget, which the stop-button check needs (the teacher answers in a sentence).
+const server = spawn(herd, ["--threads", "2", "serve", "--port", "0", "--model", "tests/fixtures/models/llama32-tied",
+                            "--served-model-name", "herd-embedded"], { stdio: ["ignore", "ignore", "pipe"] });
 const base = await new Promise((resolve, reject) => {
   let err = "";
   let timer;
@@ -78,7 +81,7 @@ try {
   // before the click. (That an abandoned request stops generating is
   // measured in tests/server/test_openai_api.py.)
   const load = new AbortController();
-  const loadBody = { model: "herd-embedded", stream: true, n: 16, max_tokens: 1900, temperature: 0,
+  const loadBody = { model: "herd-embedded", stream: true, n: 16, max_tokens: 900, temperature: 0,
                      messages: [{ role: "user", content: "Keep the engine busy." }] };
   const loadResponse = await fetch(base + "/v1/chat/completions", { method: "POST", body: JSON.stringify(loadBody), signal: load.signal });
   const reading = (async () => {
@@ -88,7 +91,7 @@ try {
     } catch {}
   })();
   await page.click("#clear");
-  await page.fill("#max-tokens", "2000");
+  await page.fill("#max-tokens", "900");
   await page.fill("#input", "Now a very long one.");
   await page.press("#input", "Enter");
   await page.click("#stop");

@@ -169,6 +169,26 @@ impl Corpus {
         records_jsonl(&self.valid)
     }
 
+    /// `prompts.jsonl`: prompts for a teacher (`herd generate-data`), one
+    /// `{"tools", "messages"}` line per assistant turn of the training
+    /// dialogues, holding the messages before that turn, so that synthetic
+    /// answers cover every kind of turn the corpus has (first answers, tool
+    /// calls, answers after a tool result, follow-ups).
+    pub fn prompts_jsonl(&self) -> String {
+        let tools = tools_json();
+        let mut out = String::new();
+        for dialogue in &self.train {
+            for turn in &dialogue.turns {
+                let record = Record {
+                    tools: &tools,
+                    messages: &dialogue.messages[..turn.message],
+                };
+                push_line(&mut out, &record);
+            }
+        }
+        out
+    }
+
     /// `test.jsonl`: one case per assistant turn of each test dialogue.
     pub fn test_jsonl(&self) -> String {
         let tools = tools_json();

@@ -1,0 +1,54 @@
+//! Shared test helpers: a scripted model (the model side only; tools,
+//! databases, HTTP and the store in these tests are real) and a shop agent.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use herd_agent::template::Template;
+use herd_agent::{Agent, AgentError, AgentSpec, ChatModel, ConversationStore};
+use herd_tokenizer::{Message, Role};
+
+/// A model whose replies are computed from the dialog by a closure, and
+/// which remembers every dialog it was shown.
+pub struct ScriptedModel {
+    reply: Box<dyn Fn(&[Message]) -> String + Send + Sync>,
+    pub seen: Mutex<Vec<Vec<Message>>>,
+}
+
+impl ScriptedModel {
+    pub fn new(reply: impl Fn(&[Message]) -> String + Send + Sync + 'static) -> Arc<Self> {
+        Arc::new(ScriptedModel {
+            reply: Box::new(reply),
+            seen: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl ChatModel for ScriptedModel {
+    fn complete(&self, dialog: &[Message], _max_tokens: usize) -> Result<String, AgentError> {
+        self.seen.lock().unwrap().push(dialog.to_vec());
+        Ok((self.reply)(dialog))
+    }
+}
+
+/// The last message of a dialog, if it is a tool result.
+pub fn last_tool_result(dialog: &[Message]) -> Option<&str> {
+    dialog
+        .last()
+        .filter(|m| m.role == Role::Ipython)
+        .map(|m| m.content.as_str())
+}
+
+/// A Llama 3.1 JSON tool call as the model writes it.
+pub fn call(name: &str, parameters: &str) -> String {
+    format!("{{\"type\": \"function\", \"name\": \"{name}\", \"parameters\": {parameters}}}")
+}
+
+/// Writes the shop-support template into `dir` and loads it with `model`.
+pub fn shop_agent(dir: &Path, model: Arc<dyn ChatModel>) -> Agent {
+    Template::ShopSupport.write(dir).expect("template");
+    let spec = AgentSpec::load(dir).expect("spec");
+    let store = Arc::new(ConversationStore::open(&dir.join("conversations.db")).expect("store"));
+    Agent::new(spec, model, store).expect("agent")
+}

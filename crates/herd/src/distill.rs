@@ -1,0 +1,588 @@
+//! `herd teacher-cache` and `herd distill`: flags → herd-distill.
+//!
+//! With no arguments, `herd distill` distils the embedded teacher into a
+//! fresh student of at most an eighth of its parameters on the embedded
+//! shop corpus (generated in-process, as `herd data shop` writes it).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use herd_distill::{
+    check_vocabularies, dir_identity, model_identity, student_config, student_config_json,
+    tokenizer_identity, write_cache, CacheHeader, DistillLoss, Distiller, LocalTeacher, LossSpec,
+    OnPolicy, TeacherCache, TeacherSide,
+};
+use herd_model::{Checkpoint, Config, Llama};
+use herd_shop::{Corpus, CorpusOptions};
+use herd_tokenizer::Tokenizer;
+use herd_train::optim::AdamWConfig;
+use herd_train::{
+    DataOptions, Dataset, LoraConfig, LoraTarget, LossOn, RunFiles, TrainModel, TrainOptions,
+    Tuning,
+};
+
+use crate::args::ModelArgs;
+use crate::load;
+
+/// The distillation subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DistillCommand {
+    /// Store a teacher's top-k next-token log-probabilities for a dataset (safetensors shards).
+    TeacherCache(TeacherCacheArgs),
+    /// Train a student on a teacher's distributions (online, cached or on-policy).
+    /// With no arguments: the embedded teacher into a new 1/8-size student on the shop corpus.
+    Distill(DistillArgs),
+}
+
+/// `herd teacher-cache`.
+#[derive(Debug, Args)]
+pub struct TeacherCacheArgs {
+    /// The teacher (Hugging Face directory); default: the embedded teacher.
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// JSONL dataset, as for `herd finetune`.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output directory of the shards (a rerun completes it).
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
+    /// Log-probabilities kept per token.
+    #[arg(short, long, default_value_t = 64)]
+    pub k: usize,
+    /// Temperature of the stored distributions (distill with the same).
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Sequences per shard (the unit of resumption).
+    #[arg(long, default_value_t = 256)]
+    pub shard_sequences: usize,
+    #[command(flatten)]
+    pub data_opts: DataFlags,
+}
+
+/// How a JSONL file is read (the same for caching and distilling, so the
+/// cached sequences are the ones trained on).
+#[derive(Debug, Args)]
+pub struct DataFlags {
+    /// Tokens per packed row, the longest example (default: min(context, 1024)).
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Cut examples longer than --seq-len instead of rejecting them.
+    #[arg(long)]
+    pub truncate: bool,
+    /// Skip malformed records instead of stopping.
+    #[arg(long)]
+    pub skip_bad_records: bool,
+}
+
+/// Which divergence (`--loss`).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LossArg {
+    /// Forward KL(teacher ‖ student).
+    Fkl,
+    /// Reverse KL(student ‖ teacher).
+    Rkl,
+    /// Generalised Jensen–Shannon with --beta.
+    Jsd,
+    /// Skew KL with --alpha.
+    Skl,
+    /// Cross-entropy on the data only (the baseline; no teacher).
+    Ce,
+}
+
+/// `herd distill`.
+#[derive(Debug, Args)]
+pub struct DistillArgs {
+    /// Live teacher (Hugging Face directory); default: the embedded teacher,
+    /// unless --cache is given.
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// A `herd teacher-cache` directory to train from instead of a live teacher.
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// An existing student (Hugging Face directory) to start from.
+    #[arg(long, conflicts_with = "student_config")]
+    pub student: Option<PathBuf>,
+    /// A config.json for a new student with random weights (the teacher's tokenizer).
+    #[arg(long)]
+    pub student_config: Option<PathBuf>,
+    /// JSONL dataset; default: the embedded shop corpus, written to OUT/data.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Output directory: the student, checkpoint, metrics.jsonl, loss.png, summary.json.
+    #[arg(long, short = 'o', default_value = "distilled")]
+    pub out: PathBuf,
+    /// The divergence.
+    #[arg(long, value_enum, default_value_t = LossArg::Fkl)]
+    pub loss: LossArg,
+    /// Softmax temperature of both distributions (default: the cache's, else 1).
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Share of the distillation term; the rest is cross-entropy on the data.
+    #[arg(long, default_value_t = 1.0)]
+    pub kd_weight: f64,
+    /// JSD's teacher weight β.
+    #[arg(long, default_value_t = 0.5)]
+    pub beta: f64,
+    /// Skew KL's α.
+    #[arg(long, default_value_t = 0.1)]
+    pub alpha: f64,
+    /// λ: share of examples whose reply the student samples and the teacher scores (GKD).
+    #[arg(long, default_value_t = 0.0)]
+    pub on_policy: f64,
+    /// Student sampling temperature for --on-policy.
+    #[arg(long, default_value_t = 1.0)]
+    pub sample_temperature: f32,
+    /// Train a LoRA adapter of this rank on --student instead of every weight.
+    #[arg(long, requires = "student")]
+    pub lora_rank: Option<usize>,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 600)]
+    pub steps: usize,
+    /// Peak learning rate (default: 1e-3 for a new student, 2e-5 for --student, 2e-4 for LoRA).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Input positions per micro-batch.
+    #[arg(long, default_value_t = 2048)]
+    pub batch_tokens: usize,
+    /// Micro-batches per step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Seeds data order, new weights and on-policy sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Share of the examples held out for the validation loss (cross-entropy).
+    #[arg(long, default_value_t = 0.05)]
+    pub val_fraction: f64,
+    /// Checkpoint every N steps (0: only when stopped); Ctrl-C always checkpoints.
+    #[arg(long, default_value_t = 0)]
+    pub save_every: usize,
+    /// Continue from --out/checkpoint.safetensors.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub data_opts: DataFlags,
+}
+
+pub fn run(command: DistillCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DistillCommand::TeacherCache(args) => teacher_cache(args),
+        DistillCommand::Distill(args) => distill(args),
+    }
+}
+
+/// A loaded teacher with what identifies it.
+struct Teacher {
+    model: Arc<Llama>,
+    tokenizer: Tokenizer,
+    identity: String,
+    name: String,
+    /// Its config.json text (a fresh student copies it).
+    config_json: String,
+    /// Where its tokenizer files are (None: embedded).
+    dir: Option<PathBuf>,
+}
+
+fn load_teacher(path: Option<&Path>) -> anyhow::Result<Teacher> {
+    let loaded = load::load(&ModelArgs {
+        model: path.map(Path::to_path_buf),
+        quantize: None,
+        lora: None,
+    })?;
+    let (identity, config_json) = match path {
+        Some(p) if p.is_dir() => {
+            let cfg = p.join("config.json");
+            let text = std::fs::read_to_string(&cfg)
+                .with_context(|| format!("reading {}", cfg.display()))?;
+            (dir_identity(p)?, text)
+        }
+        Some(p) => anyhow::bail!(
+            "{}: a teacher must be a Hugging Face directory",
+            p.display()
+        ),
+        None => (
+            model_identity(
+                load::embedded::CONFIG.as_bytes(),
+                &[load::embedded::WEIGHTS],
+            ),
+            load::embedded::CONFIG.to_string(),
+        ),
+    };
+    Ok(Teacher {
+        model: Arc::new(loaded.model),
+        tokenizer: loaded.tokenizer,
+        identity,
+        name: loaded.name,
+        config_json,
+        dir: path.map(Path::to_path_buf),
+    })
+}
+
+fn data_options(
+    flags: &DataFlags,
+    config: &Config,
+    validation_fraction: f64,
+) -> anyhow::Result<DataOptions> {
+    let seq_len = flags
+        .seq_len
+        .unwrap_or(config.max_position_embeddings.min(1024));
+    if seq_len > config.max_position_embeddings {
+        anyhow::bail!(
+            "--seq-len {seq_len} is longer than the model's context ({} tokens)",
+            config.max_position_embeddings
+        );
+    }
+    Ok(DataOptions {
+        loss_on: LossOn::Assistant,
+        skip_bad_records: flags.skip_bad_records,
+        seq_len,
+        truncate: flags.truncate,
+        validation_fraction,
+    })
+}
+
+fn teacher_cache(args: TeacherCacheArgs) -> anyhow::Result<ExitCode> {
+    let teacher = load_teacher(args.teacher.as_deref())?;
+    let opts = data_options(&args.data_opts, teacher.model.config(), 0.0)?;
+    let data = Dataset::load(&args.data, &teacher.tokenizer, &opts)?;
+    let seqs: Vec<&[u32]> = data.train.iter().map(|e| e.ids.as_slice()).collect();
+    let source = LocalTeacher::new(teacher.model.clone(), teacher.identity.clone());
+    let info = herd_distill::TopKSource::info(&source);
+    let tok = tokenizer_identity(&teacher.tokenizer)?;
+    let header = CacheHeader::new(
+        &info,
+        tok,
+        args.k,
+        args.temperature,
+        &seqs,
+        args.shard_sequences,
+    )?;
+    if header.k < args.k {
+        eprintln!("k capped at {} by the teacher", header.k);
+    }
+    let start = Instant::now();
+    let summary = write_cache(&source, &seqs, &header, &args.output, &mut |done, total| {
+        eprint!(
+            "\rshard {done}/{total} ({:.0} s)",
+            start.elapsed().as_secs_f64()
+        );
+    })?;
+    eprintln!();
+    println!(
+        "{}: {} sequences, {} tokens, top-{} at temperature {} of {} ({} shards written, {} already complete); {:.1} bytes/token",
+        args.output.display(),
+        seqs.len(),
+        summary.tokens,
+        header.k,
+        header.temperature,
+        teacher.name,
+        summary.written,
+        summary.skipped,
+        summary.bytes_per_token()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The student to train, its config.json text and where its tokenizer is.
+struct Student {
+    model: TrainModel,
+    tokenizer: Tokenizer,
+    config_json: String,
+    tokenizer_dir: PathBuf,
+    default_lr: f64,
+}
+
+fn load_student(
+    args: &DistillArgs,
+    teacher: Option<&Teacher>,
+    out: &Path,
+) -> anyhow::Result<Student> {
+    if let Some(dir) = &args.student {
+        let ckpt = Checkpoint::open(dir)?;
+        let tuning = match args.lora_rank {
+            Some(rank) => {
+                let lora = LoraConfig {
+                    rank,
+                    alpha: 2.0 * rank as f64,
+                    targets: LoraTarget::parse_list("q,k,v,o")?,
+                    rslora: false,
+                };
+                lora.validate()?;
+                Tuning::Lora(lora)
+            }
+            None => Tuning::Full,
+        };
+        let cfg = dir.join("config.json");
+        return Ok(Student {
+            default_lr: if args.lora_rank.is_some() { 2e-4 } else { 2e-5 },
+            model: TrainModel::from_checkpoint(&ckpt, tuning, args.seed)?,
+            tokenizer: Tokenizer::from_dir(dir)?,
+            config_json: std::fs::read_to_string(&cfg)
+                .with_context(|| format!("reading {}", cfg.display()))?,
+            tokenizer_dir: dir.clone(),
+        });
+    }
+    let teacher =
+        teacher.context("a new student takes its tokenizer from the teacher: pass --teacher")?;
+    let (config, config_json) = match &args.student_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            (Config::from_json(&text, path)?, text)
+        }
+        None => {
+            let cfg = student_config(teacher.model.config(), 1.0 / 8.0)
+                .context("the teacher is too small for a student of an eighth of its size; pass --student-config")?;
+            let json = student_config_json(&teacher.config_json, &cfg)?;
+            (cfg, json)
+        }
+    };
+    let tokenizer_dir = teacher_tokenizer_dir(teacher, out)?;
+    Ok(Student {
+        model: TrainModel::random(config, args.seed)?,
+        tokenizer: Tokenizer::from_dir(&tokenizer_dir)?,
+        config_json,
+        tokenizer_dir,
+        default_lr: 1e-3,
+    })
+}
+
+/// A directory holding the teacher's tokenizer files (the embedded one's
+/// are written under OUT/data).
+fn teacher_tokenizer_dir(teacher: &Teacher, out: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = &teacher.dir {
+        return Ok(dir.clone());
+    }
+    let dir = out.join("data");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, bytes) in [
+        ("tokenizer.json", load::embedded::TOKENIZER),
+        (
+            "generation_config.json",
+            load::embedded::GENERATION.as_bytes(),
+        ),
+    ] {
+        herd_train::io::write_atomic(&dir.join(name), bytes)?;
+    }
+    Ok(dir)
+}
+
+/// `--data`, or the embedded shop corpus written to OUT/data.
+fn data_path(args: &DistillArgs) -> anyhow::Result<PathBuf> {
+    if let Some(path) = &args.data {
+        return Ok(path.clone());
+    }
+    let dir = args.out.join("data");
+    let corpus = Corpus::generate(&CorpusOptions::default())?;
+    corpus.write(&dir)?;
+    eprintln!(
+        "wrote the shop corpus to {} (train.jsonl, valid.jsonl, test.jsonl)",
+        dir.display()
+    );
+    Ok(dir.join("train.jsonl"))
+}
+
+fn loss_spec(args: &DistillArgs, temperature: f64) -> LossSpec {
+    let loss = match args.loss {
+        LossArg::Fkl => DistillLoss::ForwardKl,
+        LossArg::Rkl => DistillLoss::ReverseKl,
+        LossArg::Jsd => DistillLoss::Jsd { beta: args.beta },
+        LossArg::Skl => DistillLoss::SkewKl { alpha: args.alpha },
+        LossArg::Ce => DistillLoss::CrossEntropy,
+    };
+    LossSpec {
+        loss,
+        temperature,
+        kd_weight: args.kd_weight,
+    }
+}
+
+/// Teacher rows for the data (cache or live) and the live teacher, checked
+/// against the student's tokenizer.
+struct Teachers {
+    data: Option<Arc<dyn TeacherSide>>,
+    live: Option<Arc<dyn TeacherSide>>,
+    identity: String,
+    temperature: f64,
+}
+
+fn teachers(
+    args: &DistillArgs,
+    teacher: Option<&Teacher>,
+    student: &Student,
+) -> anyhow::Result<Teachers> {
+    let live: Option<Arc<dyn TeacherSide>> = teacher.map(|t| {
+        Arc::new(LocalTeacher::new(t.model.clone(), t.identity.clone())) as Arc<dyn TeacherSide>
+    });
+    let Some(dir) = &args.cache else {
+        return Ok(Teachers {
+            data: live.clone(),
+            live,
+            identity: teacher.map(|t| t.identity.clone()).unwrap_or_default(),
+            temperature: args.temperature.unwrap_or(1.0),
+        });
+    };
+    let cache = TeacherCache::open(dir)?;
+    let temperature = args.temperature.unwrap_or(cache.header().temperature);
+    let tok = tokenizer_identity(&student.tokenizer)?;
+    cache.verify(&tok, teacher.map(|t| t.identity.as_str()), temperature)?;
+    Ok(Teachers {
+        identity: cache.header().teacher.clone(),
+        data: Some(Arc::new(cache)),
+        live,
+        temperature,
+    })
+}
+
+fn distill(args: DistillArgs) -> anyhow::Result<ExitCode> {
+    if args.resume && !herd_train::has_checkpoint(&args.out) {
+        anyhow::bail!("--resume: {} holds no checkpoint", args.out.display());
+    }
+    if !args.resume && herd_train::holds_run(&args.out) {
+        anyhow::bail!(
+            "{} already holds a training run; pass --resume to continue it, or choose another --out",
+            args.out.display()
+        );
+    }
+    let uses_teacher = !matches!(args.loss, LossArg::Ce) && args.kd_weight > 0.0;
+    // A live teacher: asked for, or needed to score (no cache, on-policy),
+    // or to size and tokenize a new student.
+    let want_live = args.teacher.is_some()
+        || (uses_teacher && args.cache.is_none())
+        || args.on_policy > 0.0
+        || args.student.is_none();
+    let teacher = match want_live {
+        true => Some(load_teacher(args.teacher.as_deref())?),
+        false => None,
+    };
+    let student = load_student(&args, teacher.as_ref(), &args.out)?;
+    let vocab = match &teacher {
+        Some(t) => check_vocabularies(
+            (&t.tokenizer, t.model.config().vocab_size),
+            (&student.tokenizer, student.model.config().vocab_size),
+        )?,
+        None => student.model.config().vocab_size,
+    };
+    let teachers = teachers(&args, teacher.as_ref(), &student)?;
+    run_distill(&args, teacher.as_ref(), student, teachers, vocab)
+}
+
+fn run_distill(
+    args: &DistillArgs,
+    teacher: Option<&Teacher>,
+    student: Student,
+    teachers: Teachers,
+    vocab: usize,
+) -> anyhow::Result<ExitCode> {
+    let data_path = data_path(args)?;
+    let opts = data_options(&args.data_opts, student.model.config(), args.val_fraction)?;
+    let data = Dataset::load(&data_path, &student.tokenizer, &opts)?;
+    let options = TrainOptions {
+        steps: args.steps,
+        lr: args.lr.unwrap_or(student.default_lr),
+        warmup: args.steps / 10,
+        min_lr_ratio: 0.1,
+        adamw: AdamWConfig::default(),
+        batch_tokens: args.batch_tokens,
+        grad_accum: args.grad_accum,
+        clip: Some(1.0),
+        seed: args.seed,
+        seq_len: opts.seq_len,
+        eval_every: (args.steps / 10).max(1),
+        save_every: args.save_every,
+    };
+    options.validate()?;
+    let distiller = Distiller {
+        spec: loss_spec(args, teachers.temperature),
+        vocab,
+        teacher: teachers.data,
+        live: teachers.live,
+        on_policy: (args.on_policy > 0.0).then(|| OnPolicy {
+            fraction: args.on_policy,
+            temperature: args.sample_temperature,
+            stop_ids: student.tokenizer.stop_ids(),
+        }),
+        seq_len: opts.seq_len,
+        seed: args.seed,
+        teacher_identity: teachers.identity,
+    };
+    distiller.validate()?;
+    let files = RunFiles {
+        dir: args.out.clone(),
+        progress: !args.quiet,
+    };
+    eprintln!(
+        "distilling {} into a student of {} parameters ({} trained) with {:?} on {} examples for {} steps",
+        teacher.map_or("the cached teacher", |t| t.name.as_str()),
+        student.model.config().num_parameters(),
+        student.model.trainable_parameters(),
+        distiller.spec.loss,
+        data.train.len(),
+        options.steps
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
+    let started = Instant::now();
+    let report = herd_train::train_with(
+        &student.model,
+        &data,
+        &options,
+        &files,
+        args.resume,
+        &|_| stop.load(Ordering::SeqCst),
+        &distiller,
+    )?;
+    eprintln!("{report}");
+    if report.interrupted {
+        eprintln!(
+            "checkpoint: {} (continue with the same command and --resume)",
+            files.checkpoint().display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    let base = args
+        .student
+        .as_ref()
+        .map_or("scratch".to_string(), |p| p.display().to_string());
+    herd_train::save_trained(
+        &args.out,
+        &student.model,
+        &student.config_json,
+        &student.tokenizer_dir,
+        &base,
+    )?;
+    let summary = serde_json::json!({
+        "teacher": teacher.map(|t| t.name.clone()),
+        "teacher_identity": distiller.teacher_identity,
+        "teacher_parameters": teacher.map(|t| t.model.config().num_parameters()),
+        "student_parameters": student.model.config().num_parameters(),
+        "trained_parameters": student.model.trainable_parameters(),
+        "loss": format!("{:?}", distiller.spec),
+        "on_policy": args.on_policy,
+        "data": data_path.display().to_string(),
+        "steps": report.step,
+        "final_loss": report.losses.last().map(|l| l.1),
+        "validation_cross_entropy": report.validation.last().map(|v| v.1),
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    let path = args.out.join("summary.json");
+    let text = serde_json::to_string_pretty(&summary)?;
+    herd_train::io::write_atomic(&path, text.as_bytes())?;
+    println!("{text}");
+    eprintln!(
+        "wrote {} (score it: herd eval -m {} --data {})",
+        args.out.display(),
+        args.out.display(),
+        data_path.with_file_name("test.jsonl").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
