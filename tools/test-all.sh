@@ -34,6 +34,8 @@ for n in 2 3; do
 done
 # Tensor and pipeline parallelism: equivalence, bad input, failed ranks.
 bash tools/test_parallel.sh target/debug
+# TP 2 with the ranks in two network namespaces (skips where ip netns is not permitted).
+bash tools/test_netns.sh target/debug
 # herd serve: protocol tests with the official `openai` client, then the web
 # chat page in headless Debian chromium driven by playwright-core (npm).
 python3 -c "import openai" 2>/dev/null || python3 -m pip install --quiet "openai>=1.40"

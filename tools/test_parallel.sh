@@ -15,6 +15,9 @@ tied=tests/fixtures/models/llama32-tied   # 6 heads, 2 KV heads, 3 layers, tied 
 bf16=tests/fixtures/models/llama31-bf16   # tiny's shapes in bf16: another model
 mpi() { timeout 120 mpirun --oversubscribe -np "$@"; }
 
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
 echo "== logits within 1e-5 (x the largest logit) and identical greedy tokens vs one process"
 mpi 2 "$check" "$tiny" 2 1
 mpi 2 "$check" "$tiny" 1 2
@@ -63,6 +66,82 @@ expect_error "a rank without a model" 2 "cannot open the model\|opening the mode
 expect_error "a layout that does not match the job" 2 "TP 2 × PP 2 needs 4 ranks, the job has 2" \
     mpi 2 "$herd" generate -m "$tiny" -p hi --tp 2 --pp 2
 
+# `herd serve` on `ranks` ranks (1: one plain process; more: mpirun with the
+# given layout flags): waits for the address, lets the server idle for 5 s
+# (longer than --comm-timeout 4: the followers' watchdogs must be kept quiet
+# by rank 0's heartbeats), then prints the greedy answers to a completion
+# and a chat request made with Python's urllib, as any OpenAI client would.
+serve_answers() {
+    local ranks=$1 log pid addr=""
+    log=$(mktemp -p "$tmp" serve.XXXX)
+    shift
+    if [ "$ranks" = 1 ]; then
+        timeout 120 "$herd" serve -m "$tiny" --port 0 "$@" 2>"$log" &
+    else
+        timeout 120 mpirun --oversubscribe -np "$ranks" "$herd" serve -m "$tiny" --port 0 \
+            --comm-timeout 4 "$@" 2>"$log" &
+    fi
+    pid=$!
+    for _ in $(seq 600); do
+        addr=$(grep -o 'listening on http://[0-9.:]*' "$log" | sed 's|.*http://||') || true
+        [ -n "$addr" ] && break
+        kill -0 "$pid" 2>/dev/null || { echo "FAIL: herd serve ($ranks ranks $*) exited"; cat "$log"; exit 1; }
+        sleep 0.1
+    done
+    [ -n "$addr" ] || { echo "FAIL: herd serve ($ranks ranks $*) never listened"; cat "$log"; exit 1; }
+    sleep 5
+    python3 - "$addr" <<'PY' || { cat "$log"; kill "$pid"; exit 1; }
+import json, sys, urllib.request
+
+def post(path, body):
+    req = urllib.request.Request(
+        f"http://{sys.argv[1]}{path}", data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.load(r)
+
+common = {"model": "llama31-tiny", "max_tokens": 24, "temperature": 0}
+text = post("/v1/completions", {**common, "prompt": "The herd crossed the river"})
+chat = post("/v1/chat/completions",
+            {**common, "messages": [{"role": "user", "content": "Where is my order?"}]})
+print(json.dumps([text["choices"][0]["text"], chat["choices"][0]["message"]["content"],
+                  text["usage"], chat["usage"]]))
+PY
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+}
+echo "== herd serve --tp 2 / --pp 2 under mpirun answers HTTP requests like one process"
+one=$(serve_answers 1)
+for layout in "--tp 2" "--pp 2"; do
+    # shellcheck disable=SC2086 # two words: flag and value
+    many=$(serve_answers 2 $layout)
+    if [ "$one" != "$many" ]; then
+        echo "FAIL: one process answered $one, $layout answered $many"
+        exit 1
+    fi
+    echo "ok: $layout answered $many"
+done
+
+echo "== data-parallel herd finetune: 2 ranks give one process's loss curve (same global batch)"
+# 4 rows of 128 positions per micro-batch, 2 micro-batches per step: each
+# rank computes 2 rows of each; the all-reduced gradients are the batch's.
+finetune=(finetune --model "$tiny" --data tests/fixtures/train/chat.jsonl --full --steps 4
+    --lr 1e-2 --seq-len 128 --batch-tokens 512 --grad-accum 2 --val-fraction 0 --quiet)
+"$herd" "${finetune[@]}" --out "$tmp/dp1" 2>/dev/null
+mpi 2 "$herd" "${finetune[@]}" --out "$tmp/dp2" 2>"$tmp/dp2.log" || { cat "$tmp/dp2.log"; exit 1; }
+grep -q "on 2 data-parallel ranks" "$tmp/dp2.log" || { echo "FAIL: no data-parallel run"; cat "$tmp/dp2.log"; exit 1; }
+python3 - "$tmp/dp1/metrics.jsonl" "$tmp/dp2/metrics.jsonl" <<'PY'
+import json, sys
+one, two = ([json.loads(l) for l in open(p)] for p in sys.argv[1:])
+losses = lambda rs: [(r["step"], r["loss"]) for r in rs if "loss" in r]
+a, b = losses(one), losses(two)
+assert [s for s, _ in a] == [s for s, _ in b] == [1, 2, 3, 4], (a, b)
+worst = max(abs(x - y) / abs(x) for (_, x), (_, y) in zip(a, b))
+assert worst <= 1e-5, f"loss curves differ by {worst:.2e} (relative): {a} vs {b}"
+assert a[-1][1] < a[0][1], f"the loss did not fall: {a}"
+print(f"ok: 4 steps, losses {[round(x, 4) for _, x in b]}, largest relative difference {worst:.1e}")
+PY
+
 # A rank that dies or hangs mid-generation: the job must end with an error,
 # not hang. Rank 1 is frozen (SIGSTOP) as soon as rank 0 prints a token, so
 # generation cannot finish without it; then it is killed, or left frozen for
@@ -103,8 +182,6 @@ fail_rank_1() {
     }
     echo "ok: rank 1 ${how} mid-generation (kill: SIGKILL, stop: SIGSTOP): job ended with exit code $code after ${took}s"
 }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 echo "== a failed rank ends the job"
 fail_rank_1 kill
 fail_rank_1 stop

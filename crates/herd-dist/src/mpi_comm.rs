@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use mpi::collective::SystemOperation;
+use mpi::environment::Threading;
 use mpi::topology::{Color, Communicator as _, SimpleCommunicator};
 use mpi::traits::*;
 
@@ -21,10 +22,18 @@ pub struct Mpi {
 }
 
 impl Mpi {
-    /// Initialises MPI; fails when it was already initialised in this process.
+    /// Initialises MPI; fails when it was already initialised in this
+    /// process. Asks for `MPI_THREAD_SERIALIZED`: herd makes one MPI call at
+    /// a time, but not always from the main thread (`herd serve` steps the
+    /// model on its engine thread).
     pub fn init() -> Result<Mpi> {
-        let universe = mpi::initialize()
+        let (universe, level) = mpi::initialize_with_threading(Threading::Serialized)
             .ok_or_else(|| DistError::Comm("MPI was already initialised".into()))?;
+        if level < Threading::Serialized {
+            return Err(DistError::Comm(format!(
+                "this MPI library provides thread level {level:?}; herd needs Serialized"
+            )));
+        }
         Ok(Mpi {
             world: universe.world(),
             universe: Arc::new(universe),
@@ -33,7 +42,7 @@ impl Mpi {
 }
 
 // The `mpi` crate's handles are plain integers/pointers owned by this value;
-// herd calls MPI from one thread at a time (the rank's main thread).
+// herd calls MPI from one thread at a time (MPI_THREAD_SERIALIZED).
 unsafe impl Send for Mpi {}
 
 impl Communicator for Mpi {

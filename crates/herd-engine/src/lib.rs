@@ -49,7 +49,7 @@ mod sampler;
 mod scheduler;
 mod speculative;
 
-pub use engine::{EngineHandle, RequestStream};
+pub use engine::{EngineHandle, PagedModel, RequestStream};
 pub use error::{EngineError, Result};
 pub use generate::{generate, Decoder, FinishReason, GenerateRequest, Generation};
 pub use request::{

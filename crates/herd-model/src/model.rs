@@ -188,13 +188,13 @@ impl Linear {
 /// What every layer of one forward pass shares besides its input: the
 /// tensor-parallel group that sums the ranks' partial outputs, and the
 /// [`Trace`] watching activations (if any), bound to the layer being computed.
-struct Pass<'p> {
+struct Pass<'p, 't> {
     tp: &'p dyn TensorParallel,
-    trace: Option<&'p mut dyn Trace>,
+    trace: Option<&'t mut dyn Trace>,
     layer: usize,
 }
 
-impl Pass<'_> {
+impl Pass<'_, '_> {
     /// Hands `(tokens, width)` rows to the trace, if there is one.
     fn record(&mut self, point: TracePoint, values: &[f32], width: usize) {
         if let Some(trace) = self.trace.as_deref_mut() {
@@ -311,7 +311,7 @@ impl Attention {
         spans: &[Span],
         angles: &[RopeAngles],
         kv: &mut BatchKv<'_, '_>,
-        pass: &mut Pass<'_>,
+        pass: &mut Pass<'_, '_>,
     ) -> Result<Tensor> {
         let layer = pass.layer;
         // Projections for all sequences at once.
@@ -383,7 +383,7 @@ impl Mlp {
     }
 
     /// `x: (n, hidden)` → `(n, hidden)`, summed over the tensor-parallel group.
-    fn forward(&self, x: &Tensor, pass: &mut Pass<'_>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, pass: &mut Pass<'_, '_>) -> Result<Tensor> {
         let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
         let up = self.up_proj.forward(x)?;
         let hidden = (gate * up)?;
@@ -556,6 +556,17 @@ impl Llama {
         KvCache::with_shape(self.layers.len(), self.kv_dim())
     }
 
+    /// A pool of `num_blocks` KV blocks of `block_size` positions shaped for
+    /// this shard's layers and KV heads (the whole model's for a whole model).
+    pub fn new_pool(&self, block_size: usize, num_blocks: usize) -> Result<KvPool> {
+        KvPool::with_shape(self.layers.len(), self.kv_dim(), block_size, num_blocks)
+    }
+
+    /// Bytes one block of [`Llama::new_pool`]'s pool takes (keys and values, f32).
+    pub fn pool_bytes_per_block(&self, block_size: usize) -> u64 {
+        (2 * self.layers.len() * self.kv_dim() * 4 * block_size) as u64
+    }
+
     /// Runs the batch and returns per-sequence logits, `(n_new, vocab)` for
     /// [`Logits::All`] or `(1, vocab)` for [`Logits::Last`]. Every input is
     /// checked before any cache is touched, so an error leaves caches intact.
@@ -601,6 +612,19 @@ impl Llama {
     /// Every input is checked before the pool is touched.
     pub fn forward_paged(&self, pool: &mut KvPool, batch: &[PagedSeq<'_>]) -> Result<Vec<Tensor>> {
         self.check_whole()?;
+        expect_logits(self.forward_paged_stage(pool, batch, StageInput::Tokens, &NoTensorParallel)?)
+    }
+
+    /// [`Llama::forward_stage`] for a batch whose KV lives in `pool` (made
+    /// by this shard's [`Llama::new_pool`]): every rank of every stage is
+    /// given the same block tables and writes its own layers' and heads' KV.
+    pub fn forward_paged_stage(
+        &self,
+        pool: &mut KvPool,
+        batch: &[PagedSeq<'_>],
+        input: StageInput<'_>,
+        tp: &dyn TensorParallel,
+    ) -> Result<StageOutput> {
         self.check_paged(pool, batch)?;
         let spans: Vec<Step<'_>> = batch
             .iter()
@@ -610,8 +634,7 @@ impl Llama {
                 logits: s.logits,
             })
             .collect();
-        let kv = &mut BatchKv::Paged { pool, seqs: batch };
-        expect_logits(self.run(&spans, kv, StageInput::Tokens, &NoTensorParallel, None)?)
+        self.run(&spans, &mut BatchKv::Paged { pool, seqs: batch }, input, tp, None)
     }
 
     /// Logits of every new token of one sequence, like [`Llama::forward_one`]
@@ -825,12 +848,12 @@ impl Llama {
         if batch.is_empty() {
             return Err(ModelError::InvalidInput("empty batch".into()));
         }
-        if pool.num_layers() != self.config.num_hidden_layers || pool.kv_dim() != self.kv_dim() {
+        if pool.num_layers() != self.layers.len() || pool.kv_dim() != self.kv_dim() {
             return Err(ModelError::InvalidInput(format!(
                 "KV pool made for {} layers of width {}, model has {} of width {}",
                 pool.num_layers(),
                 pool.kv_dim(),
-                self.config.num_hidden_layers,
+                self.layers.len(),
                 self.kv_dim()
             )));
         }

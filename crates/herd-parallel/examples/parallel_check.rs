@@ -5,8 +5,9 @@
 //! reference. Rank 0 then drives the parallel model through the same leader
 //! protocol `herd generate --tp --pp` uses, and checks that (1) the logits of
 //! every prompt position are within 1e-5 of the single-process ones (relative
-//! to the largest logit when that exceeds 1) and (2)
-//! greedy generation gives the same tokens. Exits non-zero (on rank 0, which
+//! to the largest logit when that exceeds 1), (2) so are those of a paged
+//! batch of two sequences over two steps (the serving engine's path), and
+//! (3) greedy generation gives the same tokens. Exits non-zero (on rank 0, which
 //! then fails the job) on any difference; `tools/test-all.sh` runs it for
 //! TP=2, PP=2 and TP=2 × PP=2.
 
@@ -16,7 +17,8 @@ use std::time::Duration;
 
 use herd_dist::{Communicator, Mpi};
 use herd_engine::{generate, GenerateRequest, Sampling, SamplingParams};
-use herd_model::{logits_row, Checkpoint, Llama, Logits};
+use candle_core::Tensor;
+use herd_model::{logits_row, Checkpoint, Llama, Logits, PagedSeq};
 use herd_parallel::{load_shard, Layout, Leader, ParallelError, ParallelLlama};
 
 const TOLERANCE: f32 = 1e-5;
@@ -69,7 +71,7 @@ fn run(dir: &Path, layout: Layout, world: Box<dyn Communicator>) -> Result<Strin
     if rank != 0 {
         return par.follow().map(|()| String::new()).map_err(err);
     }
-    let leader = par.leader().map_err(err)?;
+    let leader = par.into_leader().map_err(err)?;
     let outcome = compare(&leader, dir);
     // Release the followers whatever the outcome, so every rank exits.
     leader.stop().map_err(err)?;
@@ -77,7 +79,7 @@ fn run(dir: &Path, layout: Layout, world: Box<dyn Communicator>) -> Result<Strin
 }
 
 /// Rank 0: the parallel model against the whole one.
-fn compare(leader: &Leader<'_>, dir: &Path) -> Result<String, String> {
+fn compare(leader: &Leader, dir: &Path) -> Result<String, String> {
     let reference = Llama::load(dir).map_err(|e| e.to_string())?;
     let vocab = reference.config().vocab_size as u32;
     let prompt: Vec<u32> = (0..19).map(|i| (i * 37 + 5) % vocab).collect();
@@ -88,25 +90,8 @@ fn compare(leader: &Leader<'_>, dir: &Path) -> Result<String, String> {
     let got = leader
         .forward(&prompt, &mut leader.new_cache(), Logits::All)
         .map_err(|e| e.to_string())?;
-    let (mut worst, mut scale) = (0f32, 1f32);
-    for row in 0..prompt.len() {
-        let (a, b) = (
-            logits_row(&expected, row).map_err(|e| e.to_string())?,
-            logits_row(&got, row).map_err(|e| e.to_string())?,
-        );
-        worst = a
-            .iter()
-            .zip(&b)
-            .fold(worst, |m, (x, y)| m.max((x - y).abs()));
-        scale = a.iter().fold(scale, |m, x| m.max(x.abs()));
-    }
-    // Splitting a dot product over ranks changes only the order of f32
-    // additions: the difference scales with the logits' magnitude.
-    if worst > TOLERANCE * scale || worst.is_nan() {
-        return Err(format!(
-            "max |logit difference| {worst:e} exceeds {TOLERANCE:e} × the largest |logit| {scale}"
-        ));
-    }
+    let (worst, scale) = within_tolerance(&[expected], &[got], "prompt logits")?;
+    paged(leader, &reference, &prompt)?;
     // Greedy generation: prefill, then one token per step through the KV caches.
     let request = GenerateRequest {
         prompt,
@@ -138,4 +123,72 @@ fn compare(leader: &Leader<'_>, dir: &Path) -> Result<String, String> {
         request.prompt.len(),
         parallel.tokens.len()
     ))
+}
+
+/// Two sequences in one paged batch, prefill then one decode step, through
+/// the leader's pool and the whole model's: the same logits.
+fn paged(leader: &Leader, reference: &Llama, prompt: &[u32]) -> Result<(), String> {
+    let text = |e: ParallelError| e.to_string();
+    let (block_size, blocks) = (4, 8);
+    let mut pool = leader.new_pool(block_size, blocks).map_err(text)?;
+    let mut whole = reference
+        .new_pool(block_size, blocks)
+        .map_err(|e| e.to_string())?;
+    let (a, b) = (&prompt[..9], &prompt[9..14]);
+    let steps: [[(&[u32], usize, Logits); 2]; 2] = [
+        [(a, 0, Logits::All), (b, 0, Logits::Last)],
+        [(&prompt[9..10], 9, Logits::Last), (&prompt[14..15], 5, Logits::All)],
+    ];
+    let tables: [&[u32]; 2] = [&[0, 1, 2], &[5, 3]];
+    for (i, step) in steps.iter().enumerate() {
+        let batch: Vec<PagedSeq<'_>> = step
+            .iter()
+            .zip(tables)
+            .map(|(&(tokens, past, logits), blocks)| PagedSeq {
+                tokens,
+                past,
+                blocks,
+                logits,
+            })
+            .collect();
+        let expected = reference
+            .forward_paged(&mut whole, &batch)
+            .map_err(|e| e.to_string())?;
+        let got = leader.forward_paged(&mut pool, &batch).map_err(text)?;
+        within_tolerance(&expected, &got, &format!("paged step {i}"))?;
+    }
+    Ok(())
+}
+
+/// The largest difference between matching logit rows and the largest
+/// |logit|; an error beyond the tolerance. Splitting a dot product over
+/// ranks changes only the order of f32 additions: the difference scales
+/// with the logits' magnitude.
+fn within_tolerance(expected: &[Tensor], got: &[Tensor], what: &str) -> Result<(f32, f32), String> {
+    let (mut worst, mut scale) = (0f32, 1f32);
+    if expected.len() != got.len() {
+        return Err(format!("{what}: {} sequences, expected {}", got.len(), expected.len()));
+    }
+    for (e, g) in expected.iter().zip(got) {
+        if e.dims() != g.dims() {
+            return Err(format!("{what}: logits {:?}, expected {:?}", g.dims(), e.dims()));
+        }
+        for row in 0..e.dim(0).map_err(|e| e.to_string())? {
+            let (a, b) = (
+                logits_row(e, row).map_err(|e| e.to_string())?,
+                logits_row(g, row).map_err(|e| e.to_string())?,
+            );
+            worst = a
+                .iter()
+                .zip(&b)
+                .fold(worst, |m, (x, y)| m.max((x - y).abs()));
+            scale = a.iter().fold(scale, |m, x| m.max(x.abs()));
+        }
+    }
+    if worst > TOLERANCE * scale || worst.is_nan() {
+        return Err(format!(
+            "{what}: max |logit difference| {worst:e} exceeds {TOLERANCE:e} × the largest |logit| {scale}"
+        ));
+    }
+    Ok((worst, scale))
 }

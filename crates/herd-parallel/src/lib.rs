@@ -28,6 +28,7 @@
 //! a rank that stops answering trips the others' [`herd_dist::Watchdog`].
 #![deny(missing_docs)]
 
+mod command;
 mod error;
 mod layout;
 mod load;

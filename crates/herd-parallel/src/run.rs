@@ -1,15 +1,18 @@
 //! Running a sharded model: one forward step across all ranks, and the
 //! leader/follower protocol that lets rank 0 drive generation.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use candle_core::{Device, Tensor};
 use herd_dist::{Communicator, Watchdog};
-use herd_engine::Decoder;
+use herd_engine::{Decoder, PagedModel};
 use herd_model::{
-    Config, KvCache, Llama, Logits, ModelError, SeqInput, StageInput, StageOutput, TensorParallel,
+    Config, KvCache, KvPool, Llama, Logits, ModelError, PagedSeq, SeqInput, StageInput,
+    StageOutput, TensorParallel,
 };
 
+use crate::command::{Command, PagedStep};
 use crate::error::{ParallelError, Result};
 use crate::layout::Layout;
 
@@ -37,63 +40,6 @@ impl TensorParallel for Group<'_> {
         self.0
             .all_gather(local, out)
             .map_err(|e| ModelError::Collective(e.to_string()))
-    }
-}
-
-/// What rank 0 tells the others before each step.
-#[derive(Debug, Clone, PartialEq)]
-enum Command {
-    /// Run one step: truncate the cache to `past` positions, then append `tokens`.
-    Step {
-        past: usize,
-        which: Logits,
-        tokens: Vec<u32>,
-    },
-    /// Generation is over; return from [`ParallelLlama::follow`].
-    Stop,
-}
-
-impl Command {
-    fn encode(&self) -> Vec<u8> {
-        match self {
-            Command::Stop => vec![0],
-            Command::Step {
-                past,
-                which,
-                tokens,
-            } => {
-                let mut out = vec![1, matches!(which, Logits::All) as u8];
-                out.extend((*past as u64).to_le_bytes());
-                out.extend(tokens.iter().flat_map(|t| t.to_le_bytes()));
-                out
-            }
-        }
-    }
-
-    fn decode(bytes: &[u8]) -> Result<Command> {
-        match bytes {
-            [0] => Ok(Command::Stop),
-            [1, which, rest @ ..] if rest.len() >= 8 && (rest.len() - 8) % 4 == 0 => {
-                let (past, tokens) = rest.split_at(8);
-                let past = u64::from_le_bytes(past.try_into().unwrap_or([0; 8])) as usize;
-                Ok(Command::Step {
-                    past,
-                    which: if *which == 1 {
-                        Logits::All
-                    } else {
-                        Logits::Last
-                    },
-                    tokens: tokens
-                        .chunks_exact(4)
-                        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect(),
-                })
-            }
-            _ => Err(ParallelError::Protocol(format!(
-                "a command of {} bytes from rank 0",
-                bytes.len()
-            ))),
-        }
     }
 }
 
@@ -142,34 +88,71 @@ impl ParallelLlama {
         cache: &mut KvCache,
         which: Logits,
     ) -> Result<Option<Tensor>> {
+        let rows = match which {
+            Logits::All => tokens.len(),
+            Logits::Last => 1,
+        };
+        let mut batch = [SeqInput { tokens, cache }];
+        let logits = self.stage(tokens.len(), &[rows], |input, tp| {
+            self.model.forward_stage(&mut batch, which, input, tp)
+        })?;
+        Ok(logits.and_then(|mut l| l.pop()))
+    }
+
+    /// One packed batch whose KV lives in `pool` (made by this shard's
+    /// `new_pool`; every rank is given the same block tables). Returns the
+    /// per-sequence logits on rank 0.
+    pub fn step_paged(
+        &self,
+        pool: &mut KvPool,
+        batch: &[PagedSeq<'_>],
+    ) -> Result<Option<Vec<Tensor>>> {
+        let tokens = batch.iter().map(|s| s.tokens.len()).sum();
+        let rows: Vec<usize> = batch
+            .iter()
+            .map(|s| match s.logits {
+                Logits::All => s.tokens.len(),
+                Logits::Last => 1,
+            })
+            .collect();
+        self.stage(tokens, &rows, |input, tp| {
+            self.model.forward_paged_stage(pool, batch, input, tp)
+        })
+    }
+
+    /// This rank's part of a step over `tokens` new tokens whose sequences
+    /// want `rows` logit rows each: receive the previous stage's hidden
+    /// states, run `forward`, pass the result on. Rank 0 gets the logits.
+    fn stage(
+        &self,
+        tokens: usize,
+        rows: &[usize],
+        forward: impl FnOnce(StageInput<'_>, &dyn TensorParallel) -> herd_model::Result<StageOutput>,
+    ) -> Result<Option<Vec<Tensor>>> {
         let _armed = self.watchdog.arm("running a forward step");
         let (rank, layout) = (self.world.rank(), self.layout);
         let (stage, tp_rank) = (layout.stage(rank), layout.tp_rank(rank));
-        let cfg = self.model.config();
+        let vocab = self.model.config().vocab_size;
         let hidden;
         let input = if stage == 0 {
             StageInput::Tokens
         } else {
-            let mut buf = vec![0f32; tokens.len() * cfg.hidden_size];
+            let mut buf = vec![0f32; tokens * self.model.config().hidden_size];
             self.world
                 .recv(layout.rank_of(stage - 1, tp_rank), &mut buf)?;
             hidden = buf;
             StageInput::Hidden(&hidden)
         };
-        let mut batch = [SeqInput { tokens, cache }];
-        let group = Group(&*self.group);
-        match self.model.forward_stage(&mut batch, which, input, &group)? {
+        match forward(input, &Group(&*self.group))? {
             StageOutput::Hidden(x) => self.world.send(layout.rank_of(stage + 1, tp_rank), &x)?,
-            StageOutput::Logits(mut logits) => {
-                let logits = logits
-                    .pop()
-                    .ok_or_else(|| ParallelError::Protocol("no logits for the sequence".into()))?;
-                if rank == 0 {
-                    return Ok(Some(logits));
-                }
+            StageOutput::Logits(logits) if rank == 0 => return Ok(Some(logits)),
+            StageOutput::Logits(logits) => {
                 if tp_rank == 0 {
-                    self.world
-                        .send(0, &logits.flatten_all()?.to_vec1::<f32>()?)?;
+                    let mut flat = Vec::with_capacity(rows.iter().sum::<usize>() * vocab);
+                    for l in &logits {
+                        flat.extend(l.flatten_all()?.to_vec1::<f32>()?);
+                    }
+                    self.world.send(0, &flat)?;
                 }
             }
         }
@@ -177,36 +160,39 @@ impl ParallelLlama {
             return Ok(None);
         }
         // Rank 0 is not on the last stage: the last stage's first rank sends the logits.
-        let rows = match which {
-            Logits::All => tokens.len(),
-            Logits::Last => 1,
-        };
-        let mut buf = vec![0f32; rows * cfg.vocab_size];
+        let mut buf = vec![0f32; rows.iter().sum::<usize>() * vocab];
         self.world
             .recv(layout.rank_of(layout.pp - 1, 0), &mut buf)?;
-        Ok(Some(Tensor::from_vec(
-            buf,
-            (rows, cfg.vocab_size),
-            &Device::Cpu,
-        )?))
+        let all = Tensor::from_vec(buf, (rows.iter().sum::<usize>(), vocab), &Device::Cpu)?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut start = 0;
+        for &n in rows {
+            out.push(all.narrow(0, start, n)?);
+            start += n;
+        }
+        Ok(Some(out))
     }
 
-    /// Rank 0's handle for driving generation (herd-engine's `generate`
-    /// takes it as a [`Decoder`]).
-    pub fn leader(&self) -> Result<Leader<'_>> {
+    /// Rank 0's handle for driving the job: herd-engine's `generate` takes
+    /// it as a [`Decoder`], its serving engine as a [`PagedModel`].
+    pub fn into_leader(self) -> Result<Leader> {
         if self.world.rank() != 0 {
             return Err(ParallelError::Protocol(format!(
                 "rank {} cannot lead; rank 0 does",
                 self.world.rank()
             )));
         }
-        Ok(Leader { par: self })
+        Ok(Leader {
+            par: self,
+            stopped: Cell::new(false),
+        })
     }
 
-    /// Every rank but 0: run the steps rank 0 broadcasts, with a cache of
-    /// this rank's own, until rank 0 calls [`Leader::stop`].
+    /// Every rank but 0: run the steps rank 0 broadcasts, with a cache and
+    /// a KV pool of this rank's own, until rank 0 calls [`Leader::stop`].
     pub fn follow(&self) -> Result<()> {
         let mut cache = self.model.new_cache();
+        let mut pool = None;
         loop {
             let command = {
                 let _armed = self.watchdog.arm("waiting for rank 0's next step");
@@ -216,6 +202,7 @@ impl ParallelLlama {
             };
             match command {
                 Command::Stop => return Ok(()),
+                Command::Idle => {}
                 Command::Step {
                     past,
                     which,
@@ -223,6 +210,17 @@ impl ParallelLlama {
                 } => {
                     cache.truncate(past)?;
                     self.step(&tokens, &mut cache, which)?;
+                }
+                Command::Pool {
+                    block_size,
+                    num_blocks,
+                } => pool = Some(self.model.new_pool(block_size, num_blocks)?),
+                Command::Paged(seqs) => {
+                    let pool = pool.as_mut().ok_or_else(|| {
+                        ParallelError::Protocol("a paged step before the KV pool".into())
+                    })?;
+                    let batch: Vec<PagedSeq<'_>> = seqs.iter().map(PagedStep::as_paged).collect();
+                    self.step_paged(pool, &batch)?;
                 }
             }
         }
@@ -235,16 +233,31 @@ impl ParallelLlama {
     }
 }
 
-/// Rank 0 driving a parallel model: each [`Decoder::forward_one`] tells
-/// the followers the step, runs rank 0's stage and returns the logits.
-pub struct Leader<'a> {
-    par: &'a ParallelLlama,
+/// Rank 0 driving a parallel model: each step tells the followers what to
+/// run, runs rank 0's stage and returns the logits. Dropping it releases the
+/// followers if [`Leader::stop`] was not called.
+pub struct Leader {
+    par: ParallelLlama,
+    stopped: Cell<bool>,
 }
 
-impl Leader<'_> {
-    /// Releases the followers (they return from `follow`).
+impl Leader {
+    /// Releases the followers (they return from `follow`); once.
     pub fn stop(&self) -> Result<()> {
+        if self.stopped.replace(true) {
+            return Ok(());
+        }
         self.par.broadcast(&Command::Stop)
+    }
+
+    /// Rank 0's shard.
+    pub fn model(&self) -> &Llama {
+        &self.par.model
+    }
+
+    /// The job's communicator.
+    pub fn world(&self) -> &dyn Communicator {
+        self.par.world()
     }
 
     /// A fresh cache for rank 0's shard.
@@ -263,9 +276,45 @@ impl Leader<'_> {
             .step(tokens, cache, which)?
             .ok_or_else(|| ParallelError::Protocol("rank 0 received no logits".into()))
     }
+
+    /// Allocates a KV pool on every rank (each for its own shard); returns rank 0's.
+    pub fn new_pool(&self, block_size: usize, num_blocks: usize) -> Result<KvPool> {
+        self.par.broadcast(&Command::Pool {
+            block_size,
+            num_blocks,
+        })?;
+        Ok(self.par.model.new_pool(block_size, num_blocks)?)
+    }
+
+    /// One packed batch on every rank: broadcast it, run it, return the logits.
+    pub fn forward_paged(&self, pool: &mut KvPool, batch: &[PagedSeq<'_>]) -> Result<Vec<Tensor>> {
+        let seqs = batch.iter().map(PagedStep::from_paged).collect();
+        self.par.broadcast(&Command::Paged(seqs))?;
+        self.par
+            .step_paged(pool, batch)?
+            .ok_or_else(|| ParallelError::Protocol("rank 0 received no logits".into()))
+    }
+
+    /// Tells the followers rank 0 is alive but has nothing to run.
+    pub fn idle(&self) -> Result<()> {
+        self.par.broadcast(&Command::Idle)
+    }
+
+    /// Ends every rank after a failure that may have left a collective half done.
+    fn fail(&self, e: ParallelError) -> ! {
+        eprintln!("error: rank 0: {e}");
+        self.par.world.abort(1)
+    }
 }
 
-impl Decoder for Leader<'_> {
+impl Drop for Leader {
+    fn drop(&mut self) {
+        // Nothing to report to: a failed broadcast here means the job is ending anyway.
+        let _ = self.stop();
+    }
+}
+
+impl Decoder for Leader {
     fn config(&self) -> &Config {
         self.par.model.config()
     }
@@ -283,27 +332,38 @@ impl Decoder for Leader<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The serving engine's view: every step is mirrored onto the followers.
+/// A failed step aborts the job (the followers may be mid-collective), and
+/// while idle rank 0 tells the followers it is alive every quarter of the
+/// watchdog's limit, so an idle server does not trip their watchdogs.
+impl PagedModel for Leader {
+    fn config(&self) -> &Config {
+        self.par.model.config()
+    }
 
-    #[test]
-    fn commands_round_trip() {
-        for command in [
-            Command::Stop,
-            Command::Step {
-                past: 7,
-                which: Logits::All,
-                tokens: vec![1, 2, 300_000],
-            },
-            Command::Step {
-                past: 0,
-                which: Logits::Last,
-                tokens: vec![],
-            },
-        ] {
-            assert_eq!(Command::decode(&command.encode()).unwrap(), command);
+    fn pool_bytes_per_block(&self, block_size: usize) -> u64 {
+        self.par.model.pool_bytes_per_block(block_size)
+    }
+
+    fn new_pool(&self, block_size: usize, num_blocks: usize) -> herd_model::Result<KvPool> {
+        Leader::new_pool(self, block_size, num_blocks).map_err(|e| self.fail(e))
+    }
+
+    fn forward_paged(
+        &self,
+        pool: &mut KvPool,
+        batch: &[PagedSeq<'_>],
+    ) -> herd_model::Result<Vec<Tensor>> {
+        Leader::forward_paged(self, pool, batch).map_err(|e| self.fail(e))
+    }
+
+    fn idle_interval(&self) -> Option<Duration> {
+        Some(self.par.watchdog.timeout() / 4)
+    }
+
+    fn idle(&self) {
+        if let Err(e) = Leader::idle(self) {
+            self.fail(e)
         }
-        assert!(Command::decode(&[1, 0, 3]).is_err());
     }
 }

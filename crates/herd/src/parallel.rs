@@ -1,6 +1,7 @@
-//! `mpirun -np T×P herd generate --tp T --pp P`: one model across MPI ranks.
-//! Every rank opens the model and loads only its shard; rank 0 tokenizes,
-//! samples and prints, and broadcasts each step; the others follow.
+//! `mpirun -np T×P herd generate|serve --tp T --pp P`: one model across MPI
+//! ranks. Every rank opens the model and loads only its shard; rank 0
+//! tokenizes, samples and prints (or runs the HTTP server and the serving
+//! engine), and broadcasts each step; the others follow.
 
 use clap::Args;
 
@@ -18,6 +19,30 @@ pub struct ParallelArgs {
     pub comm_timeout: u64,
 }
 
+/// Ranks `mpirun` started in this process's job (1 outside mpirun).
+fn mpi_ranks() -> usize {
+    std::env::var("OMPI_COMM_WORLD_SIZE")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(1)
+}
+
+/// The data-parallel group of `herd finetune`/`herd train`: every rank of
+/// the `mpirun` job, or this process alone.
+pub fn data_parallel() -> anyhow::Result<Box<dyn herd_dist::Communicator>> {
+    let ranks = mpi_ranks();
+    if ranks == 1 {
+        return Ok(Box::new(herd_dist::Local));
+    }
+    #[cfg(feature = "mpi")]
+    return Ok(Box::new(herd_dist::Mpi::init()?));
+    #[cfg(not(feature = "mpi"))]
+    anyhow::bail!(
+        "mpirun started {ranks} ranks for data-parallel training, but this herd was built \
+         without MPI; rebuild with `cargo build --release -p herd --features mpi`"
+    )
+}
+
 impl ParallelArgs {
     /// Whether to run across MPI ranks; an error when `mpirun` started
     /// several ranks but no layout was given (each would generate alone).
@@ -25,10 +50,7 @@ impl ParallelArgs {
         if self.tp * self.pp != 1 {
             return Ok(true);
         }
-        let ranks = std::env::var("OMPI_COMM_WORLD_SIZE")
-            .ok()
-            .and_then(|n| n.parse::<usize>().ok())
-            .unwrap_or(1);
+        let ranks = mpi_ranks();
         if ranks > 1 {
             anyhow::bail!(
                 "mpirun started {ranks} ranks but no layout was given; pass --tp and --pp with \
@@ -41,18 +63,28 @@ impl ParallelArgs {
 
 #[cfg(not(feature = "mpi"))]
 pub fn generate(args: crate::args::GenerateArgs) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!(
+    Err(without_mpi(&args.parallel, "generate"))
+}
+
+#[cfg(not(feature = "mpi"))]
+pub fn serve(args: crate::serve::ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+    Err(without_mpi(&args.parallel, "serve"))
+}
+
+#[cfg(not(feature = "mpi"))]
+fn without_mpi(args: &ParallelArgs, command: &str) -> anyhow::Error {
+    anyhow::anyhow!(
         "--tp {} --pp {} runs the model across MPI ranks, but this herd was built without MPI; \
          rebuild with `cargo build --release -p herd --features mpi` (needs libopenmpi-dev and \
-         libclang-dev) and start it with `mpirun -np {} herd generate ...`",
-        args.parallel.tp,
-        args.parallel.pp,
-        args.parallel.tp * args.parallel.pp
+         libclang-dev) and start it with `mpirun -np {} herd {command} ...`",
+        args.tp,
+        args.pp,
+        args.tp * args.pp
     )
 }
 
 #[cfg(feature = "mpi")]
-pub use with_mpi::generate;
+pub use with_mpi::{generate, serve};
 
 #[cfg(feature = "mpi")]
 mod with_mpi {
@@ -60,34 +92,92 @@ mod with_mpi {
     use std::time::Duration;
 
     use herd_dist::{Communicator, Mpi};
-    use herd_parallel::{load_shard, Layout, ParallelError, ParallelLlama};
+    use herd_engine::EngineHandle;
+    use herd_parallel::{load_shard, Layout, Leader, ParallelError, ParallelLlama};
 
-    use crate::args::GenerateArgs;
+    use super::ParallelArgs;
+    use crate::args::{GenerateArgs, ModelArgs};
+    use crate::draft::DraftArgs;
     use crate::generate::{request, stream};
-    use crate::load::{check_vocab, checkpoint, Loaded};
+    use crate::load::{check_vocab, checkpoint, stop_ids, Loaded};
+    use crate::serve::{engine_config, listen, ServeArgs};
+
+    /// What a rank does once it has joined the job.
+    enum Joined {
+        /// Nothing more: a follower that rank 0 released, or a rank of a
+        /// job that could not load the model (every rank said why).
+        Done(ExitCode),
+        /// Rank 0, with the model's tokenizer and name for its users.
+        Lead(Leader, Loaded),
+    }
 
     pub fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+        let (leader, loaded) = match join(&args.model, &args.parallel, &args.draft)? {
+            Joined::Done(code) => return Ok(code),
+            Joined::Lead(leader, loaded) => (leader, loaded),
+        };
+        // An error here drops the leader, which releases the followers.
+        let request = request(&args, &loaded)?;
+        let mut cache = leader.new_cache();
+        let streamed = stream(&args, &loaded.tokenizer, &request, |on_token| {
+            herd_engine::generate(&leader, &mut cache, &request, on_token)
+        });
+        match streamed {
+            Ok(code) => {
+                leader.stop()?;
+                Ok(code)
+            }
+            Err(e) => {
+                // A step may have failed half-way through a collective: end every rank.
+                eprintln!("error: rank 0: {e:#}");
+                leader.world().abort(1)
+            }
+        }
+    }
+
+    /// Rank 0 serves the API with the engine stepping every rank; the
+    /// followers run the steps until the job is stopped.
+    pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+        let (leader, loaded) = match join(&args.model, &args.parallel, &args.draft)? {
+            Joined::Done(code) => return Ok(code),
+            Joined::Lead(leader, loaded) => (leader, loaded),
+        };
+        if !args.agents.is_empty() {
+            anyhow::bail!("--agents with --tp/--pp is not supported yet; serve the agents from one process");
+        }
+        let stops = stop_ids(&loaded);
+        let engine = EngineHandle::start_paged(Box::new(leader), engine_config(&args))?;
+        listen(args, engine, loaded.tokenizer, &loaded.name, stops)
+    }
+
+    /// Every rank: opens the model and loads this rank's shard, checking
+    /// with the others that all agree; followers then run rank 0's steps.
+    fn join(
+        model: &ModelArgs,
+        parallel: &ParallelArgs,
+        draft: &DraftArgs,
+    ) -> anyhow::Result<Joined> {
         let world = Mpi::init()?;
         let rank = world.rank();
         let layout = Layout {
-            tp: args.parallel.tp,
-            pp: args.parallel.pp,
+            tp: parallel.tp,
+            pp: parallel.pp,
         };
-        if args.model.lora.is_some() {
-            // Every rank sees the same flags, so every rank stops here.
+        // Every rank sees the same flags, so every rank stops here.
+        if model.lora.is_some() {
             anyhow::bail!(
                 "rank {rank}: --lora with --tp/--pp is not supported; fold the adapter in with \
                  `herd merge` and load the merged model"
             );
         }
-        if args.draft.draft_model.is_some() {
+        if draft.draft_model.is_some() {
             anyhow::bail!(
                 "rank {rank}: --draft-model with --tp/--pp is not supported yet; speculative \
                  decoding runs in one process"
             );
         }
-        let opened = checkpoint(&args.model).and_then(|(checkpoint, tokenizer, name)| {
-            let checkpoint = match args.model.quantize {
+        let opened = checkpoint(model).and_then(|(checkpoint, tokenizer, name)| {
+            let checkpoint = match model.quantize {
                 Some(file_type) => checkpoint.quantize(file_type)?,
                 None => checkpoint,
             };
@@ -106,50 +196,28 @@ mod with_mpi {
                 let line = format!("error: rank {rank}: {e}\n");
                 let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
                 world.barrier()?;
-                return Ok(ExitCode::FAILURE);
+                return Ok(Joined::Done(ExitCode::FAILURE));
             }
         };
-        let timeout = Duration::from_secs(args.parallel.comm_timeout.max(1));
+        let timeout = Duration::from_secs(parallel.comm_timeout.max(1));
         let par = ParallelLlama::new(shard, Box::new(world), layout, timeout)?;
         if rank != 0 {
             if let Err(e) = par.follow() {
                 eprintln!("error: rank {rank}: {e}");
                 par.world().abort(1);
             }
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Joined::Done(ExitCode::SUCCESS));
         }
-        let leader = par.leader()?;
+        let leader = par.into_leader()?;
         let Some((tokenizer, name)) = rest else {
             anyhow::bail!("rank 0 opened the model but lost its tokenizer");
         };
         let loaded = Loaded {
-            model: par.model().clone(),
+            model: leader.model().clone(),
             tokenizer,
             name,
         };
-        let prepared = check_vocab(&loaded.model, &loaded.tokenizer, &loaded.name)
-            .and_then(|()| request(&args, &loaded));
-        let request = match prepared {
-            Ok(r) => r,
-            Err(e) => {
-                leader.stop()?;
-                return Err(e);
-            }
-        };
-        let mut cache = leader.new_cache();
-        let streamed = stream(&args, &loaded.tokenizer, &request, |on_token| {
-            herd_engine::generate(&leader, &mut cache, &request, on_token)
-        });
-        match streamed {
-            Ok(code) => {
-                leader.stop()?;
-                Ok(code)
-            }
-            Err(e) => {
-                // A step may have failed half-way through a collective: end every rank.
-                eprintln!("error: rank 0: {e:#}");
-                par.world().abort(1)
-            }
-        }
+        check_vocab(&loaded.model, &loaded.tokenizer, &loaded.name)?;
+        Ok(Joined::Lead(leader, loaded))
     }
 }
