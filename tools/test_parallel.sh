@@ -119,14 +119,14 @@ for layout in "--tp 2" "--pp 2"; do
         echo "FAIL: one process answered $one, $layout answered $many"
         exit 1
     fi
-    echo "ok: $layout answered $many"
+    echo "ok: $layout gave one process's completion and chat answers (24 greedy tokens each)"
 done
 
 echo "== data-parallel herd finetune: 2 ranks give one process's loss curve (same global batch)"
-# 4 rows of 128 positions per micro-batch, 2 micro-batches per step: each
+# 4 rows of 256 positions per micro-batch, 2 micro-batches per step: each
 # rank computes 2 rows of each; the all-reduced gradients are the batch's.
 finetune=(finetune --model "$tiny" --data tests/fixtures/train/chat.jsonl --full --steps 4
-    --lr 1e-2 --seq-len 128 --batch-tokens 512 --grad-accum 2 --val-fraction 0 --quiet)
+    --lr 1e-2 --seq-len 256 --batch-tokens 1024 --grad-accum 2 --val-fraction 0 --quiet)
 "$herd" "${finetune[@]}" --out "$tmp/dp1" 2>/dev/null
 mpi 2 "$herd" "${finetune[@]}" --out "$tmp/dp2" 2>"$tmp/dp2.log" || { cat "$tmp/dp2.log"; exit 1; }
 grep -q "on 2 data-parallel ranks" "$tmp/dp2.log" || { echo "FAIL: no data-parallel run"; cat "$tmp/dp2.log"; exit 1; }
