@@ -24,10 +24,18 @@ cargo test --workspace --no-fail-fast "$@"
 python3 tools/interop_llama_cpp.py target/debug/herd 2>&1 | grep -v -E '^(llama_|load|print_info)'
 
 # Every MPI collective across real processes (2 and 3 ranks on this machine).
-cargo build --profile test -p herd-dist --features mpi --example comm_check
+# One MPI build for every multi-process test: the collectives check, the
+# parallel-vs-single check, and herd itself with `--tp/--pp`.
+cargo build --profile test -p herd-dist -p herd-parallel -p herd \
+    --features herd-dist/mpi,herd-parallel/mpi,herd/mpi \
+    --example comm_check --example parallel_check --bin herd
 for n in 2 3; do
     timeout 120 mpirun -np "$n" --oversubscribe target/debug/examples/comm_check
 done
+# Tensor and pipeline parallelism: equivalence, bad input, failed ranks.
+bash tools/test_parallel.sh target/debug
+# TP 2 with the ranks in two network namespaces (skips where ip netns is not permitted).
+bash tools/test_netns.sh target/debug
 # herd serve: protocol tests with the official `openai` client, then the web
 # chat page in headless Debian chromium driven by playwright-core (npm).
 python3 -c "import openai" 2>/dev/null || python3 -m pip install --quiet "openai>=1.40"

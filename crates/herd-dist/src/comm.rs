@@ -24,6 +24,13 @@ pub trait Communicator: Send {
     fn recv(&self, src: usize, buf: &mut [f32]) -> Result<()>;
     /// Waits until every rank has arrived.
     fn barrier(&self) -> Result<()>;
+    /// A communicator over the ranks that pass the same `color`, ranked in
+    /// their order here (e.g. the tensor-parallel group of one pipeline
+    /// stage). Every rank must call it.
+    fn split(&self, color: usize) -> Result<Box<dyn Communicator>>;
+    /// Ends every rank of the job with exit code `code` (a rank that failed
+    /// alone cannot leave the others waiting in a collective).
+    fn abort(&self, code: i32) -> !;
 
     /// Broadcasts a byte vector whose length only `root` knows.
     fn broadcast_vec(&self, root: usize, buf: &mut Vec<u8>) -> Result<()> {
@@ -81,6 +88,14 @@ impl Communicator for Local {
 
     fn barrier(&self) -> Result<()> {
         Ok(())
+    }
+
+    fn split(&self, _color: usize) -> Result<Box<dyn Communicator>> {
+        Ok(Box::new(Local))
+    }
+
+    fn abort(&self, code: i32) -> ! {
+        std::process::exit(code)
     }
 }
 

@@ -8,6 +8,8 @@
 //! - [`Plan`]: which tensor × pipeline layout a Llama needs on a given
 //!   cluster, and what it costs in memory per device and traffic per token
 //!   (`herd plan`).
+//! - [`Watchdog`]: a rank that waits on a peer longer than a timeout exits
+//!   with a clear error instead of hanging the job.
 #![deny(missing_docs)]
 
 mod comm;
@@ -15,12 +17,14 @@ mod error;
 #[cfg(feature = "mpi")]
 mod mpi_comm;
 mod plan;
+mod watchdog;
 
 pub use comm::{Communicator, Local};
 pub use error::{DistError, Result};
 #[cfg(feature = "mpi")]
 pub use mpi_comm::Mpi;
 pub use plan::{stage_ranges, valid_tp, Cluster, Plan, PlanDtype, Workload, USABLE_FRACTION};
+pub use watchdog::{ArmedGuard, Watchdog, WATCHDOG_EXIT_CODE};
 
 /// Hugging Face `config.json` of well-known Llamas, for planning without a download.
 pub const PRESETS: &[(&str, &str)] = &[

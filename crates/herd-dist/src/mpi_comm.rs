@@ -1,35 +1,48 @@
 //! OpenMPI through the `mpi` crate (feature `mpi`). `mpirun` starts the
-//! ranks; this wraps the world communicator. MPI is initialised once per
-//! process and finalised when the [`Mpi`] value is dropped.
+//! ranks; this wraps the world communicator and the groups split from it.
+//! MPI is initialised once per process and finalised when the last [`Mpi`]
+//! value (the world or a group) is dropped.
+
+use std::sync::Arc;
 
 use mpi::collective::SystemOperation;
-use mpi::topology::{Communicator as _, SimpleCommunicator};
+use mpi::environment::Threading;
+use mpi::topology::{Color, Communicator as _, SimpleCommunicator};
 use mpi::traits::*;
 
 use crate::comm::{check_rank, Communicator};
 use crate::error::{DistError, Result};
 
-/// The MPI world of this job.
+/// The MPI world of this job, or a group split from it.
 pub struct Mpi {
-    // Dropped last: finalises MPI after the communicator is gone.
+    // Fields drop in order: the communicator is freed before the last
+    // reference to the universe finalises MPI.
     world: SimpleCommunicator,
-    _universe: mpi::environment::Universe,
+    universe: Arc<mpi::environment::Universe>,
 }
 
 impl Mpi {
-    /// Initialises MPI; fails when it was already initialised in this process.
+    /// Initialises MPI; fails when it was already initialised in this
+    /// process. Asks for `MPI_THREAD_SERIALIZED`: herd makes one MPI call at
+    /// a time, but not always from the main thread (`herd serve` steps the
+    /// model on its engine thread).
     pub fn init() -> Result<Mpi> {
-        let universe = mpi::initialize()
+        let (universe, level) = mpi::initialize_with_threading(Threading::Serialized)
             .ok_or_else(|| DistError::Comm("MPI was already initialised".into()))?;
+        if level < Threading::Serialized {
+            return Err(DistError::Comm(format!(
+                "this MPI library provides thread level {level:?}; herd needs Serialized"
+            )));
+        }
         Ok(Mpi {
             world: universe.world(),
-            _universe: universe,
+            universe: Arc::new(universe),
         })
     }
 }
 
 // The `mpi` crate's handles are plain integers/pointers owned by this value;
-// herd calls MPI from one thread at a time (the rank's main thread).
+// herd calls MPI from one thread at a time (MPI_THREAD_SERIALIZED).
 unsafe impl Send for Mpi {}
 
 impl Communicator for Mpi {
@@ -89,5 +102,22 @@ impl Communicator for Mpi {
     fn barrier(&self) -> Result<()> {
         self.world.barrier();
         Ok(())
+    }
+
+    fn abort(&self, code: i32) -> ! {
+        self.world.abort(code)
+    }
+
+    fn split(&self, color: usize) -> Result<Box<dyn Communicator>> {
+        let value = i32::try_from(color)
+            .map_err(|_| DistError::Comm(format!("group colour {color} is too large")))?;
+        let group = self
+            .world
+            .split_by_color(Color::with_value(value))
+            .ok_or_else(|| DistError::Comm(format!("no group for colour {color}")))?;
+        Ok(Box::new(Mpi {
+            world: group,
+            universe: self.universe.clone(),
+        }))
     }
 }

@@ -26,12 +26,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use candle_core::Tensor;
-use herd_model::{logits_row, KvPool, Llama, Logits, PagedSeq};
+use herd_model::{logits_row, Config, KvPool, Llama, Logits, PagedSeq};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::blocks::BlockManager;
@@ -42,6 +43,56 @@ use crate::request::{EngineConfig, EngineMetrics, Event, Request};
 use crate::sampler::Sampler;
 use crate::scheduler::{Limits, Scheduler, Sequence, Work};
 use crate::speculative::{verify, DraftConfig, EngineDraft};
+
+/// What the serving engine needs from a model: the whole model in this
+/// process, or rank 0 of a tensor/pipeline-parallel job, which mirrors the
+/// pool and every step onto the other ranks (herd-parallel). The engine's
+/// scheduling, block tables and sampling stay in one place either way.
+pub trait PagedModel: Send {
+    /// The model's configuration (context length, vocabulary).
+    fn config(&self) -> &Config;
+    /// Bytes one KV block of `block_size` positions takes in this process.
+    fn pool_bytes_per_block(&self, block_size: usize) -> u64;
+    /// The KV pool the engine's block tables index.
+    fn new_pool(&self, block_size: usize, num_blocks: usize) -> herd_model::Result<KvPool>;
+    /// Per-sequence logits of one packed batch, as [`Llama::forward_paged`].
+    fn forward_paged(
+        &self,
+        pool: &mut KvPool,
+        batch: &[PagedSeq<'_>],
+    ) -> herd_model::Result<Vec<Tensor>>;
+    /// How long the engine may sit idle before calling [`PagedModel::idle`]
+    /// (`None`: never), e.g. to tell waiting ranks that the leader is alive.
+    fn idle_interval(&self) -> Option<Duration> {
+        None
+    }
+    /// Called after every [`PagedModel::idle_interval`] without requests.
+    /// A model that cannot go on must end the process itself (a parallel
+    /// job aborts every rank), as the engine has no one to report to.
+    fn idle(&self) {}
+}
+
+impl PagedModel for Arc<Llama> {
+    fn config(&self) -> &Config {
+        Llama::config(self)
+    }
+
+    fn pool_bytes_per_block(&self, block_size: usize) -> u64 {
+        Llama::pool_bytes_per_block(self, block_size)
+    }
+
+    fn new_pool(&self, block_size: usize, num_blocks: usize) -> herd_model::Result<KvPool> {
+        Llama::new_pool(self, block_size, num_blocks)
+    }
+
+    fn forward_paged(
+        &self,
+        pool: &mut KvPool,
+        batch: &[PagedSeq<'_>],
+    ) -> herd_model::Result<Vec<Tensor>> {
+        Llama::forward_paged(self, pool, batch)
+    }
+}
 
 /// A request on its way into the engine, with its reply channel.
 struct Submission {
@@ -87,6 +138,12 @@ impl EngineHandle {
     /// Starts the engine thread for `model`, with a KV pool of
     /// `config.kv_cache_bytes` (rounded down to whole blocks).
     pub fn start(model: Arc<Llama>, config: EngineConfig) -> Result<EngineHandle> {
+        Self::launch(Box::new(model), config, None)
+    }
+
+    /// [`EngineHandle::start`] for any [`PagedModel`] (e.g. the leader of a
+    /// tensor/pipeline-parallel job).
+    pub fn start_paged(model: Box<dyn PagedModel>, config: EngineConfig) -> Result<EngineHandle> {
         Self::launch(model, config, None)
     }
 
@@ -100,11 +157,11 @@ impl EngineHandle {
         draft: DraftConfig,
     ) -> Result<EngineHandle> {
         let draft = EngineDraft::new(&model, draft)?;
-        Self::launch(model, config, Some(draft))
+        Self::launch(Box::new(model), config, Some(draft))
     }
 
     fn launch(
-        model: Arc<Llama>,
+        model: Box<dyn PagedModel>,
         config: EngineConfig,
         draft: Option<EngineDraft>,
     ) -> Result<EngineHandle> {
@@ -114,7 +171,7 @@ impl EngineHandle {
             ));
         }
         let cfg = model.config();
-        let block_bytes = KvPool::bytes_per_block(cfg, config.block_size);
+        let block_bytes = model.pool_bytes_per_block(config.block_size);
         let kv_blocks_total = (config.kv_cache_bytes / block_bytes).min(u32::MAX as u64) as usize;
         if kv_blocks_total == 0 {
             return Err(EngineError::InvalidRequest(format!(
@@ -122,7 +179,7 @@ impl EngineHandle {
                 config.kv_cache_bytes
             )));
         }
-        let pool = KvPool::new(cfg, config.block_size, kv_blocks_total)?;
+        let pool = model.new_pool(config.block_size, kv_blocks_total)?;
         let max_context = cfg
             .max_position_embeddings
             .min(kv_blocks_total * config.block_size);
@@ -233,7 +290,7 @@ fn limit_reached(client: &Client, len: usize, max_context: usize) -> Option<Fini
 
 /// The engine thread's state.
 struct Worker {
-    model: Arc<Llama>,
+    model: Box<dyn PagedModel>,
     pool: KvPool,
     scheduler: Scheduler,
     /// Client side of every waiting or running sequence, by sequence id.
@@ -252,9 +309,9 @@ impl Worker {
     fn run(mut self, rx: Receiver<Submission>) {
         loop {
             if self.scheduler.running.is_empty() && self.scheduler.waiting.is_empty() {
-                match rx.recv() {
-                    Ok(s) => self.accept(s),
-                    Err(_) => return,
+                match self.wait(&rx) {
+                    Some(s) => self.accept(s),
+                    None => return,
                 }
             }
             while let Ok(s) = rx.try_recv() {
@@ -263,6 +320,21 @@ impl Worker {
             self.drop_cancelled();
             self.step();
             self.publish();
+        }
+    }
+
+    /// The next submission while nothing runs, calling the model's idle hook
+    /// meanwhile; `None` when every handle is gone.
+    fn wait(&self, rx: &Receiver<Submission>) -> Option<Submission> {
+        let Some(interval) = self.model.idle_interval() else {
+            return rx.recv().ok();
+        };
+        loop {
+            match rx.recv_timeout(interval) {
+                Ok(s) => return Some(s),
+                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) => self.model.idle(),
+            }
         }
     }
 

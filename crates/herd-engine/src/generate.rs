@@ -7,10 +7,40 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use candle_core::Tensor;
-use herd_model::{logits_row, KvCache, Llama, Logits};
+use herd_model::{logits_row, Config, KvCache, Llama, Logits};
 
 use crate::error::{EngineError, Result};
 use crate::sampler::{Sampler, SamplingParams};
+
+/// What single-sequence generation needs from a model: the whole model in
+/// this process, or rank 0 of a tensor/pipeline-parallel job (which runs
+/// each step across all ranks and returns the gathered logits).
+pub trait Decoder {
+    /// The model's configuration (context length).
+    fn config(&self) -> &Config;
+    /// Logits of one sequence's new tokens, appending them to `cache`.
+    fn forward_one(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        which: Logits,
+    ) -> herd_model::Result<Tensor>;
+}
+
+impl Decoder for Llama {
+    fn config(&self) -> &Config {
+        Llama::config(self)
+    }
+
+    fn forward_one(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        which: Logits,
+    ) -> herd_model::Result<Tensor> {
+        Llama::forward_one(self, tokens, cache, which)
+    }
+}
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -76,7 +106,7 @@ impl Generation {
 /// sampled and may stop generation. On return the cache holds the prompt and
 /// every generated token except the last (which was never fed back).
 pub fn generate(
-    model: &Llama,
+    model: &dyn Decoder,
     cache: &mut KvCache,
     request: &GenerateRequest,
     mut on_token: impl FnMut(u32) -> ControlFlow<()>,
@@ -116,7 +146,7 @@ impl<'r> Decoding<'r> {
     /// Checks the cache against the prompt and computes the prompt's part not
     /// yet in the cache; returns the logits of its last position.
     pub(crate) fn start(
-        model: &Llama,
+        model: &dyn Decoder,
         cache: &mut KvCache,
         request: &'r GenerateRequest,
     ) -> Result<(Decoding<'r>, Tensor)> {

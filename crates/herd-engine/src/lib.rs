@@ -49,9 +49,9 @@ mod sampler;
 mod scheduler;
 mod speculative;
 
-pub use engine::{EngineHandle, RequestStream};
+pub use engine::{EngineHandle, PagedModel, RequestStream};
 pub use error::{EngineError, Result};
-pub use generate::{generate, FinishReason, GenerateRequest, Generation};
+pub use generate::{generate, Decoder, FinishReason, GenerateRequest, Generation};
 pub use request::{
     Completion, EngineConfig, EngineMetrics, Event, LogitsProcessor, Request, TokenLogprob,
 };

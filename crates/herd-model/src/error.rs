@@ -130,6 +130,12 @@ pub enum ModelError {
     /// A request that makes no sense, e.g. an empty batch entry.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A tensor × pipeline parallel shard that cannot be cut from this model.
+    #[error("invalid shard: {0}")]
+    InvalidShard(String),
+    /// A collective among tensor-parallel ranks failed (the message names it).
+    #[error("tensor-parallel collective: {0}")]
+    Collective(String),
     /// A matrix kernel rejected its arguments (an internal shape bug).
     #[error("matrix kernel: {0}")]
     Kernel(#[from] herd_kernels::KernelError),

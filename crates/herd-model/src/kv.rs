@@ -43,9 +43,18 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for a model of this shape.
     pub fn new(cfg: &Config) -> KvCache {
+        KvCache::with_shape(
+            cfg.num_hidden_layers,
+            cfg.num_key_value_heads * cfg.head_dim,
+        )
+    }
+
+    /// An empty cache of `num_layers` layers of `kv_dim`-wide rows (a shard's
+    /// layers and KV heads).
+    pub(crate) fn with_shape(num_layers: usize, kv_dim: usize) -> KvCache {
         KvCache {
-            layers: vec![Rows::default(); cfg.num_hidden_layers],
-            kv_dim: cfg.num_key_value_heads * cfg.head_dim,
+            layers: vec![Rows::default(); num_layers],
+            kv_dim,
             len: 0,
         }
     }
@@ -131,7 +140,22 @@ pub struct KvPool {
 impl KvPool {
     /// A pool of `num_blocks` blocks of `block_size` positions for a model of this shape.
     pub fn new(cfg: &Config, block_size: usize, num_blocks: usize) -> Result<KvPool> {
-        let kv_dim = cfg.num_key_value_heads * cfg.head_dim;
+        KvPool::with_shape(
+            cfg.num_hidden_layers,
+            cfg.num_key_value_heads * cfg.head_dim,
+            block_size,
+            num_blocks,
+        )
+    }
+
+    /// A pool of `num_layers` layers of `kv_dim`-wide rows (a shard's layers
+    /// and KV heads).
+    pub(crate) fn with_shape(
+        num_layers: usize,
+        kv_dim: usize,
+        block_size: usize,
+        num_blocks: usize,
+    ) -> Result<KvPool> {
         let floats = block_size
             .checked_mul(num_blocks)
             .and_then(|rows| rows.checked_mul(kv_dim))
@@ -141,7 +165,7 @@ impl KvPool {
                     "KV pool of {num_blocks} blocks of {block_size} positions is empty or too large"
                 ))
             })?;
-        let layers = (0..cfg.num_hidden_layers)
+        let layers = (0..num_layers)
             .map(|_| Rows {
                 k: vec![0.0; floats],
                 v: vec![0.0; floats],

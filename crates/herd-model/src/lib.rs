@@ -18,6 +18,10 @@
 //!   its f32 one on CPU, and candle would copy the weights); attention and
 //!   rotary embeddings are plain f32 loops over the KV rows (so paged and
 //!   contiguous KV need no gathering); normalisation uses candle's CPU ops.
+//! - **Sharding hooks.** A [`Shard`] loads one rank's slice of a tensor ×
+//!   pipeline parallel layout, and [`Llama::forward_stage`] runs it with the
+//!   collectives of a [`TensorParallel`] group; the single-process model is
+//!   the shard that holds everything, so both paths share one forward pass.
 //! - **Two-stage configuration.** [`RawConfig`] mirrors `config.json`;
 //!   [`Config`] is resolved and validated, accepting both the legacy
 //!   `rope_theta`/`rope_scaling` keys and the newer `rope_parameters`.
@@ -32,6 +36,7 @@ mod gguf;
 mod kv;
 mod model;
 mod rope;
+mod shard;
 mod weights;
 
 pub use checkpoint::{Checkpoint, Tensors};
@@ -44,4 +49,5 @@ pub use gguf::GgufWeights;
 pub use kv::{KvCache, KvPool};
 pub use model::{logits_row, Llama, Logits, PagedSeq, SeqInput, Trace, TracePoint};
 pub use rope::{Rope, RopeAngles, RopeLayout};
+pub use shard::{NoTensorParallel, Shard, StageInput, StageOutput, TensorParallel};
 pub use weights::{TensorSource, Weight, WeightFiles};

@@ -13,11 +13,16 @@
 use candle_core::{Device, Storage, Tensor};
 use herd_kernels::matmul_wt;
 
+use std::ops::Range;
+
 use crate::attention::{attend, Heads, Span};
-use crate::config::{Config, GenerationConfig};
+use crate::config::{Config, GenerationConfig, WeightDtype};
 use crate::error::{ModelError, Result};
 use crate::kv::{KvCache, KvPool, KvView};
 use crate::rope::{Rope, RopeAngles};
+use crate::shard::{
+    interleave_vocab, NoTensorParallel, Shard, StageInput, StageOutput, TensorParallel,
+};
 use crate::weights::{TensorSource, Weight};
 
 /// Which positions to compute logits for.
@@ -133,6 +138,26 @@ impl Linear {
         })
     }
 
+    /// Keeps output features `rows` (column-parallel); all of them on one rank.
+    fn split_rows(self, shard: &Shard, rows: Range<usize>) -> Result<Linear> {
+        if shard.tp_size == 1 {
+            return Ok(self);
+        }
+        Ok(Linear {
+            weight: self.weight.rows(rows)?,
+        })
+    }
+
+    /// Keeps input features `cols` (row-parallel); all of them on one rank.
+    fn split_columns(self, shard: &Shard, cols: Range<usize>) -> Result<Linear> {
+        if shard.tp_size == 1 {
+            return Ok(self);
+        }
+        Ok(Linear {
+            weight: self.weight.columns(cols)?,
+        })
+    }
+
     /// `x · Wᵀ` for `x: (n, in_features)`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let n = x.dim(0)?;
@@ -160,17 +185,30 @@ impl Linear {
     }
 }
 
-/// A [`Trace`] bound to the layer being computed.
-struct Tap<'t> {
-    trace: &'t mut dyn Trace,
+/// What every layer of one forward pass shares besides its input: the
+/// tensor-parallel group that sums the ranks' partial outputs, and the
+/// [`Trace`] watching activations (if any), bound to the layer being computed.
+struct Pass<'p, 't> {
+    tp: &'p dyn TensorParallel,
+    trace: Option<&'t mut dyn Trace>,
     layer: usize,
 }
 
-impl Tap<'_> {
-    /// Hands a `(tokens, width)` activation to the trace.
+impl Pass<'_, '_> {
+    /// Hands `(tokens, width)` rows to the trace, if there is one.
+    fn record(&mut self, point: TracePoint, values: &[f32], width: usize) {
+        if let Some(trace) = self.trace.as_deref_mut() {
+            trace.record(self.layer, point, values, width);
+        }
+    }
+
+    /// Hands a `(tokens, width)` activation to the trace, if there is one.
     fn tensor(&mut self, point: TracePoint, t: &Tensor) -> Result<()> {
+        if self.trace.is_none() {
+            return Ok(());
+        }
         let width = t.dim(1)?;
-        with_f32_slice(t, |v| self.trace.record(self.layer, point, v, width))
+        with_f32_slice(t, |v| self.record(point, v, width))
     }
 }
 
@@ -234,33 +272,48 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(files: &dyn TensorSource, name: &str, cfg: &Config) -> Result<Attention> {
+    /// Loads the query and KV heads of `shard` (all of them on one rank).
+    fn load(
+        files: &dyn TensorSource,
+        name: &str,
+        cfg: &Config,
+        shard: &Shard,
+    ) -> Result<Attention> {
+        let d = cfg.head_dim;
         let (h, q, kv) = (
             cfg.hidden_size,
-            cfg.num_attention_heads * cfg.head_dim,
-            cfg.num_key_value_heads * cfg.head_dim,
+            cfg.num_attention_heads * d,
+            cfg.num_key_value_heads * d,
         );
+        let dims = |heads: Range<usize>| heads.start * d..heads.end * d;
+        let q_rows = dims(shard.even_slice(cfg.num_attention_heads));
+        let kv_rows = dims(shard.even_slice(cfg.num_key_value_heads));
         Ok(Attention {
-            q_proj: Linear::load(files, &format!("{name}.q_proj"), q, h)?,
-            k_proj: Linear::load(files, &format!("{name}.k_proj"), kv, h)?,
-            v_proj: Linear::load(files, &format!("{name}.v_proj"), kv, h)?,
-            o_proj: Linear::load(files, &format!("{name}.o_proj"), h, q)?,
-            n_heads: cfg.num_attention_heads,
-            n_kv_heads: cfg.num_key_value_heads,
-            head_dim: cfg.head_dim,
+            q_proj: Linear::load(files, &format!("{name}.q_proj"), q, h)?
+                .split_rows(shard, q_rows.clone())?,
+            k_proj: Linear::load(files, &format!("{name}.k_proj"), kv, h)?
+                .split_rows(shard, kv_rows.clone())?,
+            v_proj: Linear::load(files, &format!("{name}.v_proj"), kv, h)?
+                .split_rows(shard, kv_rows)?,
+            o_proj: Linear::load(files, &format!("{name}.o_proj"), h, q)?
+                .split_columns(shard, q_rows)?,
+            n_heads: cfg.num_attention_heads / shard.tp_size,
+            n_kv_heads: cfg.num_key_value_heads / shard.tp_size,
+            head_dim: d,
         })
     }
 
-    /// `x: (total_new_tokens, hidden)` packed over `spans`; returns the same shape.
+    /// `x: (total_new_tokens, hidden)` packed over `spans`; returns the same
+    /// shape, summed over the tensor-parallel group.
     fn forward(
         &self,
         x: &Tensor,
-        layer: usize,
         spans: &[Span],
         angles: &[RopeAngles],
         kv: &mut BatchKv<'_, '_>,
-        tap: Option<&mut Tap<'_>>,
+        pass: &mut Pass<'_, '_>,
     ) -> Result<Tensor> {
+        let layer = pass.layer;
         // Projections for all sequences at once.
         let n = x.dim(0)?;
         let (mut q, mut k, v) = with_f32_slice(x, |xs| -> Result<_> {
@@ -295,12 +348,11 @@ impl Attention {
             head_dim: self.head_dim,
         };
         attend(heads, &q, spans, &kv.views(layer), &mut y);
-        if let Some(tap) = tap {
-            tap.trace
-                .record(tap.layer, TracePoint::AttentionHeads, &y, q_dim);
-        }
-        self.o_proj
-            .forward(&Tensor::from_vec(y, (n, q_dim), x.device())?)
+        pass.record(TracePoint::AttentionHeads, &y, q_dim);
+        // Row-parallel output projection: each rank's heads give a partial sum.
+        let mut out = self.o_proj.apply(&y, n)?;
+        pass.tp.all_reduce_sum(&mut out)?;
+        Ok(Tensor::from_vec(out, (n, x.dim(1)?), x.device())?)
     }
 }
 
@@ -316,23 +368,30 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn load(files: &dyn TensorSource, name: &str, cfg: &Config) -> Result<Mlp> {
+    /// Loads the intermediate features of `shard` (all of them on one rank).
+    fn load(files: &dyn TensorSource, name: &str, cfg: &Config, shard: &Shard) -> Result<Mlp> {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let mine = shard.even_slice(i);
         Ok(Mlp {
-            gate_proj: Linear::load(files, &format!("{name}.gate_proj"), i, h)?,
-            up_proj: Linear::load(files, &format!("{name}.up_proj"), i, h)?,
-            down_proj: Linear::load(files, &format!("{name}.down_proj"), h, i)?,
+            gate_proj: Linear::load(files, &format!("{name}.gate_proj"), i, h)?
+                .split_rows(shard, mine.clone())?,
+            up_proj: Linear::load(files, &format!("{name}.up_proj"), i, h)?
+                .split_rows(shard, mine.clone())?,
+            down_proj: Linear::load(files, &format!("{name}.down_proj"), h, i)?
+                .split_columns(shard, mine)?,
         })
     }
 
-    fn forward(&self, x: &Tensor, tap: Option<&mut Tap<'_>>) -> Result<Tensor> {
+    /// `x: (n, hidden)` → `(n, hidden)`, summed over the tensor-parallel group.
+    fn forward(&self, x: &Tensor, pass: &mut Pass<'_, '_>) -> Result<Tensor> {
         let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
         let up = self.up_proj.forward(x)?;
         let hidden = (gate * up)?;
-        if let Some(tap) = tap {
-            tap.tensor(TracePoint::MlpHidden, &hidden)?;
-        }
-        self.down_proj.forward(&hidden)
+        pass.tensor(TracePoint::MlpHidden, &hidden)?;
+        let n = x.dim(0)?;
+        let mut out = with_f32_slice(&hidden, |xs| self.down_proj.apply(xs, n))??;
+        pass.tp.all_reduce_sum(&mut out)?;
+        Ok(Tensor::from_vec(out, (n, x.dim(1)?), x.device())?)
     }
 }
 
@@ -350,37 +409,45 @@ impl DecoderLayer {
         files: &dyn TensorSource,
         i: usize,
         cfg: &Config,
+        shard: &Shard,
         device: &Device,
     ) -> Result<DecoderLayer> {
         let name = format!("model.layers.{i}");
         Ok(DecoderLayer {
             input_layernorm: RmsNorm::load(files, &format!("{name}.input_layernorm"), cfg, device)?,
-            self_attn: Attention::load(files, &format!("{name}.self_attn"), cfg)?,
+            self_attn: Attention::load(files, &format!("{name}.self_attn"), cfg, shard)?,
             post_attention_layernorm: RmsNorm::load(
                 files,
                 &format!("{name}.post_attention_layernorm"),
                 cfg,
                 device,
             )?,
-            mlp: Mlp::load(files, &format!("{name}.mlp"), cfg)?,
+            mlp: Mlp::load(files, &format!("{name}.mlp"), cfg, shard)?,
         })
     }
 }
 
-/// A loaded Llama model: configuration plus immutable weights.
+/// A loaded Llama model: configuration plus immutable weights (all of them,
+/// or one rank's [`Shard`]).
 #[derive(Debug, Clone)]
 pub struct Llama {
     config: Config,
     generation: GenerationConfig,
-    /// `(vocab, hidden)`.
-    embed_tokens: Weight,
+    /// Which part of the model this value holds.
+    shard: Shard,
+    /// `(vocab rows of this rank, hidden)`; first stage only.
+    embed_tokens: Option<Weight>,
+    /// This stage's layers, `shard.layers` in order.
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
-    /// `(vocab, hidden)`; the embedding matrix itself when tied.
-    lm_head: Linear,
+    /// `(vocab rows of this rank, hidden)`, the embedding rows themselves when
+    /// tied; last stage only.
+    lm_head: Option<Linear>,
     rope: Rope,
     device: Device,
+    dtype: WeightDtype,
     weight_bytes: u64,
+    shard_bytes: u64,
 }
 
 impl Llama {
@@ -392,39 +459,75 @@ impl Llama {
         files: &dyn TensorSource,
         rope: Rope,
     ) -> Result<Llama> {
+        let shard = Shard::whole(&config);
+        Llama::from_shard(config, generation, files, rope, shard)
+    }
+
+    /// Builds one rank's part of a tensor × pipeline parallel layout: only
+    /// the shard's layers, and of each matrix only its rows or columns
+    /// (shared with the memory-mapped file where rows are contiguous).
+    pub fn from_shard(
+        config: Config,
+        generation: GenerationConfig,
+        files: &dyn TensorSource,
+        rope: Rope,
+        shard: Shard,
+    ) -> Result<Llama> {
+        shard.check(&config)?;
         let device = Device::Cpu;
         let cfg = &config;
-        let embed_tokens = files.get(
+        let embedding = files.get(
             "model.embed_tokens.weight",
             &[cfg.vocab_size, cfg.hidden_size],
         )?;
-        let lm_head = if cfg.tie_word_embeddings {
-            Linear {
-                weight: embed_tokens.clone(),
-            }
+        let dtype = embedding.dtype();
+        let vocab_rows = shard.vocab_rows(cfg.vocab_size);
+        let embed_tokens = if shard.is_first_stage() {
+            Some(embedding.rows(vocab_rows.clone())?)
         } else {
-            Linear::load(files, "lm_head", cfg.vocab_size, cfg.hidden_size)?
+            None
         };
-        let layers = (0..cfg.num_hidden_layers)
-            .map(|i| DecoderLayer::load(files, i, cfg, &device))
+        let lm_head = match (shard.is_last_stage(cfg), cfg.tie_word_embeddings) {
+            (false, _) => None,
+            (true, true) => Some(Linear {
+                weight: embedding.rows(vocab_rows)?,
+            }),
+            (true, false) => Some(
+                Linear::load(files, "lm_head", cfg.vocab_size, cfg.hidden_size)?
+                    .split_rows(&shard, vocab_rows)?,
+            ),
+        };
+        let layers = shard
+            .layers
+            .clone()
+            .map(|i| DecoderLayer::load(files, i, cfg, &shard, &device))
             .collect::<Result<Vec<_>>>()?;
         let norm = RmsNorm::load(files, "model.norm", cfg, &device)?;
+        let shard_bytes = held_bytes(embed_tokens.as_ref(), &layers, lm_head.as_ref(), cfg);
         Ok(Llama {
             rope,
             weight_bytes: files.total_bytes(),
+            shard_bytes,
             config,
             generation,
+            shard,
             embed_tokens,
             layers,
             norm,
             lm_head,
             device,
+            dtype,
         })
     }
 
     /// The resolved configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The part of the model this value holds.
+    pub fn shard(&self) -> &Shard {
+        &self.shard
     }
 
     /// The checkpoint's generation defaults.
@@ -437,22 +540,57 @@ impl Llama {
         self.weight_bytes
     }
 
-    /// Storage dtype of the embedding (representative of the checkpoint).
-    pub fn dtype(&self) -> crate::config::WeightDtype {
-        self.embed_tokens.dtype()
+    /// Bytes of weight data this shard uses (all of it for a whole model; a
+    /// tied head counted once).
+    pub fn shard_bytes(&self) -> u64 {
+        self.shard_bytes
     }
 
-    /// A fresh, empty KV cache for one sequence.
+    /// Storage dtype of the embedding (representative of the checkpoint).
+    pub fn dtype(&self) -> crate::config::WeightDtype {
+        self.dtype
+    }
+
+    /// A fresh, empty KV cache for one sequence (this shard's layers and KV heads).
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(&self.config)
+        KvCache::with_shape(self.layers.len(), self.kv_dim())
+    }
+
+    /// A pool of `num_blocks` KV blocks of `block_size` positions shaped for
+    /// this shard's layers and KV heads (the whole model's for a whole model).
+    pub fn new_pool(&self, block_size: usize, num_blocks: usize) -> Result<KvPool> {
+        KvPool::with_shape(self.layers.len(), self.kv_dim(), block_size, num_blocks)
+    }
+
+    /// Bytes one block of [`Llama::new_pool`]'s pool takes (keys and values, f32).
+    pub fn pool_bytes_per_block(&self, block_size: usize) -> u64 {
+        (2 * self.layers.len() * self.kv_dim() * 4 * block_size) as u64
     }
 
     /// Runs the batch and returns per-sequence logits, `(n_new, vocab)` for
     /// [`Logits::All`] or `(1, vocab)` for [`Logits::Last`]. Every input is
     /// checked before any cache is touched, so an error leaves caches intact.
     pub fn forward(&self, batch: &mut [SeqInput<'_>], which: Logits) -> Result<Vec<Tensor>> {
+        self.check_whole()?;
+        let out = self.forward_stage(batch, which, StageInput::Tokens, &NoTensorParallel)?;
+        expect_logits(out)
+    }
+
+    /// One pipeline stage of a sharded model: from the tokens (first stage)
+    /// or the previous stage's hidden states, through this shard's layers,
+    /// to hidden states for the next stage or, on the last stage, logits
+    /// over the whole vocabulary (gathered over the group). Every rank of
+    /// `tp`'s group makes the same call; every rank of every stage is given
+    /// the same tokens, which fix positions and cache lengths.
+    pub fn forward_stage(
+        &self,
+        batch: &mut [SeqInput<'_>],
+        which: Logits,
+        input: StageInput<'_>,
+        tp: &dyn TensorParallel,
+    ) -> Result<StageOutput> {
         self.check_batch(batch)?;
-        let spans: Vec<Step<'_>> = batch
+        let steps: Vec<Step<'_>> = batch
             .iter()
             .map(|s| Step {
                 tokens: s.tokens,
@@ -460,11 +598,11 @@ impl Llama {
                 logits: which,
             })
             .collect();
-        let logits = self.run(&spans, &mut BatchKv::Contiguous(batch), None)?;
+        let out = self.run(&steps, &mut BatchKv::Contiguous(batch), input, tp, None)?;
         for seq in batch.iter_mut() {
             seq.cache.advance(seq.tokens.len());
         }
-        Ok(logits)
+        Ok(out)
     }
 
     /// Runs a batch whose KV lives in `pool`: each sequence's new tokens are
@@ -473,6 +611,20 @@ impl Llama {
     /// [`Llama::forward`] does, with each sequence's own [`Logits`] choice.
     /// Every input is checked before the pool is touched.
     pub fn forward_paged(&self, pool: &mut KvPool, batch: &[PagedSeq<'_>]) -> Result<Vec<Tensor>> {
+        self.check_whole()?;
+        expect_logits(self.forward_paged_stage(pool, batch, StageInput::Tokens, &NoTensorParallel)?)
+    }
+
+    /// [`Llama::forward_stage`] for a batch whose KV lives in `pool` (made
+    /// by this shard's [`Llama::new_pool`]): every rank of every stage is
+    /// given the same block tables and writes its own layers' and heads' KV.
+    pub fn forward_paged_stage(
+        &self,
+        pool: &mut KvPool,
+        batch: &[PagedSeq<'_>],
+        input: StageInput<'_>,
+        tp: &dyn TensorParallel,
+    ) -> Result<StageOutput> {
         self.check_paged(pool, batch)?;
         let spans: Vec<Step<'_>> = batch
             .iter()
@@ -482,7 +634,7 @@ impl Llama {
                 logits: s.logits,
             })
             .collect();
-        self.run(&spans, &mut BatchKv::Paged { pool, seqs: batch }, None)
+        self.run(&spans, &mut BatchKv::Paged { pool, seqs: batch }, input, tp, None)
     }
 
     /// Logits of every new token of one sequence, like [`Llama::forward_one`]
@@ -493,6 +645,7 @@ impl Llama {
         cache: &mut KvCache,
         trace: &mut dyn Trace,
     ) -> Result<Tensor> {
+        self.check_whole()?;
         let mut batch = [SeqInput { tokens, cache }];
         self.check_batch(&batch)?;
         let steps = [Step {
@@ -500,9 +653,10 @@ impl Llama {
             past: batch[0].cache.len(),
             logits: Logits::All,
         }];
-        let mut logits = self.run(&steps, &mut BatchKv::Contiguous(&mut batch), Some(trace))?;
+        let kv = &mut BatchKv::Contiguous(&mut batch);
+        let out = self.run(&steps, kv, StageInput::Tokens, &NoTensorParallel, Some(trace))?;
         batch[0].cache.advance(tokens.len());
-        logits
+        expect_logits(out)?
             .pop()
             .ok_or_else(|| ModelError::InvalidInput("empty batch".into()))
     }
@@ -512,14 +666,17 @@ impl Llama {
         &self,
         steps: &[Step<'_>],
         kv: &mut BatchKv<'_, '_>,
-        mut trace: Option<&mut dyn Trace>,
-    ) -> Result<Vec<Tensor>> {
-        // Embed all new tokens of all sequences into one packed matrix.
+        input: StageInput<'_>,
+        tp: &dyn TensorParallel,
+        trace: Option<&mut dyn Trace>,
+    ) -> Result<StageOutput> {
         let tokens: Vec<u32> = steps
             .iter()
             .flat_map(|s| s.tokens.iter().copied())
             .collect();
-        let mut x = self.embed(&tokens)?;
+        // Embed all new tokens of all sequences into one packed matrix, or
+        // take the previous stage's.
+        let mut x = self.stage_input(&tokens, input, tp)?;
         // Rotary angles of each sequence's new positions, shared by all layers.
         let angles: Vec<RopeAngles> = steps
             .iter()
@@ -532,24 +689,25 @@ impl Llama {
                 past: s.past,
             })
             .collect();
+        let mut pass = Pass {
+            tp,
+            trace,
+            layer: 0,
+        };
         for (i, layer) in self.layers.iter().enumerate() {
-            let mut tap = trace.as_deref_mut().map(|t| Tap { trace: t, layer: i });
-            if let Some(tap) = tap.as_mut() {
-                tap.tensor(TracePoint::LayerInput, &x)?;
-            }
+            pass.layer = i;
+            pass.tensor(TracePoint::LayerInput, &x)?;
             // x = x + attn(norm(x))
             let h = layer.input_layernorm.forward(&x)?;
-            let attn = layer
-                .self_attn
-                .forward(&h, i, &spans, &angles, kv, tap.as_mut())?;
-            x = (x + attn)?;
+            x = (x + layer.self_attn.forward(&h, &spans, &angles, kv, &mut pass)?)?;
             // x = x + mlp(norm(x))
             let h = layer.post_attention_layernorm.forward(&x)?;
-            x = (x + layer.mlp.forward(&h, tap.as_mut())?)?;
-            if let Some(tap) = tap.as_mut() {
-                tap.tensor(TracePoint::LayerOutput, &x)?;
-            }
+            x = (x + layer.mlp.forward(&h, &mut pass)?)?;
+            pass.tensor(TracePoint::LayerOutput, &x)?;
         }
+        let Some(lm_head) = &self.lm_head else {
+            return Ok(StageOutput::Hidden(x.flatten_all()?.to_vec1()?));
+        };
         // Final norm, then the vocabulary projection on the requested rows only.
         let x = self.norm.forward(&x)?;
         let mut rows = Vec::with_capacity(tokens.len());
@@ -570,14 +728,88 @@ impl Llama {
         } else {
             x.index_select(&Tensor::new(rows.as_slice(), &self.device)?, 0)?
         };
-        let all = self.lm_head.forward(&selected)?;
+        let all = self.head(lm_head, &selected, tp)?;
         let mut logits = Vec::with_capacity(steps.len());
         let mut row = 0;
         for n in counts {
             logits.push(all.narrow(0, row, n)?);
             row += n;
         }
-        Ok(logits)
+        Ok(StageOutput::Logits(logits))
+    }
+
+    /// The packed `(tokens, hidden)` input of this stage's first layer.
+    fn stage_input(
+        &self,
+        tokens: &[u32],
+        input: StageInput<'_>,
+        tp: &dyn TensorParallel,
+    ) -> Result<Tensor> {
+        let h = self.config.hidden_size;
+        match (input, &self.embed_tokens) {
+            (StageInput::Tokens, Some(table)) => self.embed(table, tokens, tp),
+            (StageInput::Hidden(x), None) if x.len() == tokens.len() * h => Ok(Tensor::from_vec(
+                x.to_vec(),
+                (tokens.len(), h),
+                &self.device,
+            )?),
+            (StageInput::Hidden(x), None) => Err(ModelError::InvalidInput(format!(
+                "{} hidden values for {} tokens of width {h}",
+                x.len(),
+                tokens.len()
+            ))),
+            (_, table) => Err(ModelError::InvalidInput(format!(
+                "the stage holding layers {}..{} {}",
+                self.shard.layers.start,
+                self.shard.layers.end,
+                if table.is_some() {
+                    "embeds tokens, it takes no hidden states"
+                } else {
+                    "needs the previous stage's hidden states"
+                }
+            ))),
+        }
+    }
+
+    /// Logits over the whole vocabulary for `x: (rows, hidden)`: each rank
+    /// projects onto its vocabulary rows, then the group gathers them.
+    fn head(&self, lm_head: &Linear, x: &Tensor, tp: &dyn TensorParallel) -> Result<Tensor> {
+        if self.shard.tp_size == 1 {
+            return lm_head.forward(x);
+        }
+        let (rows, vocab) = (x.dim(0)?, self.config.vocab_size);
+        let chunk = self.shard.vocab_chunk(vocab);
+        let mut local = with_f32_slice(x, |xs| lm_head.apply(xs, rows))??;
+        // The last rank may own fewer rows: pad every row to `chunk`.
+        let mine = local.len() / rows.max(1);
+        if mine < chunk {
+            local = local
+                .chunks_exact(mine.max(1))
+                .flat_map(|r| {
+                    r.iter()
+                        .copied()
+                        .chain(std::iter::repeat_n(0.0, chunk - mine))
+                })
+                .collect();
+            if mine == 0 {
+                local = vec![0.0; rows * chunk];
+            }
+        }
+        let mut gathered = vec![0f32; local.len() * self.shard.tp_size];
+        tp.all_gather(&local, &mut gathered)?;
+        let logits = interleave_vocab(&gathered, self.shard.tp_size, rows, vocab);
+        Ok(Tensor::from_vec(logits, (rows, vocab), &self.device)?)
+    }
+
+    /// Plain `forward`/`forward_paged` compute the whole model in one process.
+    fn check_whole(&self) -> Result<()> {
+        if self.shard.is_whole(&self.config) {
+            return Ok(());
+        }
+        Err(ModelError::InvalidInput(format!(
+            "this model holds TP rank {} of {} for layers {}..{}; run it with forward_stage",
+            self.shard.tp_rank, self.shard.tp_size, self.shard.layers.start, self.shard.layers.end
+        )))
     }
 
     /// Convenience: logits of one sequence's new tokens.
@@ -598,14 +830,12 @@ impl Llama {
             return Err(ModelError::InvalidInput("empty batch".into()));
         }
         for seq in batch {
-            if seq.cache.num_layers() != self.config.num_hidden_layers
-                || seq.cache.kv_dim() != self.kv_dim()
-            {
+            if seq.cache.num_layers() != self.layers.len() || seq.cache.kv_dim() != self.kv_dim() {
                 return Err(ModelError::InvalidInput(format!(
                     "KV cache made for {} layers of width {}, model has {} of width {}",
                     seq.cache.num_layers(),
                     seq.cache.kv_dim(),
-                    self.config.num_hidden_layers,
+                    self.layers.len(),
                     self.kv_dim()
                 )));
             }
@@ -618,12 +848,12 @@ impl Llama {
         if batch.is_empty() {
             return Err(ModelError::InvalidInput("empty batch".into()));
         }
-        if pool.num_layers() != self.config.num_hidden_layers || pool.kv_dim() != self.kv_dim() {
+        if pool.num_layers() != self.layers.len() || pool.kv_dim() != self.kv_dim() {
             return Err(ModelError::InvalidInput(format!(
                 "KV pool made for {} layers of width {}, model has {} of width {}",
                 pool.num_layers(),
                 pool.kv_dim(),
-                self.config.num_hidden_layers,
+                self.layers.len(),
                 self.kv_dim()
             )));
         }
@@ -688,20 +918,74 @@ impl Llama {
         Ok(())
     }
 
-    /// Width of one position's keys (or values) in one layer.
+    /// Width of one position's keys (or values) in one layer of this shard.
     fn kv_dim(&self) -> usize {
-        self.config.num_key_value_heads * self.config.head_dim
+        self.config.num_key_value_heads / self.shard.tp_size * self.config.head_dim
     }
 
     /// Rows of the embedding table, converted to f32: `(tokens, hidden)`.
-    fn embed(&self, tokens: &[u32]) -> Result<Tensor> {
+    /// Each rank fills the rows of the tokens in its vocabulary slice and
+    /// leaves the others zero, so a sum over the group is exact.
+    fn embed(&self, table: &Weight, tokens: &[u32], tp: &dyn TensorParallel) -> Result<Tensor> {
         let h = self.config.hidden_size;
+        let mine = self.shard.vocab_rows(self.config.vocab_size);
         let mut x = vec![0f32; tokens.len() * h];
         for (row, &t) in x.chunks_exact_mut(h).zip(tokens) {
-            self.embed_tokens.read_f32(t as usize * h, row)?;
+            if mine.contains(&(t as usize)) {
+                table.read_f32((t as usize - mine.start) * h, row)?;
+            }
+        }
+        if self.shard.tp_size > 1 {
+            tp.all_reduce_sum(&mut x)?;
         }
         Ok(Tensor::from_vec(x, (tokens.len(), h), &self.device)?)
     }
+}
+
+/// The logits of a stage that must be the last one.
+fn expect_logits(out: StageOutput) -> Result<Vec<Tensor>> {
+    match out {
+        StageOutput::Logits(logits) => Ok(logits),
+        StageOutput::Hidden(_) => Err(ModelError::InvalidInput(
+            "a model without its output head produced no logits".into(),
+        )),
+    }
+}
+
+/// Bytes of weights a shard uses: its embedding rows, layers and head.
+fn held_bytes(
+    embed: Option<&Weight>,
+    layers: &[DecoderLayer],
+    head: Option<&Linear>,
+    cfg: &Config,
+) -> u64 {
+    let linear = |l: &Linear| l.weight.byte_len() as u64;
+    let per_layer: u64 = layers
+        .iter()
+        .map(|l| {
+            let (a, m) = (&l.self_attn, &l.mlp);
+            [
+                &a.q_proj,
+                &a.k_proj,
+                &a.v_proj,
+                &a.o_proj,
+                &m.gate_proj,
+                &m.up_proj,
+                &m.down_proj,
+            ]
+            .into_iter()
+            .map(linear)
+            .sum::<u64>()
+                + 2 * 4 * cfg.hidden_size as u64
+        })
+        .sum();
+    let embed_bytes = embed.map_or(0, |w| w.byte_len() as u64);
+    // A tied head on the first stage reads the embedding's own rows.
+    let head_bytes = match (head, embed.is_some() && cfg.tie_word_embeddings) {
+        (Some(h), false) => linear(h),
+        _ => 0,
+    };
+    embed_bytes + per_layer + head_bytes + 4 * cfg.hidden_size as u64
 }
 
 /// Logits row as a plain vector (for samplers and tests).

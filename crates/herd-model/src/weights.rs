@@ -172,6 +172,86 @@ impl Weight {
         }
     }
 
+    /// Bytes of stored data.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len
+    }
+
+    /// Rows `range` of a matrix `(rows, cols)`, sharing the bytes (rows are
+    /// contiguous, so a tensor-parallel rank's output features cost no copy
+    /// and only their pages are ever read).
+    pub fn rows(&self, range: std::ops::Range<usize>) -> Result<Weight> {
+        let (rows, cols) = self.matrix_dims()?;
+        if range.start > range.end || range.end > rows {
+            return Err(ModelError::InvalidShard(format!(
+                "rows {}..{} of a {rows}-row matrix",
+                range.start, range.end
+            )));
+        }
+        let row_bytes = self.row_bytes(cols)?;
+        Ok(Weight {
+            bytes: Bytes {
+                source: self.bytes.source.clone(),
+                start: self.bytes.start + range.start * row_bytes,
+                len: range.len() * row_bytes,
+            },
+            dtype: self.dtype,
+            shape: vec![range.len(), cols],
+        })
+    }
+
+    /// Columns `range` of a matrix `(rows, cols)`, copied (each row's slice
+    /// is a separate run of bytes). Quantized matrices split only on block
+    /// boundaries.
+    pub fn columns(&self, range: std::ops::Range<usize>) -> Result<Weight> {
+        let (rows, cols) = self.matrix_dims()?;
+        let (elems, size) = match self.dtype {
+            WeightDtype::Quant(q) => (q.block_elems(), q.block_bytes()),
+            other => (1, other.alignment()),
+        };
+        if range.start > range.end
+            || range.end > cols
+            || !range.start.is_multiple_of(elems)
+            || !range.len().is_multiple_of(elems)
+        {
+            return Err(ModelError::InvalidShard(format!(
+                "columns {}..{} of a {cols}-column {} matrix (blocks of {elems})",
+                range.start, range.end, self.dtype
+            )));
+        }
+        let row_bytes = self.row_bytes(cols)?;
+        let (from, len) = (range.start / elems * size, range.len() / elems * size);
+        let src = self.bytes.as_slice();
+        let mut out = Vec::with_capacity(rows * len);
+        for row in src.chunks_exact(row_bytes) {
+            out.extend_from_slice(&row[from..from + len]);
+        }
+        Ok(Weight {
+            bytes: Bytes::copy_of(&out),
+            dtype: self.dtype,
+            shape: vec![rows, range.len()],
+        })
+    }
+
+    fn matrix_dims(&self) -> Result<(usize, usize)> {
+        match self.shape[..] {
+            [rows, cols] => Ok((rows, cols)),
+            _ => Err(ModelError::InvalidShard(format!(
+                "only matrices can be sliced, not shape {:?}",
+                self.shape
+            ))),
+        }
+    }
+
+    fn row_bytes(&self, cols: usize) -> Result<usize> {
+        self.dtype.bytes_for(cols).ok_or_else(|| {
+            ModelError::InvalidShard(format!(
+                "rows of {cols} {} values are not whole blocks",
+                self.dtype
+            ))
+        })
+    }
+
     /// A weight built from f32 values held in memory (tests, tools).
     pub fn from_f32(values: &[f32], shape: Vec<usize>) -> Weight {
         // SAFETY: reinterpreting initialised f32s as bytes.

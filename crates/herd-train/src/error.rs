@@ -35,6 +35,9 @@ pub enum TrainError {
         /// Why (e.g. how many records were skipped), starting with " (" or empty.
         detail: String,
     },
+    /// A collective call of a data-parallel run failed.
+    #[error(transparent)]
+    Dist(#[from] herd_dist::DistError),
     /// A flag or option combination that cannot work.
     #[error("{0}")]
     InvalidOption(String),

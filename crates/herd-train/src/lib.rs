@@ -38,6 +38,6 @@ pub use model::{loss_sum, TrainModel, Tuning};
 pub use record::{Example, LossOn};
 pub use report::RunReport;
 pub use trainer::{
-    has_checkpoint, holds_run, loss_and_grads, run_identity, train, train_with, validation_loss,
-    CrossEntropy, Objective, RunFiles, TrainOptions,
+    has_checkpoint, holds_run, loss_and_grads, run_identity, train, train_in, train_with,
+    validation_loss, CrossEntropy, Objective, RunFiles, Session, TrainOptions,
 };

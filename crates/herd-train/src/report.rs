@@ -36,7 +36,8 @@ pub struct StepRecord {
 /// The metrics file, plus the curves read back from it.
 pub struct MetricsLog {
     path: PathBuf,
-    file: std::fs::File,
+    /// `None` on the ranks of a data-parallel run that do not write.
+    file: Option<std::fs::File>,
     losses: Vec<(usize, f64)>,
     validation: Vec<(usize, f64)>,
     tokens_at_start: u64,
@@ -48,6 +49,24 @@ impl MetricsLog {
     /// the records up to that step and drops later ones (written after the
     /// checkpoint, and about to be recomputed).
     pub fn open(path: &Path, step: usize) -> Result<MetricsLog> {
+        let (mut log, kept) = MetricsLog::read(path, step)?;
+        crate::io::write_atomic(path, kept.as_bytes())?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(TrainError::io(path))?;
+        log.file = Some(file);
+        Ok(log)
+    }
+
+    /// The curves up to `step` without ever writing `path` (the other
+    /// ranks of a data-parallel run, which rank 0 writes for).
+    pub fn read_only(path: &Path, step: usize) -> Result<MetricsLog> {
+        Ok(MetricsLog::read(path, step)?.0)
+    }
+
+    /// The records up to `step` (none when starting afresh), and their lines.
+    fn read(path: &Path, step: usize) -> Result<(MetricsLog, String)> {
         let (mut losses, mut validation, mut kept, mut tokens_at_start) =
             (Vec::new(), Vec::new(), String::new(), 0);
         if step > 0 && path.exists() {
@@ -71,19 +90,15 @@ impl MetricsLog {
                 kept.push('\n');
             }
         }
-        crate::io::write_atomic(path, kept.as_bytes())?;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(TrainError::io(path))?;
-        Ok(MetricsLog {
+        let log = MetricsLog {
             path: path.to_path_buf(),
-            file,
+            file: None,
             losses,
             validation,
             tokens_at_start,
             last_tokens_per_s: 0.0,
-        })
+        };
+        Ok((log, kept))
     }
 
     /// Tokens already counted when this session began.
@@ -92,7 +107,10 @@ impl MetricsLog {
     }
 
     fn append(&mut self, value: Value) -> Result<()> {
-        writeln!(self.file, "{value}").map_err(TrainError::io(&self.path))
+        match &mut self.file {
+            Some(file) => writeln!(file, "{value}").map_err(TrainError::io(&self.path)),
+            None => Ok(()),
+        }
     }
 
     /// Records a step.
@@ -120,7 +138,9 @@ impl MetricsLog {
         elapsed_s: f64,
         session_steps: usize,
     ) -> Result<RunReport> {
-        self.file.sync_all().map_err(TrainError::io(&self.path))?;
+        if let Some(file) = &self.file {
+            file.sync_all().map_err(TrainError::io(&self.path))?;
+        }
         Ok(RunReport {
             step,
             total,

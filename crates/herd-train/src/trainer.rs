@@ -5,11 +5,19 @@
 //! predicted tokens of its `grad_accum` micro-batches, so each micro-batch's
 //! summed loss is divided by the step's total token count before backward.
 //! Accumulating 4 micro-batches therefore gives the gradient of one 4× batch.
+//!
+//! Data parallelism follows from the same rule: with N processes in a
+//! [`Session`]'s communicator, every rank draws the same global micro-batches
+//! and computes rows `i ≡ rank (mod N)` of each; its summed loss is divided by
+//! the global token count, so the all-reduced (summed) gradients equal one
+//! process's gradients of the combined batch. Every rank then takes the same
+//! AdamW step; rank 0 alone writes metrics, checkpoints and the result.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{Tensor, Var};
+use herd_dist::{Communicator, Local};
 
 use crate::data::{pack, Dataset, Loader, Row};
 use crate::error::{Result, TrainError};
@@ -205,8 +213,51 @@ pub fn train_with(
     stop: &dyn Fn(usize) -> bool,
     objective: &dyn Objective,
 ) -> Result<RunReport> {
+    let session = Session {
+        files,
+        resume,
+        stop,
+        objective,
+        comm: &Local,
+    };
+    train_in(model, data, opts, &session)
+}
+
+/// How one run is carried out: where it writes, whether it resumes, when
+/// to stop, what it minimises, and the data-parallel group it belongs to.
+pub struct Session<'a> {
+    /// Where rank 0 writes.
+    pub files: &'a RunFiles,
+    /// Continue from the run's checkpoint.
+    pub resume: bool,
+    /// Asked after every step; the run stops (with a checkpoint) when any rank says yes.
+    pub stop: &'a dyn Fn(usize) -> bool,
+    /// What a step minimises.
+    pub objective: &'a dyn Objective,
+    /// The ranks sharing every batch ([`Local`] for one process). Every
+    /// rank must start from the same model, data and options.
+    pub comm: &'a dyn Communicator,
+}
+
+/// [`train_with`] as one rank of a data-parallel group (see the module docs).
+pub fn train_in(
+    model: &TrainModel,
+    data: &Dataset,
+    opts: &TrainOptions,
+    session: &Session<'_>,
+) -> Result<RunReport> {
+    let Session {
+        files,
+        resume,
+        stop,
+        objective,
+        comm,
+    } = *session;
+    let lead = comm.rank() == 0;
     opts.validate()?;
-    std::fs::create_dir_all(&files.dir).map_err(TrainError::io(&files.dir))?;
+    if lead {
+        std::fs::create_dir_all(&files.dir).map_err(TrainError::io(&files.dir))?;
+    }
     let identity = run_identity(model, data, opts, objective)?;
     let params = model.trainable();
     let mut opt = AdamW::new(params, opts.adamw)?;
@@ -216,7 +267,12 @@ pub fn train_with(
     } else {
         (0, Default::default(), 0)
     };
-    let mut log = MetricsLog::open(&files.metrics(), step)?;
+    // Every rank has read the checkpoint (and checked the output) before rank 0 writes.
+    comm.barrier()?;
+    let mut log = match lead {
+        true => MetricsLog::open(&files.metrics(), step)?,
+        false => MetricsLog::read_only(&files.metrics(), step)?,
+    };
     let mut loader = Loader::new(
         &data.train,
         opts.seed,
@@ -225,7 +281,7 @@ pub fn train_with(
         cursor,
     );
     let schedule = opts.schedule();
-    let progress = Progress::new(files.progress, opts.steps as u64, step as u64);
+    let progress = Progress::new(files.progress && lead, opts.steps as u64, step as u64);
     let started = Instant::now();
     let first_step = step;
     let mut interrupted = false;
@@ -233,7 +289,7 @@ pub fn train_with(
         let micro = (0..opts.grad_accum)
             .map(|m| objective.prepare(model, loader.next_batch(), step, m))
             .collect::<Result<Vec<_>>>()?;
-        let (loss, mut grads, positions) = accumulate(model, &micro, objective)?;
+        let (loss, mut grads, positions) = accumulate(model, &micro, objective, comm)?;
         if !loss.is_finite() {
             return Err(TrainError::Diverged {
                 step: step + 1,
@@ -259,14 +315,15 @@ pub fn train_with(
         };
         log.step(&record)?;
         progress.step(&record);
-        if (opts.eval_every > 0 && step % opts.eval_every == 0) || step == opts.steps {
+        let evaluate = (opts.eval_every > 0 && step % opts.eval_every == 0) || step == opts.steps;
+        if lead && evaluate {
             if let Some(val) = validation_loss(model, data, opts)? {
                 log.validation(step, val)?;
                 progress.validation(val);
             }
         }
-        let stopping = step < opts.steps && stop(step);
-        if stopping || (opts.save_every > 0 && step % opts.save_every == 0) {
+        let stopping = step < opts.steps && any_rank(comm, stop(step))?;
+        if lead && (stopping || (opts.save_every > 0 && step % opts.save_every == 0)) {
             let saved = SavedState::new(identity.clone(), step, loader.cursor(), opt.t, tokens);
             state::save(&files.checkpoint(), model, &opt, &saved)?;
         }
@@ -283,23 +340,68 @@ pub fn train_with(
         started.elapsed().as_secs_f64(),
         step - first_step,
     )?;
-    crate::report::plot_curves(&files.plot(), &report)?;
+    if lead {
+        crate::report::plot_curves(&files.plot(), &report)?;
+    }
     Ok(report)
 }
 
-/// Runs the micro-batches of one step; returns the step's mean loss, the
-/// summed gradients (one per trainable variable) and the positions processed.
+/// Whether `mine` is true on any rank (so all ranks stop together).
+fn any_rank(comm: &dyn Communicator, mine: bool) -> Result<bool> {
+    let mut flag = [mine as u8 as f32];
+    comm.all_reduce_sum(&mut flag)?;
+    Ok(flag[0] > 0.0)
+}
+
+/// This rank's rows of a global micro-batch: every `size`-th from `rank`.
+fn my_rows(rows: &[Row], comm: &dyn Communicator) -> Vec<Row> {
+    let (rank, size) = (comm.rank(), comm.size());
+    rows.iter().skip(rank).step_by(size).cloned().collect()
+}
+
+/// Sums every rank's gradients and loss sum in one all-reduce.
+fn all_reduce(
+    comm: &dyn Communicator,
+    grads: Vec<Tensor>,
+    loss_sum: f64,
+) -> Result<(Vec<Tensor>, f64)> {
+    if comm.size() == 1 {
+        return Ok((grads, loss_sum));
+    }
+    let mut flat = vec![loss_sum as f32];
+    for g in &grads {
+        flat.extend(g.flatten_all()?.to_vec1::<f32>()?);
+    }
+    comm.all_reduce_sum(&mut flat)?;
+    let mut at = 1;
+    let summed = grads
+        .iter()
+        .map(|g| {
+            let n = g.elem_count();
+            let t = Tensor::from_slice(&flat[at..at + n], g.shape(), g.device());
+            at += n;
+            Ok(t?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((summed, flat[0] as f64))
+}
+
+/// Runs this rank's share of the micro-batches of one step; returns the
+/// step's mean loss, the gradients summed over micro-batches and ranks (one
+/// per trainable variable) and the positions processed by all ranks.
 fn accumulate(
     model: &TrainModel,
     micro: &[Vec<Row>],
     objective: &dyn Objective,
+    comm: &dyn Communicator,
 ) -> Result<(f64, Vec<Tensor>, usize)> {
     let total: usize = micro.iter().flatten().map(Row::target_count).sum();
     let positions = micro.iter().flatten().map(|r| r.inputs.len()).sum();
     let params = model.trainable();
     let mut acc: Option<Vec<Tensor>> = None;
     let mut loss_total = 0f64;
-    for rows in micro.iter().filter(|r| !r.is_empty()) {
+    let mine: Vec<Vec<Row>> = micro.iter().map(|rows| my_rows(rows, comm)).collect();
+    for rows in mine.iter().filter(|r| !r.is_empty()) {
         let (sum, _) = objective.loss_sum(model, rows)?;
         loss_total += sum.to_scalar::<f32>()? as f64;
         let grads = (sum / total.max(1) as f64)?.backward()?;
@@ -323,6 +425,7 @@ fn accumulate(
             .map(|(_, v)| Ok(v.zeros_like()?))
             .collect::<Result<_>>()?,
     };
+    let (grads, loss_total) = all_reduce(comm, grads, loss_total)?;
     Ok((loss_total / total.max(1) as f64, grads, positions))
 }
 
@@ -357,7 +460,7 @@ pub fn validation_loss(
 /// Mean loss of one batch of rows and the gradients of the trainable
 /// variables (the quantities the reference fixtures record).
 pub fn loss_and_grads(model: &TrainModel, rows: &[Row]) -> Result<(f64, Vec<(String, Tensor)>)> {
-    let (loss, grads, _) = accumulate(model, &[rows.to_vec()], &CrossEntropy)?;
+    let (loss, grads, _) = accumulate(model, &[rows.to_vec()], &CrossEntropy, &Local)?;
     let named = model
         .trainable()
         .iter()

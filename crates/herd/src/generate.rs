@@ -7,15 +7,31 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use herd_engine::{FinishReason, GenerateRequest, Generation};
-use herd_tokenizer::{ChatFormat, Message, Role, StreamDecoder};
+use herd_tokenizer::{ChatFormat, Message, Role, StreamDecoder, Tokenizer};
 
 use crate::args::GenerateArgs;
 use crate::draft::{self, Decoder};
-use crate::load::{load, sampling_params, stop_ids};
+use crate::load::{load, sampling_params, stop_ids, Loaded};
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    if args.parallel.requested()? {
+        return crate::parallel::generate(args);
+    }
     let loaded = load(&args.model)?;
     let mut speculation = Decoder::new(&loaded, &args.draft)?;
+    let request = request(&args, &loaded)?;
+    let mut cache = loaded.model.new_cache();
+    let code = stream(&args, &loaded.tokenizer, &request, |on_token| {
+        speculation.generate(&loaded.model, &mut cache, &request, on_token)
+    })?;
+    if let Some(stats) = speculation.stats() {
+        draft::report(stats);
+    }
+    Ok(code)
+}
+
+/// The prompt's tokens (plain or chat-formatted), sampling and stop tokens.
+pub fn request(args: &GenerateArgs, loaded: &Loaded) -> anyhow::Result<GenerateRequest> {
     let sampling = sampling_params(&args.sampling, &loaded.model)?;
     let prompt = if args.chat || args.system.is_some() {
         let mut dialog = Vec::new();
@@ -37,13 +53,21 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
             loaded.name
         );
     }
-    let request = GenerateRequest {
+    Ok(GenerateRequest {
         prompt,
         max_new_tokens: args.sampling.max_tokens,
         sampling,
-        stop_ids: stop_ids(&loaded),
-    };
+        stop_ids: stop_ids(loaded),
+    })
+}
 
+/// Runs `generate` (plain, speculative or parallel), streaming text (or ids) to stdout, then the timing to stderr.
+pub fn stream(
+    args: &GenerateArgs,
+    tokenizer: &Tokenizer,
+    request: &GenerateRequest,
+    generate: impl FnOnce(&mut dyn FnMut(u32) -> ControlFlow<()>) -> herd_engine::Result<Generation>,
+) -> anyhow::Result<ExitCode> {
     // Ctrl-C stops generation at the next token; the statistics still print.
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
@@ -51,14 +75,13 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
 
     let mut decoder = StreamDecoder::new(true);
     let mut stdout = std::io::stdout().lock();
-    let mut cache = loaded.model.new_cache();
     let mut write_error: Option<anyhow::Error> = None;
     let mut warned = false;
-    let generation = speculation.generate(&loaded.model, &mut cache, &request, |token| {
+    let generation = generate(&mut |token| {
         let text = if args.ids {
             format!("{token} ")
         } else {
-            match decoder.step(&loaded.tokenizer, token) {
+            match decoder.step(tokenizer, token) {
                 Ok(text) => text.unwrap_or_default(),
                 Err(e) => {
                     // E.g. an id in the padding of the embedding table, past the
@@ -93,13 +116,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let tail = if args.ids {
         String::new()
     } else {
-        decoder.finish(&loaded.tokenizer)?
+        decoder.finish(tokenizer)?
     };
     let _ = writeln!(stdout, "{tail}");
     report(&generation, request.prompt.len());
-    if let Some(stats) = speculation.stats() {
-        draft::report(stats);
-    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -88,7 +88,31 @@ pub struct Loaded {
 /// Loads `--model DIR|FILE.gguf|embedded-student`, or the embedded default, with the
 /// `--lora` adapter merged in or quantized at load (`--quantize`) when asked.
 pub fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
-    let (checkpoint, tokenizer, name) = match Source::of(args.model.as_deref()) {
+    let (checkpoint, tokenizer, name) = checkpoint(args)?;
+    let model = match (&args.lora, args.quantize) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "--lora and --quantize together are not supported: fold the adapter in with \
+             `herd merge`, then load the merged model with --quantize"
+        ),
+        (Some(adapter), None) => herd_train::load_with_adapter(checkpoint, adapter)?,
+        (None, Some(file_type)) => checkpoint
+            .quantize(file_type)
+            .with_context(|| format!("{name}: quantizing at load"))?
+            .into_model()?,
+        (None, None) => checkpoint.into_model()?,
+    };
+    check_vocab(&model, &tokenizer, &name)?;
+    Ok(Loaded {
+        model,
+        tokenizer,
+        name,
+    })
+}
+
+/// Opens `--model DIR|FILE.gguf|embedded-student`, or the embedded default, with its
+/// tokenizer and a name for messages, without building the model.
+pub fn checkpoint(args: &ModelArgs) -> anyhow::Result<(Checkpoint, Tokenizer, String)> {
+    Ok(match Source::of(args.model.as_deref()) {
         Source::Path(path) => {
             let (checkpoint, tokenizer) = open(path)?;
             (checkpoint, tokenizer, path.display().to_string())
@@ -107,24 +131,6 @@ pub fn load(args: &ModelArgs) -> anyhow::Result<Loaded> {
             embedded_student::WEIGHTS,
             embedded_student::TOKENIZER,
         )?,
-    };
-    let model = match (&args.lora, args.quantize) {
-        (Some(_), Some(_)) => anyhow::bail!(
-            "--lora and --quantize together are not supported: fold the adapter in with \
-             `herd merge`, then load the merged model with --quantize"
-        ),
-        (Some(adapter), None) => herd_train::load_with_adapter(checkpoint, adapter)?,
-        (None, Some(file_type)) => checkpoint
-            .quantize(file_type)
-            .with_context(|| format!("{name}: quantizing at load"))?
-            .into_model()?,
-        (None, None) => checkpoint.into_model()?,
-    };
-    check_vocab(&model, &tokenizer, &name)?;
-    Ok(Loaded {
-        model,
-        tokenizer,
-        name,
     })
 }
 
@@ -176,7 +182,7 @@ fn gguf_tokenizer(meta: &herd_gguf::Metadata) -> anyhow::Result<Tokenizer> {
     Ok(Tokenizer::from_gguf_vocab(vocab)?)
 }
 
-fn check_vocab(model: &Llama, tokenizer: &Tokenizer, name: &str) -> anyhow::Result<()> {
+pub fn check_vocab(model: &Llama, tokenizer: &Tokenizer, name: &str) -> anyhow::Result<()> {
     if tokenizer.vocab_size() > model.config().vocab_size {
         anyhow::bail!(
             "{name}: the tokenizer has {} tokens but the model's embedding has only {} rows",

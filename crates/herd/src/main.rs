@@ -14,6 +14,7 @@ mod gendata;
 mod generate;
 mod info;
 mod load;
+mod parallel;
 mod plan;
 mod prune;
 mod quantize;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::Args;
 use herd_engine::{DraftConfig, EngineConfig, EngineHandle};
 use herd_server::{Server, ServerConfig};
+use herd_tokenizer::Tokenizer;
 
 use crate::args::ModelArgs;
 use crate::load::{load, stop_ids};
@@ -62,25 +63,18 @@ pub struct ServeArgs {
     /// in the first agent's directory).
     #[arg(long, value_name = "FILE")]
     pub conversations: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub parallel: crate::parallel::ParallelArgs,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if args.parallel.requested()? {
+        return crate::parallel::serve(args);
+    }
     let loaded = load(&args.model)?;
     let stops = stop_ids(&loaded);
-    let model_name = args.served_model_name.clone().unwrap_or_else(|| {
-        args.model
-            .model
-            .as_deref()
-            .map_or("herd-embedded".to_owned(), model_id)
-    });
     let draft = args.draft.load(&loaded)?;
-    let config = EngineConfig {
-        max_num_seqs: args.max_num_seqs,
-        kv_cache_bytes: args.kv_cache_memory,
-        block_size: args.block_size,
-        max_batch_tokens: args.max_batch_tokens,
-        prefix_caching: !args.no_prefix_caching,
-    };
+    let config = engine_config(&args);
     let model = Arc::new(loaded.model);
     let engine = match draft {
         None => EngineHandle::start(model, config)?,
@@ -93,6 +87,34 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             },
         )?,
     };
+    listen(args, engine, loaded.tokenizer, &loaded.name, stops)
+}
+
+/// The engine's limits from the flags.
+pub fn engine_config(args: &ServeArgs) -> EngineConfig {
+    EngineConfig {
+        max_num_seqs: args.max_num_seqs,
+        kv_cache_bytes: args.kv_cache_memory,
+        block_size: args.block_size,
+        max_batch_tokens: args.max_batch_tokens,
+        prefix_caching: !args.no_prefix_caching,
+    }
+}
+
+/// Serves the API (and the agents) on a started engine until the process ends.
+pub fn listen(
+    args: ServeArgs,
+    engine: EngineHandle,
+    tokenizer: Tokenizer,
+    name: &str,
+    stops: Vec<u32>,
+) -> anyhow::Result<ExitCode> {
+    let model_name = args.served_model_name.clone().unwrap_or_else(|| {
+        args.model
+            .model
+            .as_deref()
+            .map_or("herd-embedded".to_owned(), model_id)
+    });
     let config = ServerConfig {
         model_name: model_name.clone(),
         api_key: args.api_key.filter(|k| !k.is_empty()),
@@ -106,12 +128,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         &engine,
         &stops,
     )?;
-    let server = Server::new(engine, loaded.tokenizer, stops, config).with_agents(agents)?;
+    let server = Server::new(engine, tokenizer, stops, config).with_agents(agents)?;
     server.run(SocketAddr::new(args.host, args.port), |addr| {
-        eprintln!(
-            "herd serve: {model_name} ({}) listening on http://{addr}",
-            loaded.name
-        );
+        eprintln!("herd serve: {model_name} ({name}) listening on http://{addr}");
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -11,8 +11,8 @@ use herd_model::{Checkpoint, Config};
 use herd_tokenizer::Tokenizer;
 use herd_train::optim::AdamWConfig;
 use herd_train::{
-    DataOptions, Dataset, LoraConfig, LoraTarget, LossOn, RunFiles, TrainModel, TrainOptions,
-    Tuning,
+    CrossEntropy, DataOptions, Dataset, LoraConfig, LoraTarget, LossOn, RunFiles, Session,
+    TrainModel, TrainOptions, Tuning,
 };
 
 /// The training subcommands.
@@ -306,26 +306,39 @@ impl Job {
         tokenizer_dir: &Path,
         base_name: &str,
     ) -> anyhow::Result<ExitCode> {
-        eprintln!(
-            "training {} of {} parameters on {} examples ({} held out) for {} steps",
-            model.trainable_parameters(),
-            model.config().num_parameters(),
-            self.data.train.len(),
-            self.data.validation.len(),
-            self.options.steps
-        );
+        // Under `mpirun -np N`: N data-parallel ranks share every batch.
+        let comm = crate::parallel::data_parallel()?;
+        let lead = comm.rank() == 0;
+        if lead {
+            eprintln!(
+                "training {} of {} parameters on {} examples ({} held out) for {} steps{}",
+                model.trainable_parameters(),
+                model.config().num_parameters(),
+                self.data.train.len(),
+                self.data.validation.len(),
+                self.options.steps,
+                match comm.size() {
+                    1 => String::new(),
+                    n => format!(" on {n} data-parallel ranks"),
+                }
+            );
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
             .context("installing the Ctrl-C handler")?;
-        let report = herd_train::train(
-            model,
-            &self.data,
-            &self.options,
-            &self.files,
-            self.resume,
-            &|_| stop.load(Ordering::SeqCst),
-        )?;
+        let session = Session {
+            files: &self.files,
+            resume: self.resume,
+            stop: &|_| stop.load(Ordering::SeqCst),
+            objective: &CrossEntropy,
+            comm: &*comm,
+        };
+        let report = herd_train::train_in(model, &self.data, &self.options, &session)?;
+        if !lead {
+            // Rank 0 reports and writes the result.
+            return Ok(ExitCode::from(if report.interrupted { 130 } else { 0 }));
+        }
         eprintln!("{report}");
         if report.interrupted {
             eprintln!(
