@@ -143,7 +143,9 @@ mod with_mpi {
             Joined::Lead(leader, loaded) => (leader, loaded),
         };
         if !args.agents.is_empty() {
-            anyhow::bail!("--agents with --tp/--pp is not supported yet; serve the agents from one process");
+            anyhow::bail!(
+                "--agents with --tp/--pp is not supported yet; serve the agents from one process"
+            );
         }
         let stops = stop_ids(&loaded);
         let engine = EngineHandle::start_paged(Box::new(leader), engine_config(&args))?;
