@@ -35,7 +35,7 @@ fn engine_matches_generate_and_reports_logprobs() {
     let model = model();
     let prompt: Vec<u32> = vec![1, 17, 300, 42, 9];
     let reference = generate(
-        &model,
+        &*model,
         &mut model.new_cache(),
         &GenerateRequest {
             prompt: prompt.clone(),

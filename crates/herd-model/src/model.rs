@@ -612,7 +612,12 @@ impl Llama {
     /// Every input is checked before the pool is touched.
     pub fn forward_paged(&self, pool: &mut KvPool, batch: &[PagedSeq<'_>]) -> Result<Vec<Tensor>> {
         self.check_whole()?;
-        expect_logits(self.forward_paged_stage(pool, batch, StageInput::Tokens, &NoTensorParallel)?)
+        expect_logits(self.forward_paged_stage(
+            pool,
+            batch,
+            StageInput::Tokens,
+            &NoTensorParallel,
+        )?)
     }
 
     /// [`Llama::forward_stage`] for a batch whose KV lives in `pool` (made
@@ -634,7 +639,13 @@ impl Llama {
                 logits: s.logits,
             })
             .collect();
-        self.run(&spans, &mut BatchKv::Paged { pool, seqs: batch }, input, tp, None)
+        self.run(
+            &spans,
+            &mut BatchKv::Paged { pool, seqs: batch },
+            input,
+            tp,
+            None,
+        )
     }
 
     /// Logits of every new token of one sequence, like [`Llama::forward_one`]
@@ -654,7 +665,13 @@ impl Llama {
             logits: Logits::All,
         }];
         let kv = &mut BatchKv::Contiguous(&mut batch);
-        let out = self.run(&steps, kv, StageInput::Tokens, &NoTensorParallel, Some(trace))?;
+        let out = self.run(
+            &steps,
+            kv,
+            StageInput::Tokens,
+            &NoTensorParallel,
+            Some(trace),
+        )?;
         batch[0].cache.advance(tokens.len());
         expect_logits(out)?
             .pop()
@@ -699,7 +716,9 @@ impl Llama {
             pass.tensor(TracePoint::LayerInput, &x)?;
             // x = x + attn(norm(x))
             let h = layer.input_layernorm.forward(&x)?;
-            x = (x + layer.self_attn.forward(&h, &spans, &angles, kv, &mut pass)?)?;
+            x = (x + layer
+                .self_attn
+                .forward(&h, &spans, &angles, kv, &mut pass)?)?;
             // x = x + mlp(norm(x))
             let h = layer.post_attention_layernorm.forward(&x)?;
             x = (x + layer.mlp.forward(&h, &mut pass)?)?;

@@ -15,9 +15,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use candle_core::Tensor;
 use herd_dist::{Communicator, Mpi};
 use herd_engine::{generate, GenerateRequest, Sampling, SamplingParams};
-use candle_core::Tensor;
 use herd_model::{logits_row, Checkpoint, Llama, Logits, PagedSeq};
 use herd_parallel::{load_shard, Layout, Leader, ParallelError, ParallelLlama};
 
@@ -137,7 +137,10 @@ fn paged(leader: &Leader, reference: &Llama, prompt: &[u32]) -> Result<(), Strin
     let (a, b) = (&prompt[..9], &prompt[9..14]);
     let steps: [[(&[u32], usize, Logits); 2]; 2] = [
         [(a, 0, Logits::All), (b, 0, Logits::Last)],
-        [(&prompt[9..10], 9, Logits::Last), (&prompt[14..15], 5, Logits::All)],
+        [
+            (&prompt[9..10], 9, Logits::Last),
+            (&prompt[14..15], 5, Logits::All),
+        ],
     ];
     let tables: [&[u32]; 2] = [&[0, 1, 2], &[5, 3]];
     for (i, step) in steps.iter().enumerate() {
@@ -167,11 +170,19 @@ fn paged(leader: &Leader, reference: &Llama, prompt: &[u32]) -> Result<(), Strin
 fn within_tolerance(expected: &[Tensor], got: &[Tensor], what: &str) -> Result<(f32, f32), String> {
     let (mut worst, mut scale) = (0f32, 1f32);
     if expected.len() != got.len() {
-        return Err(format!("{what}: {} sequences, expected {}", got.len(), expected.len()));
+        return Err(format!(
+            "{what}: {} sequences, expected {}",
+            got.len(),
+            expected.len()
+        ));
     }
     for (e, g) in expected.iter().zip(got) {
         if e.dims() != g.dims() {
-            return Err(format!("{what}: logits {:?}, expected {:?}", g.dims(), e.dims()));
+            return Err(format!(
+                "{what}: logits {:?}, expected {:?}",
+                g.dims(),
+                e.dims()
+            ));
         }
         for row in 0..e.dim(0).map_err(|e| e.to_string())? {
             let (a, b) = (

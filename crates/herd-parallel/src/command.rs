@@ -250,10 +250,10 @@ mod tests {
         }
         .encode();
         for bad in [
-            &step[..step.len() - 8],        // a token short
-            &step[..step.len() - 3],        // not whole words
-            &[9, 0, 0, 0, 0, 0, 0, 0][..],  // unknown command
-            &[],                            // nothing
+            &step[..step.len() - 8],       // a token short
+            &step[..step.len() - 3],       // not whole words
+            &[9, 0, 0, 0, 0, 0, 0, 0][..], // unknown command
+            &[],                           // nothing
         ] {
             assert!(Command::decode(bad).is_err(), "{bad:?}");
         }

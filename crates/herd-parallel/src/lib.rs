@@ -21,6 +21,12 @@
 //! runs its stage, and the last stage sends the logits back to rank 0.
 //! Other ranks [`ParallelLlama::follow`] until rank 0 says stop.
 //!
+//! Serving uses the same protocol: the [`Leader`] is the serving engine's
+//! [`herd_engine::PagedModel`], so each engine step (a packed batch with
+//! block tables) is broadcast and run by every rank on a KV pool of its own
+//! shape with the same block ids. With several stages a step's batch flows
+//! through them as micro-batches, so the stages overlap.
+//!
 //! Failure handling: loading is collective — every rank reports whether it
 //! could open its model and whether its model's fingerprint matches rank
 //! 0's, so bad input is a clear error on every rank rather than a hang. A

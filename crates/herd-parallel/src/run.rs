@@ -88,26 +88,36 @@ impl ParallelLlama {
         cache: &mut KvCache,
         which: Logits,
     ) -> Result<Option<Tensor>> {
+        let _armed = self.watchdog.arm("running a forward step");
         let rows = match which {
             Logits::All => tokens.len(),
             Logits::Last => 1,
         };
         let mut batch = [SeqInput { tokens, cache }];
-        let logits = self.stage(tokens.len(), &[rows], |input, tp| {
+        let logits = self.stage(tokens.len(), |input, tp| {
             self.model.forward_stage(&mut batch, which, input, tp)
         })?;
-        Ok(logits.and_then(|mut l| l.pop()))
+        Ok(self.deliver(&[rows], logits)?.and_then(|mut l| l.pop()))
     }
 
     /// One packed batch whose KV lives in `pool` (made by this shard's
     /// `new_pool`; every rank is given the same block tables). Returns the
     /// per-sequence logits on rank 0.
+    ///
+    /// With several stages the batch is cut into up to `pp` micro-batches of
+    /// whole sequences that flow through the stages one after the other, so
+    /// stage 0 computes the second while stage 1 computes the first. Hidden
+    /// states only ever move forward during the step and the logits go back
+    /// to rank 0 at its end, so blocking sends cannot wait on each other.
     pub fn step_paged(
         &self,
         pool: &mut KvPool,
         batch: &[PagedSeq<'_>],
     ) -> Result<Option<Vec<Tensor>>> {
-        let tokens = batch.iter().map(|s| s.tokens.len()).sum();
+        if batch.is_empty() {
+            return Err(ParallelError::Protocol("an empty paged batch".into()));
+        }
+        let _armed = self.watchdog.arm("running a forward step");
         let rows: Vec<usize> = batch
             .iter()
             .map(|s| match s.logits {
@@ -115,24 +125,30 @@ impl ParallelLlama {
                 Logits::Last => 1,
             })
             .collect();
-        self.stage(tokens, &rows, |input, tp| {
-            self.model.forward_paged_stage(pool, batch, input, tp)
-        })
+        let mut last_stage = Some(Vec::with_capacity(batch.len()));
+        for part in batch.chunks(micro_batch_len(batch.len(), self.layout.pp)) {
+            let tokens = part.iter().map(|s| s.tokens.len()).sum();
+            let logits = self.stage(tokens, |input, tp| {
+                self.model.forward_paged_stage(pool, part, input, tp)
+            })?;
+            last_stage = last_stage.zip(logits).map(|(mut all, l)| {
+                all.extend(l);
+                all
+            });
+        }
+        self.deliver(&rows, last_stage)
     }
 
-    /// This rank's part of a step over `tokens` new tokens whose sequences
-    /// want `rows` logit rows each: receive the previous stage's hidden
-    /// states, run `forward`, pass the result on. Rank 0 gets the logits.
+    /// This rank's stage of one (micro-)batch of `tokens` new tokens:
+    /// receive the previous stage's hidden states, run `forward`, send the
+    /// result on. Returns the logits on the last stage.
     fn stage(
         &self,
         tokens: usize,
-        rows: &[usize],
         forward: impl FnOnce(StageInput<'_>, &dyn TensorParallel) -> herd_model::Result<StageOutput>,
     ) -> Result<Option<Vec<Tensor>>> {
-        let _armed = self.watchdog.arm("running a forward step");
         let (rank, layout) = (self.world.rank(), self.layout);
         let (stage, tp_rank) = (layout.stage(rank), layout.tp_rank(rank));
-        let vocab = self.model.config().vocab_size;
         let hidden;
         let input = if stage == 0 {
             StageInput::Tokens
@@ -144,26 +160,39 @@ impl ParallelLlama {
             StageInput::Hidden(&hidden)
         };
         match forward(input, &Group(&*self.group))? {
-            StageOutput::Hidden(x) => self.world.send(layout.rank_of(stage + 1, tp_rank), &x)?,
-            StageOutput::Logits(logits) if rank == 0 => return Ok(Some(logits)),
-            StageOutput::Logits(logits) => {
-                if tp_rank == 0 {
-                    let mut flat = Vec::with_capacity(rows.iter().sum::<usize>() * vocab);
+            StageOutput::Hidden(x) => {
+                self.world.send(layout.rank_of(stage + 1, tp_rank), &x)?;
+                Ok(None)
+            }
+            StageOutput::Logits(logits) => Ok(Some(logits)),
+        }
+    }
+
+    /// Brings the last stage's logits (`rows` per sequence) to rank 0.
+    fn deliver(&self, rows: &[usize], logits: Option<Vec<Tensor>>) -> Result<Option<Vec<Tensor>>> {
+        let (rank, layout) = (self.world.rank(), self.layout);
+        let vocab = self.model.config().vocab_size;
+        let total = rows.iter().sum::<usize>();
+        match logits {
+            Some(logits) if rank == 0 => return Ok(Some(logits)),
+            Some(logits) => {
+                if layout.tp_rank(rank) == 0 {
+                    let mut flat = Vec::with_capacity(total * vocab);
                     for l in &logits {
                         flat.extend(l.flatten_all()?.to_vec1::<f32>()?);
                     }
                     self.world.send(0, &flat)?;
                 }
+                return Ok(None);
             }
-        }
-        if rank != 0 {
-            return Ok(None);
+            None if rank != 0 => return Ok(None),
+            None => {}
         }
         // Rank 0 is not on the last stage: the last stage's first rank sends the logits.
-        let mut buf = vec![0f32; rows.iter().sum::<usize>() * vocab];
+        let mut buf = vec![0f32; total * vocab];
         self.world
             .recv(layout.rank_of(layout.pp - 1, 0), &mut buf)?;
-        let all = Tensor::from_vec(buf, (rows.iter().sum::<usize>(), vocab), &Device::Cpu)?;
+        let all = Tensor::from_vec(buf, (total, vocab), &Device::Cpu)?;
         let mut out = Vec::with_capacity(rows.len());
         let mut start = 0;
         for &n in rows {
@@ -365,5 +394,32 @@ impl PagedModel for Leader {
         if let Err(e) = Leader::idle(self) {
             self.fail(e)
         }
+    }
+}
+
+/// Sequences per micro-batch: the batch cut into `stages` near-equal parts
+/// (one part, the whole batch, without pipeline parallelism).
+fn micro_batch_len(sequences: usize, stages: usize) -> usize {
+    sequences.div_ceil(stages.max(1)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::micro_batch_len;
+
+    #[test]
+    fn batches_are_cut_into_one_part_per_stage_at_most() {
+        let parts = |n: usize, pp: usize| {
+            (0..n)
+                .collect::<Vec<_>>()
+                .chunks(micro_batch_len(n, pp))
+                .count()
+        };
+        assert_eq!(parts(5, 1), 1);
+        assert_eq!(parts(5, 2), 2);
+        assert_eq!(parts(5, 3), 3);
+        assert_eq!(parts(2, 4), 2);
+        assert_eq!(parts(1, 2), 1);
+        assert_eq!(micro_batch_len(0, 2), 1);
     }
 }

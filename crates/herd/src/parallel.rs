@@ -30,13 +30,19 @@ fn mpi_ranks() -> usize {
 /// The data-parallel group of `herd finetune`/`herd train`: every rank of
 /// the `mpirun` job, or this process alone.
 pub fn data_parallel() -> anyhow::Result<Box<dyn herd_dist::Communicator>> {
-    let ranks = mpi_ranks();
-    if ranks == 1 {
-        return Ok(Box::new(herd_dist::Local));
+    match mpi_ranks() {
+        1 => Ok(Box::new(herd_dist::Local)),
+        ranks => mpi_world(ranks),
     }
-    #[cfg(feature = "mpi")]
-    return Ok(Box::new(herd_dist::Mpi::init()?));
-    #[cfg(not(feature = "mpi"))]
+}
+
+#[cfg(feature = "mpi")]
+fn mpi_world(_ranks: usize) -> anyhow::Result<Box<dyn herd_dist::Communicator>> {
+    Ok(Box::new(herd_dist::Mpi::init()?))
+}
+
+#[cfg(not(feature = "mpi"))]
+fn mpi_world(ranks: usize) -> anyhow::Result<Box<dyn herd_dist::Communicator>> {
     anyhow::bail!(
         "mpirun started {ranks} ranks for data-parallel training, but this herd was built \
          without MPI; rebuild with `cargo build --release -p herd --features mpi`"
@@ -143,7 +149,9 @@ mod with_mpi {
             Joined::Lead(leader, loaded) => (leader, loaded),
         };
         if !args.agents.is_empty() {
-            anyhow::bail!("--agents with --tp/--pp is not supported yet; serve the agents from one process");
+            anyhow::bail!(
+                "--agents with --tp/--pp is not supported yet; serve the agents from one process"
+            );
         }
         let stops = stop_ids(&loaded);
         let engine = EngineHandle::start_paged(Box::new(leader), engine_config(&args))?;
