@@ -63,16 +63,30 @@ def ask(base, text, conversation_id=None):
 def measure(agent_dir, model, args):
     server, base = serve(agent_dir, model)
     try:
-        ask(base, "where is my order 1001?")  # warm-up
+        failed = 0
+        try:
+            ask(base, "where is my order 1001?")  # warm-up
+        except urllib.error.HTTPError:
+            pass
         one_call = []
         for i in range(args.requests):
-            seconds, reply = ask(base, f"where is my order {1100 + 7 * i}?")
+            try:
+                seconds, reply = ask(base, f"where is my order {1100 + 7 * i}?")
+            except urllib.error.HTTPError:
+                failed += 1  # e.g. a model that rambles until its context is full
+                continue
             if len(reply["agent_steps"]) == 1:
                 one_call.append(seconds)
         def client(c):
+            nonlocal failed
             conversation = None
             for k in range(args.per_client):
-                _, reply = ask(base, f"where is my order {1500 + 10 * c + k}?", conversation)
+                try:
+                    _, reply = ask(base, f"where is my order {1500 + 10 * c + k}?", conversation)
+                except urllib.error.HTTPError:
+                    failed += 1
+                    conversation = None
+                    continue
                 conversation = reply["conversation_id"]
         start = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(args.concurrent) as pool:
@@ -88,6 +102,7 @@ def measure(agent_dir, model, args):
         "median_ms": 1000 * statistics.median(one_call) if one_call else float("nan"),
         "p95_ms": 1000 * p95,
         "rps": args.concurrent * args.per_client / wall,
+        "failed": failed,
     }
 
 
@@ -114,6 +129,7 @@ def main():
     print(f"| median latency, one tool call (ms) | {teacher['median_ms']:.0f} | {cell(student, 'median_ms', '{:.0f}')} |")
     print(f"| p95 latency, one tool call (ms) | {teacher['p95_ms']:.0f} | {cell(student, 'p95_ms', '{:.0f}')} |")
     print(f"| requests/s, {args.concurrent} concurrent conversations | {teacher['rps']:.2f} | {cell(student, 'rps', '{:.2f}')} |")
+    print(f"| requests that failed (HTTP error) | {teacher['failed']} | {cell(student, 'failed', '{}')} |")
 
 
 if __name__ == "__main__":
