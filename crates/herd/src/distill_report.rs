@@ -78,8 +78,8 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<ExitCode> {
         .map(|(name, path)| score_named(name, &model_args(path), &eval))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let path = write_comparison(&args.out, &test, &scores)?;
-    let mut text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {}", path.display()))?;
+    let mut text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     text.push_str(&how_made(args, &baseline, &scores)?);
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     eprintln!("report written to {}", path.display());

@@ -92,11 +92,10 @@ fn compare(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--compare needs -o DIR for the report");
     };
     // Fail before hours of scoring, not after.
-    if let Some(missing) = args
-        .compare
-        .iter()
-        .map(|n| n.trim())
-        .find(|n| !load::is_embedded_name(n) && !n.starts_with("url:") && !Path::new(n).exists())
+    if let Some(missing) =
+        args.compare.iter().map(|n| n.trim()).find(|n| {
+            !load::is_embedded_name(n) && !n.starts_with("url:") && !Path::new(n).exists()
+        })
     {
         anyhow::bail!(
             "--compare: {missing} is neither `embedded`, `embedded-student`, a `url:` nor an existing model path"

@@ -97,7 +97,10 @@ fn distill_without_arguments_makes_a_small_student_of_the_embedded_teacher() {
     let ce: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("ce-only/summary.json")).unwrap())
             .unwrap();
-    assert!(ce["loss"].as_str().unwrap().contains("CrossEntropy"), "{ce}");
+    assert!(
+        ce["loss"].as_str().unwrap().contains("CrossEntropy"),
+        "{ce}"
+    );
     assert_eq!(ce["steps"], 2);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
@@ -143,7 +146,10 @@ fn the_embedded_student_loads_generates_and_is_an_eighth_of_the_teacher() {
         count.parse().unwrap_or_else(|_| panic!("{line}"))
     };
     let (teacher, student) = (params("embedded"), params("embedded-student"));
-    assert!(8 * student <= teacher, "student {student} vs teacher {teacher}");
+    assert!(
+        8 * student <= teacher,
+        "student {student} vs teacher {teacher}"
+    );
     let gen = herd_in(
         tmp.path(),
         &[
@@ -160,7 +166,10 @@ fn the_embedded_student_loads_generates_and_is_an_eighth_of_the_teacher() {
         ],
     );
     let ids = assert_ok(&gen);
-    assert!(!ids.split_whitespace().next().unwrap_or("").is_empty(), "no tokens: {ids}");
+    assert!(
+        !ids.split_whitespace().next().unwrap_or("").is_empty(),
+        "no tokens: {ids}"
+    );
     // A directory of that name is a path, not the embedded model.
     std::fs::create_dir(tmp.path().join("embedded-student")).unwrap();
     let shadowed = herd_in(tmp.path(), &["info", "-m", "embedded-student"]);
