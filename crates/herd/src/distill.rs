@@ -257,15 +257,7 @@ pub(crate) fn data_options(
     config: &Config,
     validation_fraction: f64,
 ) -> anyhow::Result<DataOptions> {
-    let seq_len = flags
-        .seq_len
-        .unwrap_or(config.max_position_embeddings.min(1024));
-    if seq_len > config.max_position_embeddings {
-        anyhow::bail!(
-            "--seq-len {seq_len} is longer than the model's context ({} tokens)",
-            config.max_position_embeddings
-        );
-    }
+    let seq_len = crate::train::seq_len(flags.seq_len, config)?;
     Ok(DataOptions {
         loss_on: LossOn::Assistant,
         skip_bad_records: flags.skip_bad_records,

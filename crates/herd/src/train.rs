@@ -223,6 +223,19 @@ struct Job {
     resume: bool,
 }
 
+/// `--seq-len`, or the model's context capped at 1024; longer than the
+/// context is an error (shared by train, finetune and distill).
+pub(crate) fn seq_len(flag: Option<usize>, config: &Config) -> anyhow::Result<usize> {
+    let seq_len = flag.unwrap_or(config.max_position_embeddings.min(1024));
+    if seq_len > config.max_position_embeddings {
+        anyhow::bail!(
+            "--seq-len {seq_len} is longer than the model's context ({} tokens)",
+            config.max_position_embeddings
+        );
+    }
+    Ok(seq_len)
+}
+
 impl Job {
     fn prepare(
         args: &TrainingArgs,
@@ -230,15 +243,7 @@ impl Job {
         tokenizer: &Tokenizer,
         default_lr: f64,
     ) -> anyhow::Result<Job> {
-        let seq_len = args
-            .seq_len
-            .unwrap_or(config.max_position_embeddings.min(1024));
-        if seq_len > config.max_position_embeddings {
-            anyhow::bail!(
-                "--seq-len {seq_len} is longer than the model's context ({} tokens)",
-                config.max_position_embeddings
-            );
-        }
+        let seq_len = seq_len(args.seq_len, config)?;
         let files = RunFiles {
             dir: args.out.clone(),
             progress: !args.quiet,
