@@ -34,6 +34,7 @@ mod error;
 mod export;
 mod gguf;
 mod kv;
+mod layers;
 mod model;
 mod rope;
 mod shard;

@@ -1,7 +1,7 @@
 //! `herd teacher-cache` and `herd distill`: flags → herd-distill.
 //!
-//! With no arguments, `herd distill` distils the embedded teacher into a
-//! fresh student of at most an eighth of its parameters on the embedded
+//! With no arguments, `herd distill` cuts a student of at most an eighth of
+//! its parameters out of the embedded teacher and distils it on the embedded
 //! shop corpus (generated in-process, as `herd data shop` writes it), then
 //! trains the same student on cross-entropy alone and writes the comparison
 //! report (`distill_report`).
@@ -20,6 +20,7 @@ use herd_distill::{
     OnPolicy, TeacherCache, TeacherSide,
 };
 use herd_model::{Checkpoint, Config, Llama};
+use herd_prune::PruneSpec;
 use herd_shop::{Corpus, CorpusOptions};
 use herd_tokenizer::Tokenizer;
 use herd_train::optim::AdamWConfig;
@@ -31,6 +32,7 @@ use herd_train::{
 use crate::args::ModelArgs;
 use crate::load;
 use crate::remote_teacher::{self, RemoteArgs};
+use crate::train::LossOnArg;
 
 /// The distillation subcommands.
 #[derive(Debug, Subcommand)]
@@ -91,6 +93,18 @@ pub struct DataFlags {
     pub skip_bad_records: bool,
 }
 
+/// Where the default 1/8-size student's first weights come from (`--init`).
+#[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
+pub enum StudentInit {
+    /// Cut out of the teacher (as `herd prune`: its most important layers,
+    /// KV heads, MLP and embedding channels on the training data), into
+    /// OUT/init. Minitron's recipe: the cut keeps the teacher's embeddings
+    /// and features, so distillation starts far closer to the teacher.
+    Prune,
+    /// Random weights of the widest 1/8-size shape.
+    Random,
+}
+
 /// Which divergence (`--loss`).
 #[derive(Debug, Clone, Copy, PartialEq, ValueEnum)]
 pub enum LossArg {
@@ -128,6 +142,13 @@ pub struct DistillArgs {
     /// A config.json for a new student with random weights (the teacher's tokenizer).
     #[arg(long)]
     pub student_config: Option<PathBuf>,
+    /// Which tokens the loss covers: the assistant's replies, or every token
+    /// (the teacher then also supervises the system, user and tool turns).
+    #[arg(long, value_enum, default_value_t = LossOnArg::Assistant)]
+    pub loss_on: LossOnArg,
+    /// How the default new student (no --student, no --student-config) starts.
+    #[arg(long, value_enum, default_value_t = StudentInit::Prune)]
+    pub init: StudentInit,
     /// JSONL dataset; default: the embedded shop corpus, written to OUT/data.
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -338,7 +359,13 @@ fn load_student(
     teacher: Option<&Teacher>,
     out: &Path,
 ) -> anyhow::Result<Student> {
-    if let Some(dir) = &args.student {
+    let pruned = match (&args.student, teacher) {
+        (None, Some(t)) if args.student_config.is_none() && args.init == StudentInit::Prune => {
+            Some(prune_student(args, t, out)?)
+        }
+        _ => None,
+    };
+    if let Some(dir) = args.student.as_ref().or(pruned.as_ref()) {
         let ckpt = Checkpoint::open(dir)?;
         let tuning = match args.lora_rank {
             Some(rank) => {
@@ -354,8 +381,13 @@ fn load_student(
             None => Tuning::Full,
         };
         let cfg = dir.join("config.json");
+        let default_lr = match (args.student.is_some(), args.lora_rank.is_some()) {
+            (false, _) => PRUNED_LR,
+            (true, true) => 2e-4,
+            (true, false) => 2e-5,
+        };
         return Ok(Student {
-            default_lr: if args.lora_rank.is_some() { 2e-4 } else { 2e-5 },
+            default_lr,
             model: TrainModel::from_checkpoint(&ckpt, tuning, args.seed)?,
             tokenizer: Tokenizer::from_dir(dir)?,
             config_json: std::fs::read_to_string(&cfg)
@@ -392,6 +424,48 @@ fn load_student(
         default_lr,
     })
 }
+
+/// Peak learning rate of a student cut out of its teacher: between the
+/// from-scratch 3e-3 and fine-tuning's 2e-5, as the cut is a damaged model
+/// (calibration perplexity 4.4 → 711 for the embedded teacher) that must
+/// relearn fast without losing what it kept.
+const PRUNED_LR: f64 = 1e-3;
+
+/// The default student cut out of `teacher` at an eighth of its size into
+/// OUT/init (kept from an earlier start: `--resume` and the report's
+/// untrained row read the same cut), ranked on the training data.
+fn prune_student(args: &DistillArgs, teacher: &Teacher, out: &Path) -> anyhow::Result<PathBuf> {
+    let dir = out.join("init");
+    if dir.join("model.safetensors").is_file() {
+        return Ok(dir);
+    }
+    let spec = PruneSpec::fitting(teacher.model.config(), 1.0 / 8.0).context(
+        "the teacher is too small to cut a student of an eighth of its size out of; pass --student-config",
+    )?;
+    let cut = crate::prune::cut(
+        teacher.dir.as_ref(),
+        (&data_path(args)?, CALIBRATION_TOKENS),
+        &spec,
+        &dir,
+    )?;
+    eprintln!(
+        "cut the student out of the teacher: hidden {} → {}, MLP {} → {}, KV heads {} → {}, {:.3}M → {:.3}M parameters, calibration perplexity {:.2} → {:.2}",
+        cut.before.hidden_size,
+        cut.after.hidden_size,
+        cut.before.intermediate_size,
+        cut.after.intermediate_size,
+        cut.before.num_key_value_heads,
+        cut.after.num_key_value_heads,
+        cut.before.num_parameters() as f64 / 1e6,
+        cut.after.num_parameters() as f64 / 1e6,
+        cut.perplexity.0,
+        cut.perplexity.1,
+    );
+    Ok(dir)
+}
+
+/// Calibration tokens that rank the teacher's parts (`herd prune`'s default).
+const CALIBRATION_TOKENS: usize = 16384;
 
 /// A directory holding the teacher's tokenizer files (the embedded one's
 /// are written under OUT/data).
@@ -505,6 +579,11 @@ pub(crate) fn train_student(args: DistillArgs) -> anyhow::Result<ExitCode> {
             args.out.display()
         );
     }
+    // The embedded corpus is written to OUT/data once, then read from there.
+    let args = DistillArgs {
+        data: Some(data_path(&args)?),
+        ..args
+    };
     let uses_teacher = !matches!(args.loss, LossArg::Ce) && args.kd_weight > 0.0;
     let remote = args.remote.teacher_url.is_some();
     if remote && (args.cache.is_some() || args.on_policy > 0.0) {
@@ -571,7 +650,10 @@ fn run_distill(
     vocab: usize,
 ) -> anyhow::Result<ExitCode> {
     let data_path = data_path(args)?;
-    let opts = data_options(&args.data_opts, student.model.config(), args.val_fraction)?;
+    let opts = DataOptions {
+        loss_on: args.loss_on.into(),
+        ..data_options(&args.data_opts, student.model.config(), args.val_fraction)?
+    };
     let data = Dataset::load(&data_path, &student.tokenizer, &opts)?;
     let options = TrainOptions {
         steps: args.steps,

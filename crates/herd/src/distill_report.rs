@@ -1,6 +1,7 @@
 //! What `herd distill` does after distilling on the embedded corpus: train
 //! the same student for the same steps on the same data with cross-entropy
-//! only (OUT/ce-only), save the untrained student (OUT/untrained), score the
+//! only (OUT/ce-only), keep the untrained student (OUT/init, the cut out of
+//! the teacher, or OUT/untrained with random weights), score the
 //! teacher and the three students on the corpus's held-out test split, and
 //! write OUT/report.md with its charts. Without the baseline and the
 //! untrained row a distillation result says nothing: the report is the proof
@@ -15,7 +16,7 @@ use herd_shop::report::{write_comparison, ModelScore};
 use herd_train::TrainModel;
 
 use crate::args::ModelArgs;
-use crate::distill::{train_student, DistillArgs, LossArg};
+use crate::distill::{train_student, DistillArgs, LossArg, StudentInit};
 use crate::eval::{score_named, EvalArgs};
 
 /// The longest reply generated per test case (the teacher's README uses 64).
@@ -53,8 +54,7 @@ pub fn run(args: &DistillArgs) -> anyhow::Result<ExitCode> {
             return Ok(code);
         }
     }
-    let untrained = args.out.join("untrained");
-    save_untrained(&args.out, &untrained, args.seed)?;
+    let untrained = untrained(args)?;
     let models = [
         ("teacher", args.teacher.clone()),
         ("distilled student", Some(args.out.clone())),
@@ -110,15 +110,20 @@ fn model_args(model: Option<PathBuf>) -> ModelArgs {
     }
 }
 
-/// The student before any step: the same config and seed as the distilled
-/// one, so the same weights it started from.
-fn save_untrained(student: &Path, dir: &Path, seed: u64) -> anyhow::Result<()> {
-    let path = student.join("config.json");
+/// The student before any step: the cut out of the teacher (OUT/init), or
+/// random weights of the same config and seed as the distilled student's,
+/// saved to OUT/untrained.
+fn untrained(args: &DistillArgs) -> anyhow::Result<PathBuf> {
+    if args.init == StudentInit::Prune {
+        return Ok(args.out.join("init"));
+    }
+    let dir = args.out.join("untrained");
+    let path = args.out.join("config.json");
     let json =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let model = TrainModel::random(Config::from_json(&json, &path)?, seed)?;
-    herd_train::save_trained(dir, &model, &json, student, "scratch")?;
-    Ok(())
+    let model = TrainModel::random(Config::from_json(&json, &path)?, args.seed)?;
+    herd_train::save_trained(&dir, &model, &json, &args.out, "scratch")?;
+    Ok(dir)
 }
 
 /// The report's second half: how the students were trained and how much
@@ -142,11 +147,17 @@ fn how_made(
     let em = |s: &ModelScore| s.report.exact_match();
     let mut md = format!(
         "\n## How the students were made\n\n\
-         Both students have the same config and the same initial weights (the untrained row), \
+         Both students have the same config and the same initial weights (the untrained row: {}), \
          and train for {} steps of {} input positions on `{}` (the embedded shop corpus's \
          training split) with the same data order and learning-rate schedule. The distilled \
          student minimises `{}`; the baseline cross-entropy on the data only. Training took \
          {:.0} s (distilled) and {:.0} s (CE only). Command: `herd {}`.\n\n",
+        match args.init {
+            StudentInit::Prune =>
+                "cut out of the teacher as `herd prune` does, keeping the \
+                 most important KV heads, MLP and embedding channels on the training data",
+            StudentInit::Random => "random",
+        },
         kd["steps"],
         args.batch_tokens * args.grad_accum,
         kd["data"].as_str().unwrap_or("?"),

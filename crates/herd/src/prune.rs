@@ -1,13 +1,13 @@
 //! `herd prune`: cut a smaller model out of a larger one (Minitron-style
 //! structured pruning, crate herd-prune), ranking its parts on calibration data.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use herd_model::{Checkpoint, Llama};
-use herd_prune::{measure, perplexity, plan, write_pruned, PruneSpec};
+use herd_model::{Checkpoint, Config, Llama};
+use herd_prune::{measure, perplexity, plan, write_pruned, Importance, Plan, PruneSpec};
 use herd_tokenizer::Tokenizer;
 use herd_train::{DataOptions, Dataset};
 
@@ -46,16 +46,6 @@ pub struct PruneArgs {
 }
 
 pub fn run(args: PruneArgs) -> anyhow::Result<ExitCode> {
-    let source = Source::open(args.model.as_ref())?;
-    let model = source.checkpoint()?.into_model()?;
-    let calibration = calibration(&args, &source.tokenizer, &model)?;
-    let tokens: usize = calibration.iter().map(Vec::len).sum();
-    eprintln!(
-        "measuring importance on {} sequences ({tokens} tokens) from {}",
-        calibration.len(),
-        args.calibration.display()
-    );
-    let importance = measure(&model, &calibration)?;
     let spec = PruneSpec {
         depth: args.depth,
         drop_layers: args.drop_layers.clone(),
@@ -63,30 +53,22 @@ pub fn run(args: PruneArgs) -> anyhow::Result<ExitCode> {
         ffn: args.ffn,
         hidden: args.hidden,
     };
-    let plan = plan(model.config(), &importance, &spec)?;
+    let cut = cut(
+        args.model.as_ref(),
+        (&args.calibration, args.calibration_tokens),
+        &spec,
+        &args.output,
+    )?;
     println!("layer importance (1 - cos(input, output)), least important first:");
-    for l in importance.layers_by_importance() {
-        let kept = if plan.layers.contains(&l) {
+    for l in cut.importance.layers_by_importance() {
+        let kept = if cut.plan.layers.contains(&l) {
             "kept"
         } else {
             "dropped"
         };
-        println!("  layer {l:>3}  {:.5}  {kept}", importance.layers[l]);
+        println!("  layer {l:>3}  {:.5}  {kept}", cut.importance.layers[l]);
     }
-    let new_config = write_pruned(
-        &source.checkpoint()?,
-        &source.config_json,
-        &plan,
-        &args.output,
-    )?;
-    source.write_tokenizer(&args.output)?;
-    let pruned = Llama::load(&args.output).with_context(|| {
-        format!(
-            "loading the pruned model back from {}",
-            args.output.display()
-        )
-    })?;
-    let (before, after) = (model.config(), &new_config);
+    let (before, after) = (&cut.before, &cut.after);
     println!(
         "shape            layers {} → {}, hidden {} → {}, KV heads {} → {}, query heads {} → {}, MLP {} → {}",
         before.num_hidden_layers, after.num_hidden_layers, before.hidden_size, after.hidden_size,
@@ -100,16 +82,63 @@ pub fn run(args: PruneArgs) -> anyhow::Result<ExitCode> {
     );
     println!(
         "calibration ppl  {:.3} → {:.3}",
-        perplexity(&model, &calibration)?,
-        perplexity(&pruned, &calibration)?
+        cut.perplexity.0, cut.perplexity.1
     );
     println!("written to       {}", args.output.display());
     Ok(ExitCode::SUCCESS)
 }
 
+/// A pruned model written to disk, and what it was cut from.
+pub(crate) struct Cut {
+    pub before: Config,
+    pub after: Config,
+    pub importance: Importance,
+    pub plan: Plan,
+    /// Calibration perplexity of the model and of the cut.
+    pub perplexity: (f64, f64),
+}
+
+/// Prunes `model` (None: the embedded teacher) to `spec`, ranking its parts
+/// on the first `tokens` tokens of `calibration`, into the Hugging Face
+/// directory `output` (tokenizer included). Also `herd distill`'s way of
+/// making a student from its teacher.
+pub(crate) fn cut(
+    model: Option<&PathBuf>,
+    (calibration, tokens): (&Path, usize),
+    spec: &PruneSpec,
+    output: &Path,
+) -> anyhow::Result<Cut> {
+    let source = Source::open(model)?;
+    let model = source.checkpoint()?.into_model()?;
+    let sequences = calibration_ids(calibration, tokens, &source.tokenizer, &model)?;
+    let count: usize = sequences.iter().map(Vec::len).sum();
+    eprintln!(
+        "measuring importance on {} sequences ({count} tokens) from {}",
+        sequences.len(),
+        calibration.display()
+    );
+    let importance = measure(&model, &sequences)?;
+    let plan = plan(model.config(), &importance, spec)?;
+    let after = write_pruned(&source.checkpoint()?, &source.config_json, &plan, output)?;
+    source.write_tokenizer(output)?;
+    let pruned = Llama::load(output)
+        .with_context(|| format!("loading the pruned model back from {}", output.display()))?;
+    Ok(Cut {
+        before: model.config().clone(),
+        after,
+        perplexity: (
+            perplexity(&model, &sequences)?,
+            perplexity(&pruned, &sequences)?,
+        ),
+        importance,
+        plan,
+    })
+}
+
 /// The calibration file's examples as token ids, up to the token budget.
-fn calibration(
-    args: &PruneArgs,
+fn calibration_ids(
+    path: &Path,
+    tokens: usize,
     tokenizer: &Tokenizer,
     model: &Llama,
 ) -> anyhow::Result<Vec<Vec<u32>>> {
@@ -120,9 +149,9 @@ fn calibration(
         truncate: true,
         validation_fraction: 0.0,
     };
-    let data = Dataset::load(&args.calibration, tokenizer, &options)
-        .with_context(|| format!("calibration data {}", args.calibration.display()))?;
-    let mut budget = args.calibration_tokens;
+    let data = Dataset::load(path, tokenizer, &options)
+        .with_context(|| format!("calibration data {}", path.display()))?;
+    let mut budget = tokens;
     let mut out = Vec::new();
     for example in data.train.into_iter().chain(data.validation) {
         if budget == 0 {
@@ -182,7 +211,7 @@ impl Source {
     }
 
     /// Writes the tokenizer and generation defaults beside the pruned weights.
-    fn write_tokenizer(&self, out: &std::path::Path) -> anyhow::Result<()> {
+    fn write_tokenizer(&self, out: &Path) -> anyhow::Result<()> {
         match &self.dir {
             Some(dir) => herd_train::export::copy_tokenizer_files(dir, out)?,
             None => {

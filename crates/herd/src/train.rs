@@ -35,6 +35,15 @@ pub enum LossOnArg {
     All,
 }
 
+impl From<LossOnArg> for LossOn {
+    fn from(arg: LossOnArg) -> LossOn {
+        match arg {
+            LossOnArg::Assistant => LossOn::Assistant,
+            LossOnArg::All => LossOn::All,
+        }
+    }
+}
+
 /// Flags shared by `finetune` and `train`.
 #[derive(Debug, Args)]
 pub struct TrainingArgs {
@@ -258,10 +267,7 @@ impl Job {
             );
         }
         let data_opts = DataOptions {
-            loss_on: match args.loss_on {
-                LossOnArg::Assistant => LossOn::Assistant,
-                LossOnArg::All => LossOn::All,
-            },
+            loss_on: args.loss_on.into(),
             skip_bad_records: args.skip_bad_records,
             seq_len,
             truncate: args.truncate,

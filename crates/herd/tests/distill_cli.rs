@@ -75,7 +75,7 @@ fn distill_without_arguments_makes_a_small_student_of_the_embedded_teacher() {
         "data/test.jsonl",
         "ce-only/model.safetensors",
         "ce-only/summary.json",
-        "untrained/model.safetensors",
+        "init/model.safetensors",
         "report.md",
         "perplexity.png",
         "exact_match.png",
@@ -113,6 +113,22 @@ fn distill_without_arguments_makes_a_small_student_of_the_embedded_teacher() {
         "student {student} vs teacher {teacher}"
     );
     assert_eq!(summary["steps"], 2);
+    // The student was cut out of the teacher (`--init prune`): the teacher's
+    // head size, a narrower residual stream, and a reported cut.
+    let config = |path: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let (cut, teacher_cfg) = (
+        config(&dir.join("init/config.json")),
+        config(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/teacher/config.json")),
+    );
+    assert_eq!(cut["head_dim"], teacher_cfg["head_dim"]);
+    assert!(cut["hidden_size"].as_u64() < teacher_cfg["hidden_size"].as_u64());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cut the student out of the teacher"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The student is a model herd runs.
     let gen = herd_in(
         tmp.path(),
