@@ -27,5 +27,6 @@ for f in config.json generation_config.json model.safetensors tokenizer.json \
 done
 cp "$RUN/ce-only/metrics.jsonl" "$DEST/metrics-ce-only.jsonl"
 cp "$RUN/ce-only/loss.png" "$DEST/loss-ce-only.png"
-cp "$RUN/report.md" "$DEST/REPORT.md"
+# The report names the run directory; the committed copy names the default one.
+sed "s#$RUN#runs/student#g" "$RUN/report.md" > "$DEST/REPORT.md"
 echo "copied the student and $DEST/REPORT.md from $RUN; rebuild herd to embed it"
