@@ -53,6 +53,9 @@ pub enum Finish {
     StepLimit,
     /// The guard model flagged the user's message or the answer.
     Blocked,
+    /// Even the newest message alone (with this turn's tool results) fills
+    /// the model's context; the answer asks for a new conversation.
+    ContextFull,
 }
 
 /// The outcome of one user message.
@@ -195,15 +198,33 @@ impl Agent {
         locks.entry(id.to_owned()).or_default().clone()
     }
 
-    /// Model ⇄ tools until an answer or the step limit.
+    /// Model ⇄ tools until an answer or the step limit. When the dialog
+    /// fills the model's context, the model is shown fewer past exchanges,
+    /// oldest first out (the store keeps them all).
     fn run_loop(&self, history: &[Value], turn: &mut Turn) -> Result<(String, Finish), AgentError> {
         let limits = self.spec.limits;
+        // The first stored message the model still sees.
+        let mut start = 0;
         loop {
-            let mut messages = history.to_vec();
+            let mut messages = history[start..].to_vec();
             messages.extend(turn.messages.iter().cloned());
-            let text = self
+            let text = match self
                 .model
-                .complete(&self.dialog(&messages)?, limits.max_tokens)?;
+                .complete(&self.dialog(&messages)?, limits.max_tokens)
+            {
+                Ok(text) => text,
+                Err(AgentError::ContextFull { .. }) if start < history.len() => {
+                    start = next_exchange(history, start);
+                    continue;
+                }
+                Err(AgentError::ContextFull { .. }) => {
+                    let answer = "Sorry, this conversation has grown too long for me to \
+                                  follow. Please start a new one."
+                        .to_owned();
+                    return Ok((answer, Finish::ContextFull));
+                }
+                Err(e) => return Err(e),
+            };
             let calls = read_calls(&text);
             if calls.is_empty() {
                 let answer = text.trim().to_owned();
@@ -253,6 +274,17 @@ impl Agent {
             Verdict::Unsafe(categories) => Some(guard.refusal(&categories)),
         })
     }
+}
+
+/// Where the exchange after the one starting at `start` begins: its user
+/// message, or the end of `history`.
+fn next_exchange(history: &[Value], start: usize) -> usize {
+    history
+        .iter()
+        .enumerate()
+        .skip(start + 1)
+        .find(|(_, m)| m["role"] == "user")
+        .map_or(history.len(), |(i, _)| i)
 }
 
 /// What one user message adds to the conversation.

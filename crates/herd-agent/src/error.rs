@@ -52,6 +52,15 @@ pub enum AgentError {
     /// The model failed to produce a reply.
     #[error("model: {0}")]
     Model(String),
+    /// The dialog leaves the model no room to answer. The agent loop
+    /// answers it by showing the model fewer past exchanges.
+    #[error("model: the conversation ({tokens} tokens) fills the model's context of {context}")]
+    ContextFull {
+        /// Tokens in the dialog as the model would see it.
+        tokens: usize,
+        /// The model's context length.
+        context: usize,
+    },
     /// The guard model's reply is neither `safe` nor `unsafe\nS..`.
     #[error("guard model: unreadable verdict {0:?}")]
     GuardVerdict(String),

@@ -14,7 +14,8 @@ use crate::error::AgentError;
 /// Something that writes the assistant's next message.
 pub trait ChatModel: Send + Sync {
     /// The assistant's reply to `dialog` (tool prompt already applied), at
-    /// most `max_tokens` tokens, decoded without special tokens.
+    /// most `max_tokens` tokens, decoded without special tokens;
+    /// [`AgentError::ContextFull`] when the dialog leaves no room to answer.
     fn complete(&self, dialog: &[Message], max_tokens: usize) -> Result<String, AgentError>;
 }
 
@@ -44,11 +45,10 @@ impl ChatModel for EngineModel {
         let prompt = format.encode_dialog_prompt(dialog).map_err(|e| model(&e))?;
         let room = self.engine.max_context().saturating_sub(prompt.len());
         if room == 0 {
-            return Err(AgentError::Model(format!(
-                "the conversation ({} tokens) fills the model's context of {}; start a new one",
-                prompt.len(),
-                self.engine.max_context()
-            )));
+            return Err(AgentError::ContextFull {
+                tokens: prompt.len(),
+                context: self.engine.max_context(),
+            });
         }
         let request = Request::new(prompt, max_tokens.min(room), self.stop_ids.clone());
         let mut stream = self.engine.submit(request).map_err(|e| model(&e))?;

@@ -8,7 +8,7 @@ mod support;
 
 use std::sync::Arc;
 
-use herd_agent::{Agent, AgentError, AgentSpec, ConversationStore};
+use herd_agent::{Agent, AgentError, AgentSpec, ConversationStore, Finish};
 use herd_tokenizer::{Message, Role};
 use serde_json::Value;
 use support::{call, last_tool_result, shop_agent, ScriptedModel};
@@ -16,7 +16,12 @@ use support::{call, last_tool_result, shop_agent, ScriptedModel};
 /// Looks up the last number in the latest user message, then answers
 /// with the status the tool returned and every user message it was shown.
 fn echo_model() -> Arc<ScriptedModel> {
-    ScriptedModel::new(|dialog: &[Message]| {
+    echo_model_with_context(usize::MAX)
+}
+
+/// [`echo_model`] with a context of `messages` dialog messages.
+fn echo_model_with_context(messages: usize) -> Arc<ScriptedModel> {
+    ScriptedModel::with_context(messages, |dialog: &[Message]| {
         if let Some(result) = last_tool_result(dialog) {
             let value: Value = serde_json::from_str(result).unwrap();
             let users: Vec<&str> = dialog
@@ -48,6 +53,44 @@ fn echo_model() -> Arc<ScriptedModel> {
             .to_owned();
         call("lookup_order", &format!("{{\"order_id\": {number}}}"))
     })
+}
+
+/// A conversation past the model's context: the model is shown the newest
+/// exchanges only, the store keeps every message, and a turn that alone
+/// does not fit ends with `Finish::ContextFull` and an apology, not an error.
+#[test]
+fn a_conversation_past_the_context_shows_the_model_its_newest_exchanges() {
+    let dir = tempfile::tempdir().unwrap();
+    // System + one stored exchange + the new question fit (6 messages);
+    // the new question's tool call and result (8) do not.
+    let agent = shop_agent(dir.path(), echo_model_with_context(6));
+    let first = agent.reply(None, "where is order 1042").unwrap();
+    let id = first.conversation_id;
+    let second = agent.reply(Some(&id), "and order 1043").unwrap();
+    assert_eq!(second.finish, Finish::Answered);
+    assert!(
+        second.answer.starts_with("order 1043 is ")
+            && second.answer.ends_with("seen: and order 1043"),
+        "the oldest exchange should be out of view: {}",
+        second.answer
+    );
+    let stored = agent.store().read("shop-support", &id).unwrap();
+    assert_eq!(
+        stored.messages.len(),
+        8,
+        "nothing is dropped from the store"
+    );
+    // A model that cannot even hold one question, its call and the result.
+    let dir = tempfile::tempdir().unwrap();
+    let agent = shop_agent(dir.path(), echo_model_with_context(3));
+    let reply = agent.reply(None, "where is order 1042").unwrap();
+    assert_eq!(reply.finish, Finish::ContextFull);
+    assert!(reply.answer.contains("start a new one"), "{}", reply.answer);
+    let stored = agent
+        .store()
+        .read("shop-support", &reply.conversation_id)
+        .unwrap();
+    assert_eq!(stored.messages.len(), 4, "question, call, result, apology");
 }
 
 #[test]

@@ -116,11 +116,11 @@ pub(crate) async fn completion(agent: Arc<Agent>, body: Bytes) -> Result<Respons
 }
 
 /// OpenAI's finish reason: `stop` for an answer (also a guard refusal),
-/// `length` when the step limit cut the loop.
+/// `length` when the step limit or the model's context cut the loop.
 fn finish_reason(reply: &Reply) -> &'static str {
     match reply.finish {
         Finish::Answered | Finish::Blocked => "stop",
-        Finish::StepLimit => "length",
+        Finish::StepLimit | Finish::ContextFull => "length",
     }
 }
 

@@ -135,6 +135,12 @@ impl ServerError {
                 Some("conversation_id"),
                 Some("conversation_not_found"),
             ),
+            ServerError::Agent(herd_agent::AgentError::ContextFull { .. }) => (
+                StatusCode::BAD_REQUEST,
+                invalid,
+                Some("messages"),
+                Some("context_length_exceeded"),
+            ),
             ServerError::Agent(herd_agent::AgentError::BadConversationId(_)) => (
                 StatusCode::BAD_REQUEST,
                 invalid,

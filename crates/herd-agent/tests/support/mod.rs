@@ -13,13 +13,25 @@ use herd_tokenizer::{Message, Role};
 /// which remembers every dialog it was shown.
 pub struct ScriptedModel {
     reply: Box<dyn Fn(&[Message]) -> String + Send + Sync>,
+    /// The most messages a dialog may have, a stand-in for a context length.
+    context: usize,
     pub seen: Mutex<Vec<Vec<Message>>>,
 }
 
 impl ScriptedModel {
     pub fn new(reply: impl Fn(&[Message]) -> String + Send + Sync + 'static) -> Arc<Self> {
+        ScriptedModel::with_context(usize::MAX, reply)
+    }
+
+    /// A model whose "context" holds `messages` dialog messages: a longer
+    /// dialog fails with `AgentError::ContextFull`, as the engine's does.
+    pub fn with_context(
+        messages: usize,
+        reply: impl Fn(&[Message]) -> String + Send + Sync + 'static,
+    ) -> Arc<Self> {
         Arc::new(ScriptedModel {
             reply: Box::new(reply),
+            context: messages,
             seen: Mutex::new(Vec::new()),
         })
     }
@@ -27,6 +39,12 @@ impl ScriptedModel {
 
 impl ChatModel for ScriptedModel {
     fn complete(&self, dialog: &[Message], _max_tokens: usize) -> Result<String, AgentError> {
+        if dialog.len() > self.context {
+            return Err(AgentError::ContextFull {
+                tokens: dialog.len(),
+                context: self.context,
+            });
+        }
         self.seen.lock().unwrap().push(dialog.to_vec());
         Ok((self.reply)(dialog))
     }
