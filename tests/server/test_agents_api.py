@@ -133,6 +133,11 @@ class AgentModel(unittest.TestCase):
                 failures.append(f"{question}: no valid lookup_order(1042) call: {steps}")
             elif word not in answer:
                 failures.append(f"{question}: answer {answer!r} lacks the status {word!r}")
+            # Two model calls (the tool call, the answer): the usage sums both.
+            usage = reply.usage
+            if not (usage.prompt_tokens > 2 * usage.completion_tokens > 0
+                    and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens):
+                failures.append(f"{question}: implausible usage {usage}")
         self.assertEqual(failures, [])
 
     def test_streamed_reply_carries_the_steps(self):

@@ -69,6 +69,18 @@ pub struct Reply {
     pub steps: Vec<Step>,
     /// Why the loop stopped.
     pub finish: Finish,
+    /// Tokens the agent's model read and wrote for this message, summed
+    /// over the loop's model calls (a guard model's are not counted).
+    pub usage: Usage,
+}
+
+/// Token counts of one reply, as the API's `usage` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Usage {
+    /// Tokens read, over every model call.
+    pub prompt_tokens: usize,
+    /// Tokens written, over every model call.
+    pub completion_tokens: usize,
 }
 
 /// A loaded agent: definition, tools, model and conversation store.
@@ -176,6 +188,7 @@ impl Agent {
             prior_calls: history.iter().filter(|m| m["role"] == "tool").count(),
             messages: vec![json!({"role": "user", "content": user})],
             steps: Vec::new(),
+            usage: Usage::default(),
         };
         let (answer, finish) = match self.screen(&history, &turn.messages)? {
             Some(blocked) => (blocked, Finish::Blocked),
@@ -190,6 +203,7 @@ impl Agent {
             answer,
             steps: turn.steps,
             finish,
+            usage: turn.usage,
         })
     }
 
@@ -212,7 +226,11 @@ impl Agent {
                 .model
                 .complete(&self.dialog(&messages)?, limits.max_tokens)
             {
-                Ok(text) => text,
+                Ok(done) => {
+                    turn.usage.prompt_tokens += done.prompt_tokens;
+                    turn.usage.completion_tokens += done.completion_tokens;
+                    done.text
+                }
                 Err(AgentError::ContextFull { .. }) if start < history.len() => {
                     start = next_exchange(history, start);
                     continue;
@@ -293,6 +311,7 @@ struct Turn {
     prior_calls: usize,
     messages: Vec<Value>,
     steps: Vec<Step>,
+    usage: Usage,
 }
 
 impl Turn {

@@ -82,7 +82,7 @@ impl Guard {
     pub fn check(&self, messages: &[Value]) -> Result<Verdict, AgentError> {
         let prompt = self.prompt(messages);
         let reply = self.model.complete(&[Message::user(prompt)], 20)?;
-        parse_verdict(&reply)
+        parse_verdict(&reply.text)
     }
 
     /// The refusal shown instead of a flagged message.
@@ -156,13 +156,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    use crate::model::Completion;
+
     /// A guard model that always gives one verdict.
     struct Fixed(&'static str);
 
     impl ChatModel for Fixed {
-        fn complete(&self, dialog: &[Message], _: usize) -> Result<String, AgentError> {
+        fn complete(&self, dialog: &[Message], _: usize) -> Result<Completion, AgentError> {
             assert_eq!(dialog.len(), 1, "one user message");
-            Ok(self.0.to_owned())
+            Ok(Completion {
+                text: self.0.to_owned(),
+                ..Completion::default()
+            })
         }
     }
 

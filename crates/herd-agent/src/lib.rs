@@ -48,10 +48,10 @@ mod store;
 pub mod template;
 mod tools;
 
-pub use agent::{Agent, Finish, Reply, Step};
+pub use agent::{Agent, Finish, Reply, Step, Usage};
 pub use config::{AgentSpec, Limits, ModelSource};
 pub use error::AgentError;
 pub use guard::{Guard, Verdict};
-pub use model::{ChatModel, EngineModel};
+pub use model::{ChatModel, Completion, EngineModel};
 pub use store::{check_id, Conversation, ConversationStore, ConversationSummary};
 pub use tools::{evaluate_expression, StepOutcome, ToolBox, ToolResult, UrlPolicy};

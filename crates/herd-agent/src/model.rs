@@ -16,7 +16,18 @@ pub trait ChatModel: Send + Sync {
     /// The assistant's reply to `dialog` (tool prompt already applied), at
     /// most `max_tokens` tokens, decoded without special tokens;
     /// [`AgentError::ContextFull`] when the dialog leaves no room to answer.
-    fn complete(&self, dialog: &[Message], max_tokens: usize) -> Result<String, AgentError>;
+    fn complete(&self, dialog: &[Message], max_tokens: usize) -> Result<Completion, AgentError>;
+}
+
+/// A model's reply and the tokens it cost (the API's `usage`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Completion {
+    /// The reply, decoded without special tokens.
+    pub text: String,
+    /// Tokens of the dialog the model read.
+    pub prompt_tokens: usize,
+    /// Tokens it wrote.
+    pub completion_tokens: usize,
 }
 
 /// A model behind a running [`EngineHandle`], decoding greedily.
@@ -39,7 +50,7 @@ impl EngineModel {
 }
 
 impl ChatModel for EngineModel {
-    fn complete(&self, dialog: &[Message], max_tokens: usize) -> Result<String, AgentError> {
+    fn complete(&self, dialog: &[Message], max_tokens: usize) -> Result<Completion, AgentError> {
         let model = |e: &dyn std::fmt::Display| AgentError::Model(e.to_string());
         let format = ChatFormat::new(&self.tokenizer).map_err(|e| model(&e))?;
         let prompt = format.encode_dialog_prompt(dialog).map_err(|e| model(&e))?;
@@ -50,6 +61,7 @@ impl ChatModel for EngineModel {
                 context: self.engine.max_context(),
             });
         }
+        let prompt_tokens = prompt.len();
         let request = Request::new(prompt, max_tokens.min(room), self.stop_ids.clone());
         let mut stream = self.engine.submit(request).map_err(|e| model(&e))?;
         let mut tokens = Vec::new();
@@ -61,6 +73,13 @@ impl ChatModel for EngineModel {
                 Event::PromptLogprobs(_) => {}
             }
         }
-        self.tokenizer.decode(&tokens, true).map_err(|e| model(&e))
+        Ok(Completion {
+            text: self
+                .tokenizer
+                .decode(&tokens, true)
+                .map_err(|e| model(&e))?,
+            prompt_tokens,
+            completion_tokens: tokens.len(),
+        })
     }
 }

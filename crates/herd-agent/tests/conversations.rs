@@ -80,6 +80,12 @@ fn a_conversation_past_the_context_shows_the_model_its_newest_exchanges() {
         8,
         "nothing is dropped from the store"
     );
+    // Usage counts the calls that ran: 6 + 4 messages read (the refused
+    // 8-message dialog is not), one reply each.
+    assert_eq!(
+        (second.usage.prompt_tokens, second.usage.completion_tokens),
+        (10, 2)
+    );
     // A model that cannot even hold one question, its call and the result.
     let dir = tempfile::tempdir().unwrap();
     let agent = shop_agent(dir.path(), echo_model_with_context(3));

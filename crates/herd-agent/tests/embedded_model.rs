@@ -88,6 +88,12 @@ fn where_is_my_order_1042_in_english_and_german() {
                 reply.answer
             ));
         }
+        // The call and the answer: the prompt is read twice, so the usage
+        // reads more than it writes, and writes something.
+        let usage = reply.usage;
+        if !(usage.prompt_tokens > 2 * usage.completion_tokens && usage.completion_tokens > 0) {
+            failures.push(format!("{question}: implausible usage {usage:?}"));
+        }
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use herd_agent::template::Template;
-use herd_agent::{Agent, AgentError, AgentSpec, ChatModel, ConversationStore};
+use herd_agent::{Agent, AgentError, AgentSpec, ChatModel, Completion, ConversationStore};
 use herd_tokenizer::{Message, Role};
 
 /// A model whose replies are computed from the dialog by a closure, and
@@ -38,7 +38,8 @@ impl ScriptedModel {
 }
 
 impl ChatModel for ScriptedModel {
-    fn complete(&self, dialog: &[Message], _max_tokens: usize) -> Result<String, AgentError> {
+    /// Counts a token per dialog message read and per reply written.
+    fn complete(&self, dialog: &[Message], _max_tokens: usize) -> Result<Completion, AgentError> {
         if dialog.len() > self.context {
             return Err(AgentError::ContextFull {
                 tokens: dialog.len(),
@@ -46,7 +47,11 @@ impl ChatModel for ScriptedModel {
             });
         }
         self.seen.lock().unwrap().push(dialog.to_vec());
-        Ok((self.reply)(dialog))
+        Ok(Completion {
+            text: (self.reply)(dialog),
+            prompt_tokens: dialog.len(),
+            completion_tokens: 1,
+        })
     }
 }
 
