@@ -7,7 +7,9 @@
 
 use std::fmt;
 use std::ops::Sub;
+#[cfg(any(feature = "mpi", test))]
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(any(feature = "mpi", test))]
 use std::time::Instant;
 
 /// The kinds of operation a [`crate::Communicator`] performs.
@@ -154,6 +156,7 @@ impl fmt::Display for CommStats {
 /// The live counters a backend updates; shared (behind an `Arc`) by a
 /// world communicator and the groups split from it, so the world's
 /// [`CommStats`] cover all of this process's traffic.
+#[cfg(any(feature = "mpi", test))]
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     calls: [AtomicU64; 6],
@@ -161,6 +164,7 @@ pub(crate) struct Counters {
     nanos: [AtomicU64; 6],
 }
 
+#[cfg(any(feature = "mpi", test))]
 impl Counters {
     /// Runs `call` (one operation of kind `op` moving `bytes`) and counts it.
     pub(crate) fn time<T>(&self, op: Op, bytes: usize, call: impl FnOnce() -> T) -> T {

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
+use herd_dist::Communicator;
 use herd_distill::{
     check_vocabularies, dir_identity, model_identity, student_config, student_config_json,
     tokenizer_identity, write_cache, CacheHeader, DistillLoss, Distiller, LocalTeacher, LossSpec,
@@ -24,8 +25,8 @@ use herd_shop::{Corpus, CorpusOptions};
 use herd_tokenizer::Tokenizer;
 use herd_train::optim::AdamWConfig;
 use herd_train::{
-    DataOptions, Dataset, LoraConfig, LoraTarget, LossOn, RunFiles, TrainModel, TrainOptions,
-    Tuning,
+    DataOptions, Dataset, LoraConfig, LoraTarget, LossOn, RunFiles, Session, TrainModel,
+    TrainOptions, Tuning,
 };
 
 use crate::args::ModelArgs;
@@ -196,6 +197,8 @@ pub struct DistillArgs {
     pub report_cases: usize,
     #[command(flatten)]
     pub data_opts: DataFlags,
+    #[command(flatten)]
+    pub comm: crate::parallel::CommArgs,
 }
 
 pub fn run(command: DistillCommand) -> anyhow::Result<ExitCode> {
@@ -413,18 +416,22 @@ fn teacher_tokenizer_dir(teacher: &Teacher, out: &Path) -> anyhow::Result<PathBu
     Ok(dir)
 }
 
-/// `--data`, or the embedded shop corpus written to OUT/data.
-fn data_path(args: &DistillArgs) -> anyhow::Result<PathBuf> {
+/// `--data`, or the embedded shop corpus written to OUT/data (by rank 0;
+/// every rank of `comm` must call this).
+fn data_path(args: &DistillArgs, comm: &dyn Communicator) -> anyhow::Result<PathBuf> {
     if let Some(path) = &args.data {
         return Ok(path.clone());
     }
     let dir = args.out.join("data");
-    let corpus = Corpus::generate(&CorpusOptions::default())?;
-    corpus.write(&dir)?;
-    eprintln!(
-        "wrote the shop corpus to {} (train.jsonl, valid.jsonl, test.jsonl)",
-        dir.display()
-    );
+    if comm.rank() == 0 {
+        let corpus = Corpus::generate(&CorpusOptions::default())?;
+        corpus.write(&dir)?;
+        eprintln!(
+            "wrote the shop corpus to {} (train.jsonl, valid.jsonl, test.jsonl)",
+            dir.display()
+        );
+    }
+    comm.barrier()?;
     Ok(dir.join("train.jsonl"))
 }
 
@@ -482,20 +489,35 @@ fn teachers(
 }
 
 fn distill(args: DistillArgs) -> anyhow::Result<ExitCode> {
+    // Under `mpirun -np N`: N data-parallel ranks share every batch.
+    let Some(comm) = crate::parallel::data_parallel(args.comm)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let comm = &*comm;
+    if comm.size() > 1 && args.remote.teacher_url.is_some() {
+        anyhow::bail!(
+            "--teacher-url under mpirun: score the data once with `herd teacher-cache \
+             --teacher-url ...`, then distill from it with --cache"
+        );
+    }
     let report = crate::distill_report::applies(&args);
     // A finished distillation whose baseline or report was interrupted.
     if report && args.resume && crate::distill_report::finished(&args.out) {
-        return crate::distill_report::run(&args);
+        return crate::distill_report::run(&args, comm);
     }
-    let code = train_student(args.clone())?;
+    let code = train_student(args.clone(), comm)?;
     if report && code == ExitCode::SUCCESS {
-        return crate::distill_report::run(&args);
+        return crate::distill_report::run(&args, comm);
     }
     Ok(code)
 }
 
-/// One training run: the distillation, or the baseline (`--loss ce`).
-pub(crate) fn train_student(args: DistillArgs) -> anyhow::Result<ExitCode> {
+/// One training run: the distillation, or the baseline (`--loss ce`), as
+/// one rank of the data-parallel group `comm`.
+pub(crate) fn train_student(
+    args: DistillArgs,
+    comm: &dyn Communicator,
+) -> anyhow::Result<ExitCode> {
     if args.resume && !herd_train::has_checkpoint(&args.out) {
         anyhow::bail!("--resume: {} holds no checkpoint", args.out.display());
     }
@@ -536,7 +558,7 @@ pub(crate) fn train_student(args: DistillArgs) -> anyhow::Result<ExitCode> {
                 &args.remote,
                 url,
                 args.teacher_k,
-                &data_path(&args)?,
+                &data_path(&args, comm)?,
                 &args.data_opts,
                 (&student.tokenizer, student.model.config()),
                 &args.out,
@@ -546,7 +568,23 @@ pub(crate) fn train_student(args: DistillArgs) -> anyhow::Result<ExitCode> {
         None => (args.cache.clone(), teacher),
     };
     let teachers = teachers(&args, cache.as_deref(), teacher.as_ref(), &student)?;
-    run_distill(&args, teacher.as_ref(), student, teachers, vocab)
+    let run = Run {
+        teacher: teacher.as_ref(),
+        student,
+        teachers,
+        vocab,
+        comm,
+    };
+    run_distill(&args, run)
+}
+
+/// What one distillation run trains, from what, with whom.
+struct Run<'a> {
+    teacher: Option<&'a Teacher>,
+    student: Student,
+    teachers: Teachers,
+    vocab: usize,
+    comm: &'a dyn Communicator,
 }
 
 /// Set by Ctrl-C. One handler per process: the baseline run after the
@@ -563,14 +601,16 @@ fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(FLAG.get_or_init(|| flag).clone())
 }
 
-fn run_distill(
-    args: &DistillArgs,
-    teacher: Option<&Teacher>,
-    student: Student,
-    teachers: Teachers,
-    vocab: usize,
-) -> anyhow::Result<ExitCode> {
-    let data_path = data_path(args)?;
+fn run_distill(args: &DistillArgs, run: Run<'_>) -> anyhow::Result<ExitCode> {
+    let Run {
+        teacher,
+        student,
+        teachers,
+        vocab,
+        comm,
+    } = run;
+    let lead = comm.rank() == 0;
+    let data_path = data_path(args, comm)?;
     let opts = data_options(&args.data_opts, student.model.config(), args.val_fraction)?;
     let data = Dataset::load(&data_path, &student.tokenizer, &opts)?;
     let options = TrainOptions {
@@ -608,26 +648,35 @@ fn run_distill(
         dir: args.out.clone(),
         progress: !args.quiet,
     };
-    eprintln!(
-        "distilling {} into a student of {} parameters ({} trained) with {:?} on {} examples for {} steps",
-        teacher.map_or("the cached teacher", |t| t.name.as_str()),
-        student.model.config().num_parameters(),
-        student.model.trainable_parameters(),
-        distiller.spec.loss,
-        data.train.len(),
-        options.steps
-    );
+    if lead {
+        eprintln!(
+            "distilling {} into a student of {} parameters ({} trained) with {:?} on {} examples for {} steps{}",
+            teacher.map_or("the cached teacher", |t| t.name.as_str()),
+            student.model.config().num_parameters(),
+            student.model.trainable_parameters(),
+            distiller.spec.loss,
+            data.train.len(),
+            options.steps,
+            match comm.size() {
+                1 => String::new(),
+                n => format!(" on {n} data-parallel ranks"),
+            }
+        );
+    }
     let stop = stop_flag()?;
     let started = Instant::now();
-    let report = herd_train::train_with(
-        &student.model,
-        &data,
-        &options,
-        &files,
-        args.resume,
-        &|_| stop.load(Ordering::SeqCst),
-        &distiller,
-    )?;
+    let session = Session {
+        files: &files,
+        resume: args.resume,
+        stop: &|_| stop.load(Ordering::SeqCst),
+        objective: &distiller,
+        comm,
+    };
+    let report = herd_train::train_in(&student.model, &data, &options, &session)?;
+    if !lead {
+        // Rank 0 reports and writes the student.
+        return Ok(ExitCode::from(if report.interrupted { 130 } else { 0 }));
+    }
     eprintln!("{report}");
     if report.interrupted {
         eprintln!(
