@@ -56,7 +56,8 @@ pub struct CommArgs {
 }
 
 impl CommArgs {
-    /// An error when this binary cannot provide the backend at all.
+    /// An error when this binary cannot provide the backend at all (in one
+    /// process; under mpirun `connect` reports it on every rank).
     pub fn check_built(&self) -> anyhow::Result<()> {
         if self.backend == Backend::Nccl && !cfg!(feature = "cuda") {
             anyhow::bail!("{WITHOUT_CUDA}");
@@ -79,9 +80,11 @@ fn mpi_ranks() -> usize {
 /// rank of the `mpirun` job, or this process alone. `None`: the backend
 /// could not start and every rank has said why (exit with failure).
 pub fn data_parallel(comm: CommArgs) -> anyhow::Result<Option<Box<dyn herd_dist::Communicator>>> {
-    comm.check_built()?;
     match mpi_ranks() {
-        1 => Ok(Some(Box::new(herd_dist::Local))),
+        1 => {
+            comm.check_built()?;
+            Ok(Some(Box::new(herd_dist::Local)))
+        }
         ranks => mpi_world(ranks, comm.backend),
     }
 }
@@ -154,7 +157,6 @@ impl ParallelArgs {
     /// Whether to run across MPI ranks; an error when `mpirun` started
     /// several ranks but no layout was given (each would generate alone).
     pub fn requested(&self) -> anyhow::Result<bool> {
-        self.comm.check_built()?;
         if self.tp * self.pp != 1 {
             return Ok(true);
         }
@@ -165,6 +167,7 @@ impl ParallelArgs {
                  TP × PP = {ranks}"
             );
         }
+        self.comm.check_built()?;
         Ok(false)
     }
 }
