@@ -122,25 +122,55 @@ for layout in "--tp 2" "--pp 2"; do
     echo "ok: $layout gave one process's completion and chat answers (24 greedy tokens each)"
 done
 
-echo "== data-parallel herd finetune: 2 ranks give one process's loss curve (same global batch)"
-# 4 rows of 256 positions per micro-batch, 2 micro-batches per step: each
-# rank computes 2 rows of each; the all-reduced gradients are the batch's.
-finetune=(finetune --model "$tiny" --data tests/fixtures/train/chat.jsonl --full --steps 4
-    --lr 1e-2 --seq-len 256 --batch-tokens 1024 --grad-accum 2 --val-fraction 0 --quiet)
-"$herd" "${finetune[@]}" --out "$tmp/dp1" 2>/dev/null
-mpi 2 "$herd" "${finetune[@]}" --out "$tmp/dp2" 2>"$tmp/dp2.log" || { cat "$tmp/dp2.log"; exit 1; }
-grep -q "on 2 data-parallel ranks" "$tmp/dp2.log" || { echo "FAIL: no data-parallel run"; cat "$tmp/dp2.log"; exit 1; }
-python3 - "$tmp/dp1/metrics.jsonl" "$tmp/dp2/metrics.jsonl" <<'PY'
+# Compares the loss curves in two runs' metrics.jsonl: the same steps, each
+# loss within 1e-5 (relative), and falling.
+same_curve() {
+    python3 - "$1/metrics.jsonl" "$2/metrics.jsonl" "$3" <<'PY'
 import json, sys
-one, two = ([json.loads(l) for l in open(p)] for p in sys.argv[1:])
+one, two = ([json.loads(l) for l in open(p)] for p in sys.argv[1:3])
 losses = lambda rs: [(r["step"], r["loss"]) for r in rs if "loss" in r]
 a, b = losses(one), losses(two)
-assert [s for s, _ in a] == [s for s, _ in b] == [1, 2, 3, 4], (a, b)
+assert [s for s, _ in a] == [s for s, _ in b] and len(a) >= 3, (a, b)
 worst = max(abs(x - y) / abs(x) for (_, x), (_, y) in zip(a, b))
-assert worst <= 1e-5, f"loss curves differ by {worst:.2e} (relative): {a} vs {b}"
-assert a[-1][1] < a[0][1], f"the loss did not fall: {a}"
-print(f"ok: 4 steps, losses {[round(x, 4) for _, x in b]}, largest relative difference {worst:.1e}")
+assert worst <= 1e-5, f"{sys.argv[3]}: loss curves differ by {worst:.2e} (relative): {a} vs {b}"
+assert a[-1][1] < a[0][1], f"{sys.argv[3]}: the loss did not fall: {a}"
+print(f"ok: {sys.argv[3]}: {len(b)} steps, losses {[round(x, 4) for _, x in b]}, "
+      f"largest relative difference {worst:.1e}")
 PY
+}
+# Runs `herd ARGS --out DIR` in one process and on 2 data-parallel ranks
+# (OUT/dp1, OUT/dp2) and compares the curves.
+dp_matches() {
+    local name=$1
+    shift
+    "$herd" "$@" --out "$tmp/$name.dp1" 2>"$tmp/$name.dp1.log" || { cat "$tmp/$name.dp1.log"; exit 1; }
+    mpi 2 "$herd" "$@" --out "$tmp/$name.dp2" 2>"$tmp/$name.dp2.log" || { cat "$tmp/$name.dp2.log"; exit 1; }
+    grep -q "on 2 data-parallel ranks" "$tmp/$name.dp2.log" || { echo "FAIL: no data-parallel run"; cat "$tmp/$name.dp2.log"; exit 1; }
+    same_curve "$tmp/$name.dp1" "$tmp/$name.dp2" "$name"
+}
+echo "== data-parallel training: 2 ranks give one process's loss curve (same global batch)"
+# 4 rows of 256 positions per micro-batch, 2 micro-batches per step: each
+# rank computes 2 rows of each; the all-reduced gradients are the batch's.
+batch=(--data tests/fixtures/train/chat.jsonl --seq-len 256 --batch-tokens 1024 --grad-accum 2
+    --val-fraction 0 --quiet)
+dp_matches finetune finetune --model "$tiny" --full --steps 4 --lr 1e-2 "${batch[@]}"
+# Distillation into a fresh student (tiny's shapes, random weights), with the
+# teacher online, then from a top-8 teacher cache into an existing student.
+dp_matches distill-online distill --teacher "$tiny" \
+    --student-config "$tiny/config.json" --steps 3 --lr 1e-2 "${batch[@]}"
+"$herd" teacher-cache --teacher "$tiny" --data tests/fixtures/train/chat.jsonl --seq-len 256 \
+    -k 8 -o "$tmp/cache" >/dev/null 2>&1
+dp_matches distill-cache distill --cache "$tmp/cache" --student "$bf16" --steps 3 \
+    --lr 1e-3 "${batch[@]}"
+[ -f "$tmp/distill-cache.dp2/summary.json" ] || { echo "FAIL: rank 0 wrote no summary"; exit 1; }
+
+echo "== --comm nccl on a herd without NCCL (or without a GPU): an error on every rank"
+nccl_error="needs a herd built with NCCL support\|communication backend unavailable"
+expect_error "--comm nccl, tensor parallel" 2 "$nccl_error" \
+    mpi 2 "$herd" generate -m "$tiny" -p hi --tp 2 --comm nccl
+expect_error "--comm nccl, data parallel" 2 "$nccl_error" \
+    mpi 2 "$herd" finetune --model "$tiny" --full --steps 1 "${batch[@]}" --out "$tmp/nccl" --comm nccl
+expect_error "--comm nccl in one process" 1 "$nccl_error" "$herd" generate -m "$tiny" -p hi --comm nccl
 
 # A rank that dies or hangs mid-generation: the job must end with an error,
 # not hang. Rank 1 is frozen (SIGSTOP) as soon as rank 0 prints a token, so

@@ -1,11 +1,12 @@
 //! Checks every collective of the MPI communicator across real processes:
 //! `mpirun -np N target/release/examples/comm_check`. Exits non-zero (and
 //! prints which operation) on the first wrong result; `tools/test-all.sh`
-//! runs it with 2 and 3 ranks.
+//! runs it with 2 and 3 ranks. The communicator's counters must have
+//! seen exactly those calls.
 
 use std::process::ExitCode;
 
-use herd_dist::{Communicator, Mpi};
+use herd_dist::{Communicator, Mpi, Op};
 
 fn check(comm: &dyn Communicator) -> Result<(), String> {
     let (rank, size) = (comm.rank(), comm.size());
@@ -54,7 +55,33 @@ fn check(comm: &dyn Communicator) -> Result<(), String> {
     if comm.send(size, &[0.0]).is_ok() {
         return Err("send to a missing rank succeeded".into());
     }
-    comm.barrier().map_err(err)
+    comm.barrier().map_err(err)?;
+    check_counts(comm)
+}
+
+/// The counters saw exactly the calls above (the failed send moved nothing).
+fn check_counts(comm: &dyn Communicator) -> Result<(), String> {
+    let size = comm.size() as u64;
+    let stats = comm.stats();
+    let expected = [
+        (Op::AllReduce, 1, 4000),
+        (Op::AllGather, 1, 8 * size),
+        // broadcast_vec: the length, then the 19 bytes.
+        (Op::Broadcast, 2, 8 + 19),
+        (Op::Send, 1, 12),
+        (Op::Recv, 1, 12),
+        (Op::Barrier, 1, 0),
+    ];
+    for (op, calls, bytes) in expected {
+        let got = stats.op(op);
+        if (got.calls, got.bytes) != (calls, bytes) {
+            return Err(format!(
+                "{op:?} counted {} calls, {} bytes; expected {calls}, {bytes}",
+                got.calls, got.bytes
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -4,6 +4,7 @@
 //! paths are exercised by every ordinary test.
 
 use crate::error::{DistError, Result};
+use crate::stats::CommStats;
 
 /// Collective and point-to-point operations among `size()` ranks.
 /// Every rank must make the same collective calls in the same order.
@@ -31,6 +32,12 @@ pub trait Communicator: Send {
     /// Ends every rank of the job with exit code `code` (a rank that failed
     /// alone cannot leave the others waiting in a collective).
     fn abort(&self, code: i32) -> !;
+
+    /// What this process has moved through this communicator and the
+    /// groups split from it (zero for a backend that moves nothing).
+    fn stats(&self) -> CommStats {
+        CommStats::default()
+    }
 
     /// Broadcasts a byte vector whose length only `root` knows.
     fn broadcast_vec(&self, root: usize, buf: &mut Vec<u8>) -> Result<()> {

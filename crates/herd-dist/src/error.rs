@@ -9,6 +9,10 @@ pub enum DistError {
     /// A collective or point-to-point call was given buffers of the wrong size or rank.
     #[error("communication error: {0}")]
     Comm(String),
+    /// A backend that cannot run on this host or build (no GPU, no
+    /// libnccl, a binary built without it); the message says what is missing.
+    #[error("communication backend unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Shorthand for results of this crate.

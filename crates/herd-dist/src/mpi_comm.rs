@@ -1,7 +1,9 @@
 //! OpenMPI through the `mpi` crate (feature `mpi`). `mpirun` starts the
 //! ranks; this wraps the world communicator and the groups split from it.
 //! MPI is initialised once per process and finalised when the last [`Mpi`]
-//! value (the world or a group) is dropped.
+//! value (the world or a group) is dropped. Every call is counted
+//! ([`crate::CommStats`]): the world and its groups share one set of
+//! counters.
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use mpi::traits::*;
 
 use crate::comm::{check_rank, Communicator};
 use crate::error::{DistError, Result};
+use crate::stats::{CommStats, Counters, Op};
 
 /// The MPI world of this job, or a group split from it.
 pub struct Mpi {
@@ -19,6 +22,7 @@ pub struct Mpi {
     // reference to the universe finalises MPI.
     world: SimpleCommunicator,
     universe: Arc<mpi::environment::Universe>,
+    counters: Arc<Counters>,
 }
 
 impl Mpi {
@@ -37,7 +41,48 @@ impl Mpi {
         Ok(Mpi {
             world: universe.world(),
             universe: Arc::new(universe),
+            counters: Arc::default(),
         })
+    }
+
+    /// The group of ranks passing the same `color`, as an [`Mpi`] (the
+    /// NCCL backend builds its groups on it).
+    pub(crate) fn group(&self, color: usize) -> Result<Mpi> {
+        let value = i32::try_from(color)
+            .map_err(|_| DistError::Comm(format!("group colour {color} is too large")))?;
+        let group = self
+            .world
+            .split_by_color(Color::with_value(value))
+            .ok_or_else(|| DistError::Comm(format!("no group for colour {color}")))?;
+        Ok(self.with(group))
+    }
+
+    /// The same ranks on a communicator of their own, so another library's
+    /// control messages never match this one's (every rank must call it).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn duplicate(&self) -> Mpi {
+        self.with(self.world.duplicate())
+    }
+
+    /// This rank's index among the ranks on its host (the GPU it drives).
+    /// Every rank must call it.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn local_rank(&self) -> usize {
+        self.world.split_shared(0).rank() as usize
+    }
+
+    fn with(&self, world: SimpleCommunicator) -> Mpi {
+        Mpi {
+            world,
+            universe: self.universe.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// The counters this communicator (and every group of its world) adds to.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
     }
 }
 
@@ -56,8 +101,10 @@ impl Communicator for Mpi {
 
     fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
         let send = buf.to_vec();
-        self.world
-            .all_reduce_into(&send[..], buf, SystemOperation::sum());
+        self.counters.time(Op::AllReduce, size_of_val(buf), || {
+            self.world
+                .all_reduce_into(&send[..], buf, SystemOperation::sum())
+        });
         Ok(())
     }
 
@@ -70,25 +117,35 @@ impl Communicator for Mpi {
                 self.size()
             )));
         }
-        self.world.all_gather_into(local, out);
+        let bytes = size_of_val(out);
+        self.counters.time(Op::AllGather, bytes, || {
+            self.world.all_gather_into(local, out)
+        });
         Ok(())
     }
 
     fn broadcast(&self, root: usize, buf: &mut [u8]) -> Result<()> {
         check_rank(root, self.size())?;
-        self.world.process_at_rank(root as i32).broadcast_into(buf);
+        self.counters.time(Op::Broadcast, buf.len(), || {
+            self.world.process_at_rank(root as i32).broadcast_into(buf)
+        });
         Ok(())
     }
 
     fn send(&self, dest: usize, buf: &[f32]) -> Result<()> {
         check_rank(dest, self.size())?;
-        self.world.process_at_rank(dest as i32).send(buf);
+        self.counters.time(Op::Send, size_of_val(buf), || {
+            self.world.process_at_rank(dest as i32).send(buf)
+        });
         Ok(())
     }
 
     fn recv(&self, src: usize, buf: &mut [f32]) -> Result<()> {
         check_rank(src, self.size())?;
-        let status = self.world.process_at_rank(src as i32).receive_into(buf);
+        let bytes = size_of_val(buf);
+        let status = self.counters.time(Op::Recv, bytes, || {
+            self.world.process_at_rank(src as i32).receive_into(buf)
+        });
         let got = status.count(f32::equivalent_datatype()) as usize;
         if got != buf.len() {
             return Err(DistError::Comm(format!(
@@ -100,7 +157,7 @@ impl Communicator for Mpi {
     }
 
     fn barrier(&self) -> Result<()> {
-        self.world.barrier();
+        self.counters.time(Op::Barrier, 0, || self.world.barrier());
         Ok(())
     }
 
@@ -109,15 +166,10 @@ impl Communicator for Mpi {
     }
 
     fn split(&self, color: usize) -> Result<Box<dyn Communicator>> {
-        let value = i32::try_from(color)
-            .map_err(|_| DistError::Comm(format!("group colour {color} is too large")))?;
-        let group = self
-            .world
-            .split_by_color(Color::with_value(value))
-            .ok_or_else(|| DistError::Comm(format!("no group for colour {color}")))?;
-        Ok(Box::new(Mpi {
-            world: group,
-            universe: self.universe.clone(),
-        }))
+        Ok(Box::new(self.group(color)?))
+    }
+
+    fn stats(&self) -> CommStats {
+        self.counters.snapshot()
     }
 }

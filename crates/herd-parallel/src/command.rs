@@ -107,7 +107,7 @@ impl Command {
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Command> {
-        if bytes.len() % 8 != 0 {
+        if !bytes.len().is_multiple_of(8) {
             return Err(malformed(bytes.len()));
         }
         let words: Vec<u64> = bytes

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
+use herd_dist::Communicator;
 use herd_distill::{
     check_vocabularies, dir_identity, model_identity, student_config, student_config_json,
     tokenizer_identity, write_cache, CacheHeader, DistillLoss, Distiller, LocalTeacher, LossSpec,
@@ -25,8 +26,8 @@ use herd_shop::{Corpus, CorpusOptions};
 use herd_tokenizer::Tokenizer;
 use herd_train::optim::AdamWConfig;
 use herd_train::{
-    DataOptions, Dataset, LoraConfig, LoraTarget, LossOn, RunFiles, TrainModel, TrainOptions,
-    Tuning,
+    DataOptions, Dataset, LoraConfig, LoraTarget, LossOn, RunFiles, Session, TrainModel,
+    TrainOptions, Tuning,
 };
 
 use crate::args::ModelArgs;
@@ -217,6 +218,8 @@ pub struct DistillArgs {
     pub report_cases: usize,
     #[command(flatten)]
     pub data_opts: DataFlags,
+    #[command(flatten)]
+    pub comm: crate::parallel::CommArgs,
 }
 
 pub fn run(command: DistillCommand) -> anyhow::Result<ExitCode> {
@@ -357,11 +360,11 @@ struct Student {
 fn load_student(
     args: &DistillArgs,
     teacher: Option<&Teacher>,
-    out: &Path,
+    comm: &dyn Communicator,
 ) -> anyhow::Result<Student> {
     let pruned = match (&args.student, teacher) {
         (None, Some(t)) if args.student_config.is_none() && args.init == StudentInit::Prune => {
-            Some(prune_student(args, t, out)?)
+            Some(prune_student(args, t, comm)?)
         }
         _ => None,
     };
@@ -415,7 +418,7 @@ fn load_student(
         Some(_) => 1e-3,
         None => 3e-3,
     };
-    let tokenizer_dir = teacher_tokenizer_dir(teacher, out)?;
+    let tokenizer_dir = teacher_tokenizer_dir(teacher, &args.out)?;
     Ok(Student {
         model: TrainModel::random(config, args.seed)?,
         tokenizer: Tokenizer::from_dir(&tokenizer_dir)?,
@@ -433,21 +436,30 @@ const PRUNED_LR: f64 = 1e-3;
 
 /// The default student cut out of `teacher` at an eighth of its size into
 /// OUT/init (kept from an earlier start: `--resume` and the report's
-/// untrained row read the same cut), ranked on the training data.
-fn prune_student(args: &DistillArgs, teacher: &Teacher, out: &Path) -> anyhow::Result<PathBuf> {
-    let dir = out.join("init");
-    if dir.join("model.safetensors").is_file() {
-        return Ok(dir);
+/// untrained row read the same cut), ranked on the training data. Rank 0
+/// cuts; the other data-parallel ranks wait and load the same directory.
+fn prune_student(
+    args: &DistillArgs,
+    teacher: &Teacher,
+    comm: &dyn Communicator,
+) -> anyhow::Result<PathBuf> {
+    let dir = args.out.join("init");
+    if comm.rank() == 0 && !dir.join("model.safetensors").is_file() {
+        cut_student(args, teacher, &dir)?;
     }
+    comm.barrier()?;
+    Ok(dir)
+}
+
+fn cut_student(args: &DistillArgs, teacher: &Teacher, dir: &Path) -> anyhow::Result<()> {
+    let data = args
+        .data
+        .as_deref()
+        .context("no training data to rank the teacher's parts on")?;
     let spec = PruneSpec::fitting(teacher.model.config(), 1.0 / 8.0).context(
         "the teacher is too small to cut a student of an eighth of its size out of; pass --student-config",
     )?;
-    let cut = crate::prune::cut(
-        teacher.dir.as_ref(),
-        (&data_path(args)?, CALIBRATION_TOKENS),
-        &spec,
-        &dir,
-    )?;
+    let cut = crate::prune::cut(teacher.dir.as_ref(), (data, CALIBRATION_TOKENS), &spec, dir)?;
     eprintln!(
         "cut the student out of the teacher: hidden {} → {}, MLP {} → {}, KV heads {} → {}, {:.3}M → {:.3}M parameters, calibration perplexity {:.2} → {:.2}",
         cut.before.hidden_size,
@@ -461,7 +473,7 @@ fn prune_student(args: &DistillArgs, teacher: &Teacher, out: &Path) -> anyhow::R
         cut.perplexity.0,
         cut.perplexity.1,
     );
-    Ok(dir)
+    Ok(())
 }
 
 /// Calibration tokens that rank the teacher's parts (`herd prune`'s default).
@@ -487,18 +499,22 @@ fn teacher_tokenizer_dir(teacher: &Teacher, out: &Path) -> anyhow::Result<PathBu
     Ok(dir)
 }
 
-/// `--data`, or the embedded shop corpus written to OUT/data.
-fn data_path(args: &DistillArgs) -> anyhow::Result<PathBuf> {
+/// `--data`, or the embedded shop corpus written to OUT/data (by rank 0;
+/// every rank of `comm` must call this).
+fn data_path(args: &DistillArgs, comm: &dyn Communicator) -> anyhow::Result<PathBuf> {
     if let Some(path) = &args.data {
         return Ok(path.clone());
     }
     let dir = args.out.join("data");
-    let corpus = Corpus::generate(&CorpusOptions::default())?;
-    corpus.write(&dir)?;
-    eprintln!(
-        "wrote the shop corpus to {} (train.jsonl, valid.jsonl, test.jsonl)",
-        dir.display()
-    );
+    if comm.rank() == 0 {
+        let corpus = Corpus::generate(&CorpusOptions::default())?;
+        corpus.write(&dir)?;
+        eprintln!(
+            "wrote the shop corpus to {} (train.jsonl, valid.jsonl, test.jsonl)",
+            dir.display()
+        );
+    }
+    comm.barrier()?;
     Ok(dir.join("train.jsonl"))
 }
 
@@ -556,20 +572,35 @@ fn teachers(
 }
 
 fn distill(args: DistillArgs) -> anyhow::Result<ExitCode> {
+    // Under `mpirun -np N`: N data-parallel ranks share every batch.
+    let Some(comm) = crate::parallel::data_parallel(args.comm)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let comm = &*comm;
+    if comm.size() > 1 && args.remote.teacher_url.is_some() {
+        anyhow::bail!(
+            "--teacher-url under mpirun: score the data once with `herd teacher-cache \
+             --teacher-url ...`, then distill from it with --cache"
+        );
+    }
     let report = crate::distill_report::applies(&args);
     // A finished distillation whose baseline or report was interrupted.
     if report && args.resume && crate::distill_report::finished(&args.out) {
-        return crate::distill_report::run(&args);
+        return crate::distill_report::run(&args, comm);
     }
-    let code = train_student(args.clone())?;
+    let code = train_student(args.clone(), comm)?;
     if report && code == ExitCode::SUCCESS {
-        return crate::distill_report::run(&args);
+        return crate::distill_report::run(&args, comm);
     }
     Ok(code)
 }
 
-/// One training run: the distillation, or the baseline (`--loss ce`).
-pub(crate) fn train_student(args: DistillArgs) -> anyhow::Result<ExitCode> {
+/// One training run: the distillation, or the baseline (`--loss ce`), as
+/// one rank of the data-parallel group `comm`.
+pub(crate) fn train_student(
+    args: DistillArgs,
+    comm: &dyn Communicator,
+) -> anyhow::Result<ExitCode> {
     if args.resume && !herd_train::has_checkpoint(&args.out) {
         anyhow::bail!("--resume: {} holds no checkpoint", args.out.display());
     }
@@ -581,7 +612,7 @@ pub(crate) fn train_student(args: DistillArgs) -> anyhow::Result<ExitCode> {
     }
     // The embedded corpus is written to OUT/data once, then read from there.
     let args = DistillArgs {
-        data: Some(data_path(&args)?),
+        data: Some(data_path(&args, comm)?),
         ..args
     };
     let uses_teacher = !matches!(args.loss, LossArg::Ce) && args.kd_weight > 0.0;
@@ -599,7 +630,7 @@ pub(crate) fn train_student(args: DistillArgs) -> anyhow::Result<ExitCode> {
         true => Some(load_teacher(args.teacher.as_deref())?),
         false => None,
     };
-    let student = load_student(&args, teacher.as_ref(), &args.out)?;
+    let student = load_student(&args, teacher.as_ref(), comm)?;
     let vocab = match &teacher {
         Some(t) => check_vocabularies(
             (&t.tokenizer, t.model.config().vocab_size),
@@ -615,7 +646,7 @@ pub(crate) fn train_student(args: DistillArgs) -> anyhow::Result<ExitCode> {
                 &args.remote,
                 url,
                 args.teacher_k,
-                &data_path(&args)?,
+                &data_path(&args, comm)?,
                 &args.data_opts,
                 (&student.tokenizer, student.model.config()),
                 &args.out,
@@ -625,7 +656,23 @@ pub(crate) fn train_student(args: DistillArgs) -> anyhow::Result<ExitCode> {
         None => (args.cache.clone(), teacher),
     };
     let teachers = teachers(&args, cache.as_deref(), teacher.as_ref(), &student)?;
-    run_distill(&args, teacher.as_ref(), student, teachers, vocab)
+    let run = Run {
+        teacher: teacher.as_ref(),
+        student,
+        teachers,
+        vocab,
+        comm,
+    };
+    run_distill(&args, run)
+}
+
+/// What one distillation run trains, from what, with whom.
+struct Run<'a> {
+    teacher: Option<&'a Teacher>,
+    student: Student,
+    teachers: Teachers,
+    vocab: usize,
+    comm: &'a dyn Communicator,
 }
 
 /// Set by Ctrl-C. One handler per process: the baseline run after the
@@ -642,14 +689,16 @@ fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(FLAG.get_or_init(|| flag).clone())
 }
 
-fn run_distill(
-    args: &DistillArgs,
-    teacher: Option<&Teacher>,
-    student: Student,
-    teachers: Teachers,
-    vocab: usize,
-) -> anyhow::Result<ExitCode> {
-    let data_path = data_path(args)?;
+fn run_distill(args: &DistillArgs, run: Run<'_>) -> anyhow::Result<ExitCode> {
+    let Run {
+        teacher,
+        student,
+        teachers,
+        vocab,
+        comm,
+    } = run;
+    let lead = comm.rank() == 0;
+    let data_path = data_path(args, comm)?;
     let opts = DataOptions {
         loss_on: args.loss_on.into(),
         ..data_options(&args.data_opts, student.model.config(), args.val_fraction)?
@@ -690,26 +739,35 @@ fn run_distill(
         dir: args.out.clone(),
         progress: !args.quiet,
     };
-    eprintln!(
-        "distilling {} into a student of {} parameters ({} trained) with {:?} on {} examples for {} steps",
-        teacher.map_or("the cached teacher", |t| t.name.as_str()),
-        student.model.config().num_parameters(),
-        student.model.trainable_parameters(),
-        distiller.spec.loss,
-        data.train.len(),
-        options.steps
-    );
+    if lead {
+        eprintln!(
+            "distilling {} into a student of {} parameters ({} trained) with {:?} on {} examples for {} steps{}",
+            teacher.map_or("the cached teacher", |t| t.name.as_str()),
+            student.model.config().num_parameters(),
+            student.model.trainable_parameters(),
+            distiller.spec.loss,
+            data.train.len(),
+            options.steps,
+            match comm.size() {
+                1 => String::new(),
+                n => format!(" on {n} data-parallel ranks"),
+            }
+        );
+    }
     let stop = stop_flag()?;
     let started = Instant::now();
-    let report = herd_train::train_with(
-        &student.model,
-        &data,
-        &options,
-        &files,
-        args.resume,
-        &|_| stop.load(Ordering::SeqCst),
-        &distiller,
-    )?;
+    let session = Session {
+        files: &files,
+        resume: args.resume,
+        stop: &|_| stop.load(Ordering::SeqCst),
+        objective: &distiller,
+        comm,
+    };
+    let report = herd_train::train_in(&student.model, &data, &options, &session)?;
+    if !lead {
+        // Rank 0 reports and writes the student.
+        return Ok(ExitCode::from(if report.interrupted { 130 } else { 0 }));
+    }
     eprintln!("{report}");
     if report.interrupted {
         eprintln!(

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use herd_dist::Communicator;
 use herd_model::Config;
 use herd_shop::report::{write_comparison, ModelScore};
 use herd_train::TrainModel;
@@ -41,18 +42,27 @@ pub fn finished(out: &Path) -> bool {
 }
 
 /// The baseline, the untrained student and the report, each skipped when
-/// already complete.
-pub fn run(args: &DistillArgs) -> anyhow::Result<ExitCode> {
+/// already complete. The baseline trains on every rank of `comm`; rank 0
+/// alone scores the models and writes the report.
+pub fn run(args: &DistillArgs, comm: &dyn Communicator) -> anyhow::Result<ExitCode> {
     let baseline = baseline_args(args);
-    if !finished(&baseline.out) {
-        eprintln!(
-            "training the same student on cross-entropy only → {}",
-            baseline.out.display()
-        );
-        let code = train_student(baseline.clone())?;
+    // Every rank must agree on whether the baseline trains (rank 0's view).
+    let mut todo = vec![u8::from(!finished(&baseline.out))];
+    comm.broadcast(0, &mut todo)?;
+    if todo[0] == 1 {
+        if comm.rank() == 0 {
+            eprintln!(
+                "training the same student on cross-entropy only → {}",
+                baseline.out.display()
+            );
+        }
+        let code = train_student(baseline.clone(), comm)?;
         if code != ExitCode::SUCCESS {
             return Ok(code);
         }
+    }
+    if comm.rank() != 0 {
+        return Ok(ExitCode::SUCCESS);
     }
     let untrained = untrained(args)?;
     let models = [

@@ -2,8 +2,13 @@
 //! ranks. Every rank opens the model and loads only its shard; rank 0
 //! tokenizes, samples and prints (or runs the HTTP server and the serving
 //! engine), and broadcasts each step; the others follow.
+//!
+//! `--comm` picks the library that moves tensors between the ranks: MPI
+//! (CPU memory, any network) or NCCL (GPUs, cargo feature `cuda`); MPI
+//! always starts the job. A backend that cannot start is reported on every
+//! rank before any of them exits.
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 /// Tensor × pipeline parallelism across the ranks `mpirun` starts.
 #[derive(Debug, Args)]
@@ -17,7 +22,51 @@ pub struct ParallelArgs {
     /// Seconds a rank waits on its peers before it ends the job with an error.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     pub comm_timeout: u64,
+    #[command(flatten)]
+    pub comm: CommArgs,
 }
+
+/// The library that moves tensors between ranks (`--comm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// OpenMPI: host memory over shared memory or any network.
+    Mpi,
+    /// NVIDIA NCCL on one GPU per rank (a herd built with `--features cuda`).
+    Nccl,
+}
+
+#[cfg(feature = "mpi")]
+impl Backend {
+    /// The flag's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Mpi => "mpi",
+            Backend::Nccl => "nccl",
+        }
+    }
+}
+
+/// `--comm`, shared by the parallel commands and data-parallel training.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct CommArgs {
+    /// Library that moves tensors between ranks: mpi, or nccl (one GPU per
+    /// rank; needs a herd built with `--features cuda`).
+    #[arg(long = "comm", value_enum, default_value_t = Backend::Mpi)]
+    pub backend: Backend,
+}
+
+impl CommArgs {
+    /// An error when this binary cannot provide the backend at all (in one
+    /// process; under mpirun `connect` reports it on every rank).
+    pub fn check_built(&self) -> anyhow::Result<()> {
+        if self.backend == Backend::Nccl && !cfg!(feature = "cuda") {
+            anyhow::bail!("{WITHOUT_CUDA}");
+        }
+        Ok(())
+    }
+}
+
+const WITHOUT_CUDA: &str = "--comm nccl needs a herd built with NCCL support; rebuild with      `cargo build --release -p herd --features cuda` (needs libopenmpi-dev and libclang-dev;      libcuda and libnccl are loaded at run time) or use --comm mpi";
 
 /// Ranks `mpirun` started in this process's job (1 outside mpirun).
 fn mpi_ranks() -> usize {
@@ -27,26 +76,81 @@ fn mpi_ranks() -> usize {
         .unwrap_or(1)
 }
 
-/// The data-parallel group of `herd finetune`/`herd train`: every rank of
-/// the `mpirun` job, or this process alone.
-pub fn data_parallel() -> anyhow::Result<Box<dyn herd_dist::Communicator>> {
+/// The data-parallel group of `herd finetune`/`train`/`distill`: every
+/// rank of the `mpirun` job, or this process alone. `None`: the backend
+/// could not start and every rank has said why (exit with failure).
+pub fn data_parallel(comm: CommArgs) -> anyhow::Result<Option<Box<dyn herd_dist::Communicator>>> {
     match mpi_ranks() {
-        1 => Ok(Box::new(herd_dist::Local)),
-        ranks => mpi_world(ranks),
+        1 => {
+            comm.check_built()?;
+            Ok(Some(Box::new(herd_dist::Local)))
+        }
+        ranks => mpi_world(ranks, comm.backend),
     }
 }
 
 #[cfg(feature = "mpi")]
-fn mpi_world(_ranks: usize) -> anyhow::Result<Box<dyn herd_dist::Communicator>> {
-    Ok(Box::new(herd_dist::Mpi::init()?))
+fn mpi_world(
+    _ranks: usize,
+    backend: Backend,
+) -> anyhow::Result<Option<Box<dyn herd_dist::Communicator>>> {
+    connect(backend)
 }
 
 #[cfg(not(feature = "mpi"))]
-fn mpi_world(ranks: usize) -> anyhow::Result<Box<dyn herd_dist::Communicator>> {
+fn mpi_world(
+    ranks: usize,
+    _backend: Backend,
+) -> anyhow::Result<Option<Box<dyn herd_dist::Communicator>>> {
     anyhow::bail!(
         "mpirun started {ranks} ranks for data-parallel training, but this herd was built \
          without MPI; rebuild with `cargo build --release -p herd --features mpi`"
     )
+}
+
+/// Joins the `mpirun` job and starts `backend` over it. `None`: it could
+/// not start, and every rank has printed why.
+#[cfg(feature = "mpi")]
+pub fn connect(backend: Backend) -> anyhow::Result<Option<Box<dyn herd_dist::Communicator>>> {
+    let world = herd_dist::Mpi::init()?;
+    let started = match backend {
+        Backend::Mpi => return Ok(Some(Box::new(world))),
+        Backend::Nccl => nccl(&world),
+    };
+    match started {
+        Ok(comm) => Ok(Some(comm)),
+        Err(e) => {
+            report_everywhere(&world, &e)?;
+            Ok(None)
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn nccl(world: &herd_dist::Mpi) -> Result<Box<dyn herd_dist::Communicator>, String> {
+    match herd_dist::Nccl::init(world) {
+        Ok(nccl) => Ok(Box::new(nccl)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(all(feature = "mpi", not(feature = "cuda")))]
+fn nccl(_world: &herd_dist::Mpi) -> Result<Box<dyn herd_dist::Communicator>, String> {
+    Err(WITHOUT_CUDA.to_string())
+}
+
+/// Prints `error` on this rank and waits until every rank has printed its
+/// own (mpirun ends the job at the first rank that exits with failure).
+/// One write, so mpirun does not interleave the ranks' lines.
+#[cfg(feature = "mpi")]
+pub fn report_everywhere(
+    world: &dyn herd_dist::Communicator,
+    error: &dyn std::fmt::Display,
+) -> anyhow::Result<()> {
+    let line = format!("error: rank {}: {error}\n", world.rank());
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    world.barrier()?;
+    Ok(())
 }
 
 impl ParallelArgs {
@@ -63,6 +167,7 @@ impl ParallelArgs {
                  TP × PP = {ranks}"
             );
         }
+        self.comm.check_built()?;
         Ok(false)
     }
 }
@@ -97,7 +202,7 @@ mod with_mpi {
     use std::process::ExitCode;
     use std::time::Duration;
 
-    use herd_dist::{Communicator, Mpi};
+    use herd_dist::CommStats;
     use herd_engine::EngineHandle;
     use herd_parallel::{load_shard, Layout, Leader, ParallelError, ParallelLlama};
 
@@ -114,23 +219,38 @@ mod with_mpi {
         /// job that could not load the model (every rank said why).
         Done(ExitCode),
         /// Rank 0, with the model's tokenizer and name for its users.
-        Lead(Leader, Loaded),
+        Lead(Box<(Leader, Loaded)>),
     }
 
     pub fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         let (leader, loaded) = match join(&args.model, &args.parallel, &args.draft)? {
             Joined::Done(code) => return Ok(code),
-            Joined::Lead(leader, loaded) => (leader, loaded),
+            Joined::Lead(lead) => *lead,
         };
         // An error here drops the leader, which releases the followers.
         let request = request(&args, &loaded)?;
         let mut cache = leader.new_cache();
+        // Communication counters at the first and the latest token: their
+        // difference is the traffic of the decode steps between them.
+        let mut marks: Option<(CommStats, CommStats, u64)> = None;
         let streamed = stream(&args, &loaded.tokenizer, &request, |on_token| {
-            herd_engine::generate(&leader, &mut cache, &request, on_token)
+            herd_engine::generate(&leader, &mut cache, &request, |token| {
+                let now = leader.world().stats();
+                let (first, _, tokens) = marks.unwrap_or((now, now, 0));
+                marks = Some((first, now, tokens + 1));
+                on_token(token)
+            })
         });
         match streamed {
             Ok(code) => {
                 leader.stop()?;
+                if let Some((first, last, tokens @ 2..)) = marks {
+                    eprintln!(
+                        "[communication per decoded token on rank 0 (--comm {}): {}]",
+                        args.parallel.comm.backend.name(),
+                        (last - first).per(tokens - 1)
+                    );
+                }
                 Ok(code)
             }
             Err(e) => {
@@ -146,7 +266,7 @@ mod with_mpi {
     pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let (leader, loaded) = match join(&args.model, &args.parallel, &args.draft)? {
             Joined::Done(code) => return Ok(code),
-            Joined::Lead(leader, loaded) => (leader, loaded),
+            Joined::Lead(lead) => *lead,
         };
         if !args.agents.is_empty() {
             anyhow::bail!(
@@ -165,7 +285,9 @@ mod with_mpi {
         parallel: &ParallelArgs,
         draft: &DraftArgs,
     ) -> anyhow::Result<Joined> {
-        let world = Mpi::init()?;
+        let Some(world) = super::connect(parallel.comm.backend)? else {
+            return Ok(Joined::Done(ExitCode::FAILURE));
+        };
         let rank = world.rank();
         let layout = Layout {
             tp: parallel.tp,
@@ -195,20 +317,16 @@ mod with_mpi {
             Ok((checkpoint, tokenizer, name)) => (Ok(checkpoint), Some((tokenizer, name))),
             Err(e) => (Err(ParallelError::Open(format!("{e:#}"))), None),
         };
-        let shard = match load_shard(opened, &world, layout) {
+        let shard = match load_shard(opened, &*world, layout) {
             Ok(shard) => shard,
             Err(e) => {
-                // Every rank reached this verdict: print it everywhere before
-                // any rank exits (mpirun ends the job at the first failure).
-                // One write, so mpirun does not interleave ranks' lines.
-                let line = format!("error: rank {rank}: {e}\n");
-                let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
-                world.barrier()?;
+                // Every rank reached this verdict: print it everywhere.
+                super::report_everywhere(&*world, &e)?;
                 return Ok(Joined::Done(ExitCode::FAILURE));
             }
         };
         let timeout = Duration::from_secs(parallel.comm_timeout.max(1));
-        let par = ParallelLlama::new(shard, Box::new(world), layout, timeout)?;
+        let par = ParallelLlama::new(shard, world, layout, timeout)?;
         if rank != 0 {
             if let Err(e) = par.follow() {
                 eprintln!("error: rank {rank}: {e}");
@@ -226,6 +344,6 @@ mod with_mpi {
             name,
         };
         check_vocab(&loaded.model, &loaded.tokenizer, &loaded.name)?;
-        Ok(Joined::Lead(leader, loaded))
+        Ok(Joined::Lead(Box::new((leader, loaded))))
     }
 }

@@ -104,6 +104,8 @@ pub struct TrainingArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub comm: crate::parallel::CommArgs,
 }
 
 /// `herd finetune`.
@@ -230,6 +232,7 @@ struct Job {
     options: TrainOptions,
     files: RunFiles,
     resume: bool,
+    comm: crate::parallel::CommArgs,
 }
 
 /// `--seq-len`, or the model's context capped at 1024; longer than the
@@ -307,6 +310,7 @@ impl Job {
             options,
             files,
             resume: args.resume,
+            comm: args.comm,
         })
     }
 
@@ -318,7 +322,9 @@ impl Job {
         base_name: &str,
     ) -> anyhow::Result<ExitCode> {
         // Under `mpirun -np N`: N data-parallel ranks share every batch.
-        let comm = crate::parallel::data_parallel()?;
+        let Some(comm) = crate::parallel::data_parallel(self.comm)? else {
+            return Ok(ExitCode::FAILURE);
+        };
         let lead = comm.rank() == 0;
         if lead {
             eprintln!(
