@@ -584,6 +584,9 @@ fn distill(args: DistillArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let report = crate::distill_report::applies(&args);
+    if report && args.report_cases == 0 {
+        anyhow::bail!("--report-cases must be at least 1 (or pass --no-report)");
+    }
     // A finished distillation whose baseline or report was interrupted.
     if report && args.resume && crate::distill_report::finished(&args.out) {
         return crate::distill_report::run(&args, comm);
