@@ -299,6 +299,10 @@ fn mismatched_tokenizers_and_empty_data_are_clear_errors() {
         "--quiet",
     ];
     assert_fails_with(&herd_in(tmp.path(), &pair), "do not share a vocabulary");
+    // A report of no test cases is refused before anything trains.
+    let no_cases = herd_in(tmp.path(), &["distill", "--report-cases", "0"]);
+    assert_fails_with(&no_cases, "--report-cases must be at least 1");
+    assert!(!tmp.path().join("distilled").exists());
     // A cache from another teacher's tokenizer.
     let cache = s(&tmp.path().join("tiny-cache"));
     assert_ok(&herd_in(
