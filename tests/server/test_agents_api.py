@@ -14,18 +14,17 @@ bad conversation ids are clear errors.
 import concurrent.futures
 import json
 import os
-import re
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import unittest
 import urllib.error
 import urllib.request
 
 import openai
+
+import herd_server
 
 HERD = os.environ.get("HERD_BIN", "target/debug/herd")
 AGENT = "shop-support"
@@ -48,22 +47,7 @@ def agent_dir():
 
 def start_server():
     global SERVER, BASE
-    SERVER = subprocess.Popen(
-        [HERD, "--threads", "2", "serve", "--port", "0", "--kv-cache-memory", "64MiB", "--agents", agent_dir()],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        line = SERVER.stderr.readline()
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            BASE = match.group(1)
-            threading.Thread(target=SERVER.stderr.read, daemon=True).start()
-            return
-        if not line and SERVER.poll() is not None:
-            break
-    raise RuntimeError("herd serve did not start")
+    SERVER, BASE = herd_server.start(HERD, ["--kv-cache-memory", "64MiB", "--agents", agent_dir()])
 
 
 def setUpModule():

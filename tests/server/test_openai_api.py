@@ -10,8 +10,6 @@ seed twice) rather than content.
 
 import json
 import os
-import re
-import subprocess
 import sys
 import threading
 import time
@@ -20,6 +18,8 @@ import urllib.error
 import urllib.request
 
 import openai
+
+import herd_server
 
 HERD = os.environ.get("HERD_BIN", "target/debug/herd")
 KEY = "test-key"
@@ -30,22 +30,7 @@ BASE = None
 
 def setUpModule():
     global SERVER, BASE
-    SERVER = subprocess.Popen(
-        [HERD, "--threads", "2", "serve", "--port", "0", "--api-key", KEY, "--kv-cache-memory", "64MiB"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        line = SERVER.stderr.readline()
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            BASE = match.group(1)
-            threading.Thread(target=SERVER.stderr.read, daemon=True).start()
-            return
-        if not line and SERVER.poll() is not None:
-            break
-    raise RuntimeError("herd serve did not start")
+    SERVER, BASE = herd_server.start(HERD, ["--api-key", KEY, "--kv-cache-memory", "64MiB"])
 
 
 def tearDownModule():

@@ -5,32 +5,19 @@
 // order's real status (the status in the row, as the corpus words it).
 //
 //   node tests/server/browser/agent_page.mjs [path/to/herd]   (default target/debug/herd)
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
+import { serve } from "./serve.mjs";
 
 const herd = process.argv[2] || process.env.HERD_BIN || "target/debug/herd";
 const tmp = mkdtempSync(join(tmpdir(), "herd-agent-page-"));
 const dir = join(tmp, "support");
 execFileSync(herd, ["agent", "new", "--template", "shop-support", dir]);
-const server = spawn(herd, ["--threads", "2", "serve", "--port", "0", "--agents", dir], { stdio: ["ignore", "ignore", "pipe"] });
-const base = await new Promise((resolve, reject) => {
-  let err = "";
-  let timer;
-  server.stderr.on("data", (d) => {
-    err += d;
-    const m = err.match(/listening on (http:\/\/\S+)/);
-    if (m) {
-      clearTimeout(timer);
-      resolve(m[1]);
-    }
-  });
-  server.on("exit", (code) => reject(new Error(`herd serve exited (${code}): ${err}`)));
-  timer = setTimeout(() => reject(new Error("herd serve did not start")), 60000);
-});
+const { server, base } = await serve(herd, ["--agents", dir]);
 
 // How the corpus words each status (herd-shop's phrasebook keywords).
 const WORDS = {

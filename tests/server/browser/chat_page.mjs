@@ -4,29 +4,14 @@
 // request's KV blocks).
 //
 //   node tests/server/browser/chat_page.mjs [path/to/herd]   (default target/debug/herd)
-import { spawn } from "node:child_process";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
+import { serve } from "./serve.mjs";
 
 const herd = process.argv[2] || process.env.HERD_BIN || "target/debug/herd";
 // The random-weight fixture, not the embedded teacher: it writes until its token
 // budget, which the stop-button check needs (the teacher answers in a sentence).
-const server = spawn(herd, ["--threads", "2", "serve", "--port", "0", "--model", "tests/fixtures/models/llama32-tied",
-                            "--served-model-name", "herd-embedded"], { stdio: ["ignore", "ignore", "pipe"] });
-const base = await new Promise((resolve, reject) => {
-  let err = "";
-  let timer;
-  server.stderr.on("data", (d) => {
-    err += d;
-    const m = err.match(/listening on (http:\/\/\S+)/);
-    if (m) {
-      clearTimeout(timer);
-      resolve(m[1]);
-    }
-  });
-  server.on("exit", (code) => reject(new Error(`herd serve exited (${code}): ${err}`)));
-  timer = setTimeout(() => reject(new Error("herd serve did not start")), 60000);
-});
+const { server, base } = await serve(herd, ["--model", "tests/fixtures/models/llama32-tied", "--served-model-name", "herd-embedded"]);
 
 async function kvBlocksUsed() {
   const text = await (await fetch(base + "/metrics")).text();
