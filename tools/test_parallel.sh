@@ -143,8 +143,8 @@ PY
 dp_matches() {
     local name=$1
     shift
-    "$herd" "$@" --out "$tmp/$name.dp1" 2>"$tmp/$name.dp1.log" || { cat "$tmp/$name.dp1.log"; exit 1; }
-    mpi 2 "$herd" "$@" --out "$tmp/$name.dp2" 2>"$tmp/$name.dp2.log" || { cat "$tmp/$name.dp2.log"; exit 1; }
+    "$herd" "$@" --out "$tmp/$name.dp1" >/dev/null 2>"$tmp/$name.dp1.log" || { cat "$tmp/$name.dp1.log"; exit 1; }
+    mpi 2 "$herd" "$@" --out "$tmp/$name.dp2" >/dev/null 2>"$tmp/$name.dp2.log" || { cat "$tmp/$name.dp2.log"; exit 1; }
     grep -q "on 2 data-parallel ranks" "$tmp/$name.dp2.log" || { echo "FAIL: no data-parallel run"; cat "$tmp/$name.dp2.log"; exit 1; }
     same_curve "$tmp/$name.dp1" "$tmp/$name.dp2" "$name"
 }
@@ -157,10 +157,10 @@ dp_matches finetune finetune --model "$tiny" --full --steps 4 --lr 1e-2 "${batch
 # Distillation into a fresh student (tiny's shapes, random weights), with the
 # teacher online, then from a top-8 teacher cache into an existing student.
 dp_matches distill-online distill --teacher "$tiny" \
-    --student-config "$tiny/config.json" --steps 3 --lr 1e-2 "${batch[@]}"
+    --student-config "$tiny/config.json" --steps 4 --lr 3e-3 "${batch[@]}"
 "$herd" teacher-cache --teacher "$tiny" --data tests/fixtures/train/chat.jsonl --seq-len 256 \
     -k 8 -o "$tmp/cache" >/dev/null 2>&1
-dp_matches distill-cache distill --cache "$tmp/cache" --student "$bf16" --steps 3 \
+dp_matches distill-cache distill --cache "$tmp/cache" --student "$bf16" --steps 4 \
     --lr 1e-3 "${batch[@]}"
 [ -f "$tmp/distill-cache.dp2/summary.json" ] || { echo "FAIL: rank 0 wrote no summary"; exit 1; }
 

@@ -66,7 +66,9 @@ impl CommArgs {
     }
 }
 
-const WITHOUT_CUDA: &str = "--comm nccl needs a herd built with NCCL support; rebuild with      `cargo build --release -p herd --features cuda` (needs libopenmpi-dev and libclang-dev;      libcuda and libnccl are loaded at run time) or use --comm mpi";
+const WITHOUT_CUDA: &str = "--comm nccl needs a herd built with NCCL support; rebuild with \
+     `cargo build --release -p herd --features cuda` (needs libopenmpi-dev and libclang-dev; \
+     libcuda and libnccl are loaded at run time) or use --comm mpi";
 
 /// Ranks `mpirun` started in this process's job (1 outside mpirun).
 fn mpi_ranks() -> usize {
