@@ -47,8 +47,7 @@ fn echo_model_with_context(messages: usize) -> Arc<ScriptedModel> {
             .next()
             .unwrap()
             .split_whitespace()
-            .filter(|w| w.parse::<u32>().is_ok())
-            .last()
+            .rfind(|w| w.parse::<u32>().is_ok())
             .unwrap_or("0")
             .to_owned();
         call("lookup_order", &format!("{{\"order_id\": {number}}}"))

@@ -48,7 +48,7 @@ pub fn student_config(teacher: &Config, fraction: f64) -> Option<Config> {
         let heads = hidden / head_dim;
         let kv = [4, 3, 2, 1]
             .into_iter()
-            .find(|d| heads % d == 0)
+            .find(|d| heads.is_multiple_of(*d))
             .map_or(1, |d| heads / d);
         Config {
             hidden_size: hidden,

@@ -104,7 +104,7 @@ fn files(dir: &Path) -> Vec<(String, serde_json::Value, Vec<u8>)> {
 
 #[test]
 fn an_interrupted_shard_resumes_from_its_journal() {
-    let tokenizer = Tokenizer::from_dir(&teacher_dir()).expect("tokenizer");
+    let tokenizer = Tokenizer::from_dir(teacher_dir()).expect("tokenizer");
     let opts = DataOptions {
         loss_on: LossOn::Assistant,
         skip_bad_records: false,

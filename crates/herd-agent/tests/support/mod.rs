@@ -11,8 +11,11 @@ use herd_tokenizer::{Message, Role};
 
 /// A model whose replies are computed from the dialog by a closure, and
 /// which remembers every dialog it was shown.
+/// How a scripted model answers a dialog.
+type Script = Box<dyn Fn(&[Message]) -> String + Send + Sync>;
+
 pub struct ScriptedModel {
-    reply: Box<dyn Fn(&[Message]) -> String + Send + Sync>,
+    reply: Script,
     /// The most messages a dialog may have, a stand-in for a context length.
     context: usize,
     pub seen: Mutex<Vec<Vec<Message>>>,
