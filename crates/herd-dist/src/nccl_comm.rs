@@ -119,6 +119,10 @@ impl Communicator for Nccl {
     }
 
     fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
+        // A group of one (TP 1 inside a pipeline stage) moves nothing.
+        if self.size() == 1 {
+            return Ok(());
+        }
         self.counters.time(Op::AllReduce, size_of_val(buf), || {
             self.on_device(buf, "all-reduce", |dev| {
                 self.comm
