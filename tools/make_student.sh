@@ -4,7 +4,7 @@
 # CE-only baseline, untrained student, report), then a copy into models/.
 #
 #   cargo build --release -p herd
-#   bash tools/make_student.sh [RUN_DIR]        # default runs/student; about 15 min on 2 idle cores
+#   bash tools/make_student.sh [RUN_DIR]        # default runs/student; about 25 min on 2 cores
 #   cargo build --release -p herd               # embeds the new student
 #
 # Extra arguments after RUN_DIR go to `herd distill` (e.g. --steps 100).
