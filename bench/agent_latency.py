@@ -19,33 +19,22 @@ import argparse
 import concurrent.futures
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "server"))
+import herd_server  # noqa: E402  (the tests' `herd serve` starter)
 HERD = ROOT / "target" / "release" / "herd"
 
 
 def serve(agent_dir, model):
-    args = [str(HERD), "serve", "--port", "0", "--agents", str(agent_dir)]
-    if model:
-        args += ["--model", str(model)]
-    server = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
-    while True:
-        line = server.stderr.readline()
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            threading.Thread(target=server.stderr.read, daemon=True).start()
-            return server, match.group(1)
-        if not line and server.poll() is not None:
-            raise RuntimeError("herd serve did not start")
+    return herd_server.start(str(HERD), ["--agents", str(agent_dir)] + (["--model", str(model)] if model else []))
 
 
 def ask(base, text, conversation_id=None):

@@ -66,13 +66,7 @@ impl Communicator for Local {
     }
 
     fn all_gather(&self, local: &[f32], out: &mut [f32]) -> Result<()> {
-        if out.len() != local.len() {
-            return Err(DistError::Comm(format!(
-                "all_gather into {} values from {} on 1 rank",
-                out.len(),
-                local.len()
-            )));
-        }
+        check_gather(local, out, 1)?;
         out.copy_from_slice(local);
         Ok(())
     }
@@ -111,6 +105,18 @@ pub(crate) fn check_rank(rank: usize, size: usize) -> Result<()> {
     if rank >= size {
         return Err(DistError::Comm(format!(
             "rank {rank} does not exist among {size}"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that `out` holds exactly `size` ranks' worth of `local`.
+pub(crate) fn check_gather(local: &[f32], out: &[f32], size: usize) -> Result<()> {
+    if out.len() != local.len() * size {
+        return Err(DistError::Comm(format!(
+            "all_gather into {} values from {} on {size} ranks",
+            out.len(),
+            local.len()
         )));
     }
     Ok(())

@@ -12,7 +12,7 @@ use mpi::environment::Threading;
 use mpi::topology::{Color, Communicator as _, SimpleCommunicator};
 use mpi::traits::*;
 
-use crate::comm::{check_rank, Communicator};
+use crate::comm::{check_gather, check_rank, Communicator};
 use crate::error::{DistError, Result};
 use crate::stats::{CommStats, Counters, Op};
 
@@ -113,14 +113,7 @@ impl Communicator for Mpi {
     }
 
     fn all_gather(&self, local: &[f32], out: &mut [f32]) -> Result<()> {
-        if out.len() != local.len() * self.size() {
-            return Err(DistError::Comm(format!(
-                "all_gather into {} values from {} on {} ranks",
-                out.len(),
-                local.len(),
-                self.size()
-            )));
-        }
+        check_gather(local, out, self.size())?;
         let bytes = size_of_val(out);
         self.counters.time(Op::AllGather, bytes, || {
             self.world.all_gather_into(local, out)

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaContext, CudaStream};
 use cudarc::nccl::{Comm, Id, ReduceOp};
 
-use crate::comm::{check_rank, Communicator};
+use crate::comm::{check_gather, check_rank, Communicator};
 use crate::error::{DistError, Result};
 use crate::mpi_comm::Mpi;
 use crate::stats::{CommStats, Counters, Op};
@@ -134,14 +134,7 @@ impl Communicator for Nccl {
     }
 
     fn all_gather(&self, local: &[f32], out: &mut [f32]) -> Result<()> {
-        if out.len() != local.len() * self.size() {
-            return Err(DistError::Comm(format!(
-                "all_gather into {} values from {} on {} ranks",
-                out.len(),
-                local.len(),
-                self.size()
-            )));
-        }
+        check_gather(local, out, self.size())?;
         self.counters.time(Op::AllGather, size_of_val(out), || {
             let send = self
                 .stream

@@ -7,6 +7,7 @@ mod chat;
 mod data;
 mod distill;
 mod distill_report;
+mod distill_student;
 mod draft;
 mod eval;
 mod eval_remote;
